@@ -1,0 +1,142 @@
+//! Extractors for strict JSON bodies, the `Idempotency-Key` header and scope path segments.
+
+use crate::error::ApiError;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tally_schema::api::{FieldError, Validate, decode};
+use tally_schema::ids::IdempotencyKey;
+
+/// A body that must be `application/json`, within the route's size limit, decode strictly
+/// and pass its [`Validate`] rules.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or_default();
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                FieldError {
+                    problem: tally_schema::api::Problem::Malformed,
+                    code: "unreadable_body",
+                    field: String::new(),
+                    message: rejection.body_text(),
+                }
+                .into()
+            }
+        })?;
+        Ok(JsonBody(decode(&bytes)?))
+    }
+}
+
+/// The body limit of the current route, so a 413 can say what the limit is.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+fn is_json(value: Option<&header::HeaderValue>) -> bool {
+    let Some(Ok(value)) = value.map(|v| v.to_str()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// The optional `Idempotency-Key` header.
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let invalid = |message: String| {
+            ApiError::from(FieldError::invalid(
+                "invalid_value",
+                "Idempotency-Key",
+                message,
+            ))
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| invalid("must be visible ASCII".into()))?;
+        let key = IdempotencyKey::try_from(text.to_owned()).map_err(|e| invalid(e.to_string()))?;
+        Ok(Self(Some(key)))
+    }
+}
+
+impl IdempotencyHeader {
+    /// The key for this request: the header's or the body's `id`; both must agree.
+    pub fn merge(
+        self,
+        body_id: Option<IdempotencyKey>,
+    ) -> Result<Option<IdempotencyKey>, ApiError> {
+        match (self.0, body_id) {
+            (Some(h), Some(b)) if h != b => Err(FieldError::invalid(
+                "conflicting_idempotency_key",
+                "id",
+                "differs from the Idempotency-Key header",
+            )
+            .into()),
+            (h, b) => Ok(h.or(b)),
+        }
+    }
+}
+
+/// Parses a scope from the path; an id that cannot exist is a 404 naming the parameter.
+pub fn scope<T>(name: &str, raw: String) -> Result<T, ApiError>
+where
+    T: TryFrom<String, Error = tally_schema::ids::IdError>,
+{
+    T::try_from(raw).map_err(|e| ApiError::NotFound {
+        field: name.to_owned(),
+        message: format!("no such {name}: the id {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let v = |s: &'static str| Some(header::HeaderValue::from_static(s));
+        assert!(is_json(v("application/json").as_ref()));
+        assert!(is_json(v("Application/JSON; charset=utf-8").as_ref()));
+        assert!(!is_json(v("text/plain").as_ref()));
+        assert!(!is_json(v("application/jsonx").as_ref()));
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn header_and_body_keys_must_agree() {
+        let k = |s: &str| IdempotencyKey::try_from(s.to_owned()).unwrap();
+        assert!(IdempotencyHeader(Some(k("a"))).merge(Some(k("b"))).is_err());
+        assert_eq!(
+            IdempotencyHeader(Some(k("a"))).merge(Some(k("a"))).unwrap(),
+            Some(k("a"))
+        );
+        assert_eq!(
+            IdempotencyHeader(None).merge(Some(k("b"))).unwrap(),
+            Some(k("b"))
+        );
+        assert_eq!(IdempotencyHeader(None).merge(None).unwrap(), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! `ingest`: the thin edge of Tally.
+//!
+//! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
+//! - [`server`]: the shared [`server::AppState`], [`server::app`] and [`server::serve`].
+//! - [`routes`]: one module per API area, each exporting `router()`.
+//! - [`extract`]: the strict JSON body and `Idempotency-Key` extractors.
+//! - [`publisher`]: JetStream publishing with the ack awaited and a bounded timeout.
+//! - [`error`]: the one HTTP error type and its JSON body.
+//! - [`telemetry`]: request metrics by route and status.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod publisher;
+pub mod routes;
+pub mod server;
+pub mod telemetry;
+
+pub use config::IngestConfig;
+pub use server::serve;

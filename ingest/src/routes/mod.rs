@@ -1,0 +1,29 @@
+//! The API, one module per area. Each exports `router()`.
+
+pub mod arenas;
+pub mod events;
+pub mod ops;
+pub mod polls;
+pub mod tournaments;
+
+use crate::config::IngestConfig;
+use crate::extract::BodyLimit;
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+pub fn router(config: &IngestConfig) -> Router<AppState> {
+    let single = config.body_limit_bytes;
+    Router::new()
+        .merge(with_limit(polls::router(), single))
+        .merge(with_limit(arenas::router(), single))
+        .merge(with_limit(tournaments::router(), single))
+        .merge(with_limit(events::router(), config.batch_body_limit_bytes))
+        .merge(ops::router())
+}
+
+fn with_limit(router: Router<AppState>, limit: usize) -> Router<AppState> {
+    router
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(BodyLimit(limit)))
+}

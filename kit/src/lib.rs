@@ -1,0 +1,11 @@
+//! The service kit every Tally process shares, so no service repeats it:
+//!
+//! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
+//! - [`nats`]: connecting to NATS and declaring the event and dead-letter streams.
+//! - [`shutdown`]: the signal future that `serve` functions take.
+//! - [`ops`]: `/healthz` and `/metrics` routes.
+
+pub mod nats;
+pub mod ops;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,534 @@
+//! HTTP request bodies and their validation: strict (unknown fields are refused) and
+//! field-level (every error names the field and the reason).
+//!
+//! [`decode`] turns bytes into a body or a [`FieldError`]; [`Validate`] adds the rules types
+//! cannot express; [`decode_batch_item`] reuses both for one item of `POST /v1/events`.
+
+use crate::event::{Event, PairVote, PollVote, Registration, Score};
+use crate::ids::{
+    ArenaId, GroupId, IdempotencyKey, ItemId, MatchId, OptionId, PollId, SessionId, TeamId,
+    TournamentId, UserId, VoterId,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// At most this many options in one poll vote.
+pub const MAX_OPTIONS_PER_VOTE: usize = 32;
+/// Points of one score event stay within ±this.
+pub const MAX_ABS_POINTS: i64 = 1_000_000_000;
+/// At most this many items in one `POST /v1/events`.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// Whether a body was not JSON at all (400) or JSON with a bad value (422).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    Malformed,
+    Invalid,
+}
+
+/// A rejected body: which field, why, and a stable machine-readable code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub problem: Problem,
+    pub code: &'static str,
+    /// A path like `options[2]`; empty for the body as a whole.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn invalid(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            problem: Problem::Invalid,
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn nested(mut self, parent: &str) -> Self {
+        self.field = join_path(parent, &self.field);
+        self
+    }
+}
+
+fn join_path(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_owned(),
+        (_, true) => parent.to_owned(),
+        _ if child.starts_with('[') => format!("{parent}{child}"),
+        _ => format!("{parent}.{child}"),
+    }
+}
+
+/// Rules beyond what the types check.
+pub trait Validate {
+    fn validate(&self) -> Result<(), FieldError>;
+}
+
+/// Decodes and validates a JSON body.
+pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, FieldError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(de).map_err(field_error)?;
+    value.validate()?;
+    Ok(value)
+}
+
+fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(field_error)
+}
+
+/// Maps a serde error to the field it is about and a code.
+fn field_error(err: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let mut path = err.path().to_string();
+    if path == "." {
+        path.clear();
+    }
+    let inner = err.into_inner();
+    // serde_json appends " at line L column C"; the field path says more to an API user.
+    let full = inner.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_owned(),
+        None => full,
+    };
+    if !inner.is_data() {
+        return FieldError {
+            problem: Problem::Malformed,
+            code: "malformed_json",
+            field: String::new(),
+            message,
+        };
+    }
+    let named = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let (code, field) = if let Some(name) = named("unknown field `") {
+        // serde_path_to_error already points at the unknown key; keep the path as it is.
+        let field = if path.ends_with(&name) {
+            path
+        } else {
+            join_path(&path, &name)
+        };
+        ("unknown_field", field)
+    } else if let Some(name) = named("missing field `") {
+        ("missing_field", join_path(&path, &name))
+    } else if message.starts_with("invalid type") {
+        ("invalid_type", path)
+    } else {
+        ("invalid_value", path)
+    };
+    FieldError::invalid(code, field, message)
+}
+
+/// `POST /v1/polls/{poll}/votes`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollVoteBody {
+    /// Optional idempotency key (the `Idempotency-Key` header works too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<IdempotencyKey>,
+    pub voter: VoterId,
+    pub options: Vec<OptionId>,
+}
+
+impl Validate for PollVoteBody {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.options.is_empty() {
+            return Err(FieldError::invalid(
+                "empty",
+                "options",
+                "must name at least one option",
+            ));
+        }
+        if self.options.len() > MAX_OPTIONS_PER_VOTE {
+            return Err(FieldError::invalid(
+                "too_many",
+                "options",
+                format!("must name at most {MAX_OPTIONS_PER_VOTE} options"),
+            ));
+        }
+        for (i, option) in self.options.iter().enumerate() {
+            if self.options[..i].contains(option) {
+                return Err(FieldError::invalid(
+                    "duplicate",
+                    format!("options[{i}]"),
+                    format!("option '{option}' is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PollVoteBody {
+    pub fn into_event(self, poll: PollId) -> Event {
+        Event::PollVote(PollVote {
+            poll,
+            voter: self.voter,
+            options: self.options,
+        })
+    }
+}
+
+/// `POST /v1/arenas/{arena}/votes`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairVoteBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<IdempotencyKey>,
+    pub session: SessionId,
+    pub winner: ItemId,
+    pub loser: ItemId,
+}
+
+impl Validate for PairVoteBody {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.winner == self.loser {
+            return Err(FieldError::invalid(
+                "same_as_winner",
+                "loser",
+                "must differ from winner",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PairVoteBody {
+    pub fn into_event(self, arena: ArenaId) -> Event {
+        Event::PairVote(PairVote {
+            arena,
+            session: self.session,
+            winner: self.winner,
+            loser: self.loser,
+        })
+    }
+}
+
+/// `POST /v1/tournaments/{tournament}/scores`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<IdempotencyKey>,
+    #[serde(rename = "match")]
+    pub match_id: MatchId,
+    pub team: TeamId,
+    pub points: i64,
+}
+
+impl Validate for ScoreBody {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.points.abs() > MAX_ABS_POINTS {
+            return Err(FieldError::invalid(
+                "out_of_range",
+                "points",
+                format!("must be between -{MAX_ABS_POINTS} and {MAX_ABS_POINTS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ScoreBody {
+    pub fn into_event(self, tournament: TournamentId) -> Event {
+        Event::Score(Score {
+            tournament,
+            match_id: self.match_id,
+            team: self.team,
+            points: self.points,
+        })
+    }
+}
+
+/// `POST /v1/tournaments/{tournament}/registrations`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<IdempotencyKey>,
+    pub user: UserId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+}
+
+impl Validate for RegistrationBody {
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
+}
+
+impl RegistrationBody {
+    pub fn into_event(self, tournament: TournamentId) -> Event {
+        Event::Registration(Registration {
+            tournament,
+            user: self.user,
+            group: self.group,
+        })
+    }
+}
+
+/// `POST /v1/events`: items are decoded one by one, so one bad item fails alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    pub events: Vec<Box<serde_json::value::RawValue>>,
+}
+
+impl Validate for BatchBody {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.events.is_empty() {
+            return Err(FieldError::invalid(
+                "empty",
+                "events",
+                "must hold at least one event",
+            ));
+        }
+        if self.events.len() > MAX_BATCH_ITEMS {
+            return Err(FieldError::invalid(
+                "too_many",
+                "events",
+                format!("must hold at most {MAX_BATCH_ITEMS} events"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One item of a batch, as a client builds it: the single-route body plus `type` and scope.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BatchItem {
+    PollVote {
+        poll: PollId,
+        #[serde(flatten)]
+        body: PollVoteBody,
+    },
+    PairVote {
+        arena: ArenaId,
+        #[serde(flatten)]
+        body: PairVoteBody,
+    },
+    Score {
+        tournament: TournamentId,
+        #[serde(flatten)]
+        body: ScoreBody,
+    },
+    Registration {
+        tournament: TournamentId,
+        #[serde(flatten)]
+        body: RegistrationBody,
+    },
+}
+
+/// Decodes item `index` of a batch into its event and optional idempotency key. Field paths
+/// in errors are relative to the item (`options[1]`); the caller reports the index.
+pub fn decode_batch_item(
+    raw: &serde_json::value::RawValue,
+) -> Result<(Event, Option<IdempotencyKey>), FieldError> {
+    let value: serde_json::Value = serde_json::from_str(raw.get())
+        .map_err(|e| FieldError::invalid("malformed_json", "", e.to_string()))?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(FieldError::invalid("invalid_type", "", "must be an object"));
+    };
+    let kind = match map.remove("type") {
+        Some(serde_json::Value::String(kind)) => kind,
+        Some(_) => {
+            return Err(FieldError::invalid(
+                "invalid_type",
+                "type",
+                "must be a string",
+            ));
+        }
+        None => {
+            return Err(FieldError::invalid(
+                "missing_field",
+                "type",
+                "missing field `type`",
+            ));
+        }
+    };
+    fn scope<T: DeserializeOwned>(
+        map: &mut serde_json::Map<String, serde_json::Value>,
+        key: &'static str,
+    ) -> Result<T, FieldError> {
+        let value = map.remove(key).ok_or_else(|| {
+            FieldError::invalid("missing_field", key, format!("missing field `{key}`"))
+        })?;
+        decode_value(value).map_err(|e| e.nested(key))
+    }
+    fn body<T: DeserializeOwned + Validate>(
+        map: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<T, FieldError> {
+        let body: T = decode_value(serde_json::Value::Object(map))?;
+        body.validate()?;
+        Ok(body)
+    }
+    Ok(match kind.as_str() {
+        "poll_vote" => {
+            let poll = scope(&mut map, "poll")?;
+            let b: PollVoteBody = body(map)?;
+            (b.id.clone(), b.into_event(poll))
+        }
+        "pair_vote" => {
+            let arena = scope(&mut map, "arena")?;
+            let b: PairVoteBody = body(map)?;
+            (b.id.clone(), b.into_event(arena))
+        }
+        "score" => {
+            let tournament = scope(&mut map, "tournament")?;
+            let b: ScoreBody = body(map)?;
+            (b.id.clone(), b.into_event(tournament))
+        }
+        "registration" => {
+            let tournament = scope(&mut map, "tournament")?;
+            let b: RegistrationBody = body(map)?;
+            (b.id.clone(), b.into_event(tournament))
+        }
+        other => {
+            return Err(FieldError::invalid(
+                "invalid_value",
+                "type",
+                format!("unknown event type '{other}'; expected poll_vote, pair_vote, score or registration"),
+            ));
+        }
+    })
+    .map(|(id, event)| (event, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err<T: DeserializeOwned + Validate + std::fmt::Debug>(json: &str) -> FieldError {
+        decode::<T>(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_good_vote_decodes() {
+        let body: PollVoteBody = decode(br#"{"voter":"v1","options":["a","b"]}"#).unwrap();
+        assert_eq!(body.options.len(), 2);
+    }
+
+    #[test]
+    fn malformed_json_is_malformed() {
+        let e = err::<PollVoteBody>(r#"{"voter":"v1","options":["a""#);
+        assert_eq!((e.problem, e.code), (Problem::Malformed, "malformed_json"));
+        let e = err::<PollVoteBody>("");
+        assert_eq!(e.problem, Problem::Malformed);
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = err::<PollVoteBody>(r#"{"voter":"v1","options":["a"],"received_at":"x"}"#);
+        assert_eq!((e.code, e.field.as_str()), ("unknown_field", "received_at"));
+        assert_eq!(e.problem, Problem::Invalid);
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let e = err::<PairVoteBody>(r#"{"session":"s","winner":"a"}"#);
+        assert_eq!((e.code, e.field.as_str()), ("missing_field", "loser"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_nested_path() {
+        let e = err::<PollVoteBody>(r#"{"voter":"v1","options":["a",7]}"#);
+        assert_eq!((e.code, e.field.as_str()), ("invalid_type", "options[1]"));
+        let e = err::<ScoreBody>(r#"{"match":"m","team":"t","points":"3"}"#);
+        assert_eq!((e.code, e.field.as_str()), ("invalid_type", "points"));
+    }
+
+    #[test]
+    fn invalid_ids_name_the_field_and_the_rule() {
+        let e = err::<PollVoteBody>(r#"{"voter":"v 1","options":["a"]}"#);
+        assert_eq!((e.code, e.field.as_str()), ("invalid_value", "voter"));
+        assert!(e.message.contains("must only contain"), "{}", e.message);
+    }
+
+    #[test]
+    fn domain_rules_apply_after_decoding() {
+        let e = err::<PollVoteBody>(r#"{"voter":"v","options":[]}"#);
+        assert_eq!((e.code, e.field.as_str()), ("empty", "options"));
+        let e = err::<PollVoteBody>(r#"{"voter":"v","options":["a","b","a"]}"#);
+        assert_eq!((e.code, e.field.as_str()), ("duplicate", "options[2]"));
+        let many: Vec<String> = (0..33).map(|i| format!("\"o{i}\"")).collect();
+        let e = err::<PollVoteBody>(&format!(
+            r#"{{"voter":"v","options":[{}]}}"#,
+            many.join(",")
+        ));
+        assert_eq!(e.code, "too_many");
+        let e = err::<PairVoteBody>(r#"{"session":"s","winner":"a","loser":"a"}"#);
+        assert_eq!((e.code, e.field.as_str()), ("same_as_winner", "loser"));
+        let e = err::<ScoreBody>(r#"{"match":"m","team":"t","points":1000000001}"#);
+        assert_eq!((e.code, e.field.as_str()), ("out_of_range", "points"));
+        let e = err::<ScoreBody>(r#"{"match":"m","team":"t","points":1e30}"#);
+        assert_eq!((e.code, e.field.as_str()), ("invalid_type", "points"));
+    }
+
+    #[test]
+    fn deep_nesting_is_malformed_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = err::<PollVoteBody>(&format!(r#"{{"voter":"v","options":{deep}}}"#));
+        assert_eq!((e.code, e.field.as_str()), ("invalid_type", "options[0]"));
+        // Raw batch items are only skipped over at first; decoding one hits the recursion limit.
+        let batch: BatchBody = decode(format!(r#"{{"events":[{deep}]}}"#).as_bytes()).unwrap();
+        let e = decode_batch_item(&batch.events[0]).unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+    }
+
+    #[test]
+    fn batch_items_decode_like_single_bodies() {
+        let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_owned()).unwrap();
+        let (ev, id) = decode_batch_item(&raw(
+            r#"{"type":"score","tournament":"t","match":"m","team":"red","points":3,"id":"k1"}"#,
+        ))
+        .unwrap();
+        assert_eq!(ev.scope(), "t");
+        assert_eq!(id.unwrap().as_str(), "k1");
+
+        let e = decode_batch_item(&raw(
+            r#"{"type":"poll_vote","poll":"p","voter":"v","options":[1]}"#,
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.field.as_str()), ("invalid_type", "options[0]"));
+        let e = decode_batch_item(&raw(
+            r#"{"type":"poll_vote","poll":"p.x","voter":"v","options":["a"]}"#,
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.field.as_str()), ("invalid_value", "poll"));
+        let e = decode_batch_item(&raw(r#"{"type":"nope"}"#)).unwrap_err();
+        assert_eq!(e.field, "type");
+        let e = decode_batch_item(&raw(
+            r#"{"type":"registration","tournament":"t","user":"u","extra":1}"#,
+        ))
+        .unwrap_err();
+        assert_eq!((e.code, e.field.as_str()), ("unknown_field", "extra"));
+        let e = decode_batch_item(&raw("[1]")).unwrap_err();
+        assert_eq!(e.code, "invalid_type");
+    }
+
+    #[test]
+    fn batch_items_serialize_the_way_they_decode() {
+        let item = BatchItem::PairVote {
+            arena: "a".try_into().unwrap(),
+            body: PairVoteBody {
+                id: None,
+                session: "s".try_into().unwrap(),
+                winner: "x".try_into().unwrap(),
+                loser: "y".try_into().unwrap(),
+            },
+        };
+        let raw = serde_json::value::to_raw_value(&item).unwrap();
+        let (ev, _) = decode_batch_item(&raw).unwrap();
+        assert_eq!(ev.kind(), crate::Kind::PairVote);
+    }
+}

@@ -1,0 +1,224 @@
+//! The envelope every event travels in, and the event kinds.
+//!
+//! Stream messages are decoded leniently (unknown fields are ignored) so that an older
+//! consumer keeps working while a newer ingest adds optional fields; the strict checks live in
+//! [`crate::api`], at the edge.
+
+use crate::ids::{
+    ArenaId, GroupId, ItemId, MatchId, MediaId, OptionId, PollId, SessionId, TeamId, TournamentId,
+    UserId, VoterId,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One event as stored on the stream: id, time received, and the typed payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// UUIDv7 assigned by ingest, or derived from the client's idempotency key.
+    pub id: Uuid,
+    /// When ingest accepted the request.
+    pub received_at: DateTime<Utc>,
+    /// The kind (as `type`) and its payload.
+    pub event: Event,
+}
+
+impl Envelope {
+    /// A fresh envelope with a time-ordered id.
+    pub fn new(event: Event) -> Self {
+        Self::with_id(Uuid::now_v7(), event)
+    }
+
+    pub fn with_id(id: Uuid, event: Event) -> Self {
+        Self {
+            id,
+            received_at: Utc::now(),
+            event,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing these plain structs to a Vec cannot fail.
+        serde_json::to_vec(self).expect("envelope serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// An event as a sink holds it: the envelope plus its place in JetStream's total order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub stream_seq: u64,
+    pub envelope: Envelope,
+}
+
+/// A vote in a poll: the voter's chosen options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PollVote {
+    pub poll: PollId,
+    pub voter: VoterId,
+    pub options: Vec<OptionId>,
+}
+
+/// "winner beat loser" in an arena, from one session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairVote {
+    pub arena: ArenaId,
+    pub session: SessionId,
+    pub winner: ItemId,
+    pub loser: ItemId,
+}
+
+/// Points for a team in a match.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub tournament: TournamentId,
+    #[serde(rename = "match")]
+    pub match_id: MatchId,
+    pub team: TeamId,
+    pub points: i64,
+}
+
+/// A user asking for a place in a tournament, optionally in a priority group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub tournament: TournamentId,
+    pub user: UserId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupId>,
+}
+
+/// An uploaded image stored in the object store, waiting for its thumbnails.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaUploaded {
+    pub tournament: TournamentId,
+    pub media: MediaId,
+    pub object_key: String,
+    pub content_type: String,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+}
+
+/// Every kind of event Tally carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    PollVote(PollVote),
+    PairVote(PairVote),
+    Score(Score),
+    Registration(Registration),
+    MediaUploaded(MediaUploaded),
+}
+
+/// The kind of an event, without its payload: names subjects, tables and metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    PollVote,
+    PairVote,
+    Score,
+    Registration,
+    MediaUploaded,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::PollVote,
+        Kind::PairVote,
+        Kind::Score,
+        Kind::Registration,
+        Kind::MediaUploaded,
+    ];
+
+    /// The `type` tag on the wire and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::PollVote => "poll_vote",
+            Kind::PairVote => "pair_vote",
+            Kind::Score => "score",
+            Kind::Registration => "registration",
+            Kind::MediaUploaded => "media_uploaded",
+        }
+    }
+
+    /// The subject tokens between `<root>.v1.` and the scope, e.g. `vote.poll`.
+    pub fn subject_tokens(self) -> &'static str {
+        match self {
+            Kind::PollVote => "vote.poll",
+            Kind::PairVote => "vote.pair",
+            Kind::Score => "score",
+            Kind::Registration => "registration",
+            Kind::MediaUploaded => "media",
+        }
+    }
+}
+
+impl Event {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Event::PollVote(_) => Kind::PollVote,
+            Event::PairVote(_) => Kind::PairVote,
+            Event::Score(_) => Kind::Score,
+            Event::Registration(_) => Kind::Registration,
+            Event::MediaUploaded(_) => Kind::MediaUploaded,
+        }
+    }
+
+    /// The poll, arena or tournament the event belongs to: the last subject token.
+    pub fn scope(&self) -> &str {
+        match self {
+            Event::PollVote(e) => e.poll.as_str(),
+            Event::PairVote(e) => e.arena.as_str(),
+            Event::Score(e) => e.tournament.as_str(),
+            Event::Registration(e) => e.tournament.as_str(),
+            Event::MediaUploaded(e) => e.tournament.as_str(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote() -> Event {
+        Event::PollVote(PollVote {
+            poll: "p1".try_into().unwrap(),
+            voter: "v1".try_into().unwrap(),
+            options: vec!["a".try_into().unwrap()],
+        })
+    }
+
+    #[test]
+    fn envelope_round_trips_through_json() {
+        let env = Envelope::new(vote());
+        let back = Envelope::from_json(&env.to_json()).unwrap();
+        assert_eq!(back, env);
+        assert_eq!(env.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn the_kind_travels_as_a_type_tag() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&Envelope::new(vote()).to_json()).unwrap();
+        assert_eq!(json["event"]["type"], "poll_vote");
+        let score = r#"{"type":"score","tournament":"t","match":"m1","team":"red","points":3}"#;
+        let ev: Event = serde_json::from_str(score).unwrap();
+        assert_eq!(ev.kind(), Kind::Score);
+        assert_eq!(ev.scope(), "t");
+    }
+
+    #[test]
+    fn stream_decoding_ignores_fields_it_does_not_know() {
+        let newer =
+            r#"{"type":"registration","tournament":"t","user":"u","group":"vip","added_later":1}"#;
+        assert!(serde_json::from_str::<Event>(newer).is_ok());
+    }
+
+    #[test]
+    fn stream_decoding_still_validates_ids() {
+        let bad = r#"{"type":"registration","tournament":"t.x","user":"u"}"#;
+        assert!(serde_json::from_str::<Event>(bad).is_err());
+    }
+}

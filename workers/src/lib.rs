@@ -1,0 +1,186 @@
+//! `workers`: Tally's background processing on apalis.
+//!
+//! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
+//! - [`store`]: Postgres — connection, migrations, the idempotent batch insert.
+//! - [`consumer`]: the durable JetStream consumer and the batching loop.
+//! - [`batch_insert`]: the apalis job that writes a batch and acks it after commit.
+//! - [`dead_letter`]: where undecodable messages go.
+//!
+//! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
+//! holds the backlog, orders events and redelivers), apalis is the runtime (retries with
+//! backoff, concurrency, panic isolation, tracing, graceful shutdown). A custom apalis backend
+//! turns the consumer's batches into tasks; see the README.
+
+pub mod batch_insert;
+pub mod config;
+pub mod consumer;
+pub mod dead_letter;
+pub mod store;
+
+use apalis::layers::WorkerBuilderExt;
+use apalis::layers::retry::{
+    HasherRng, RetryPolicy, backoff::ExponentialBackoffMaker, backoff::MakeBackoff,
+};
+use apalis::prelude::*;
+use apalis_core::backend::custom::{BackendBuilder, CustomBackend};
+use batch_insert::Writer;
+use config::WorkersConfig;
+use consumer::EventBatch;
+use futures::sink::{Drain, SinkMapErr};
+use futures::stream::BoxStream;
+use futures::{FutureExt, SinkExt, StreamExt};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use store::PgStore;
+use tokio::sync::{Mutex, mpsc};
+
+pub use config::{Cli, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkersError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Nats(#[from] tally_kit::nats::NatsError),
+    #[error("JetStream consumer: {0}")]
+    Consumer(async_nats::Error),
+    #[error("apalis: {0}")]
+    Runtime(String),
+    #[error("metrics listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Applies migrations and declares the streams. Idempotent.
+pub async fn setup(config: &WorkersConfig) -> Result<(), WorkersError> {
+    PgStore::connect(&config.database_url, 1).await?;
+    let (_client, js) = tally_kit::nats::connect(&config.nats, "tally-workers-setup", 16).await?;
+    tally_kit::nats::ensure_streams(&js, &config.nats.spec()).await?;
+    Ok(())
+}
+
+/// Runs the Postgres writer until `shutdown` resolves; the batch being written finishes first.
+pub async fn run(
+    config: WorkersConfig,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkersError> {
+    let store = PgStore::connect(&config.database_url, config.pg_max_connections).await?;
+    let (client, js) = tally_kit::nats::connect(&config.nats, "tally-workers", 1024).await?;
+    let spec = config.nats.spec();
+    tally_kit::nats::ensure_streams(&js, &spec).await?;
+    let writer_config = config.writer.clone();
+    let consumer = consumer::durable_consumer(&js, &spec, &writer_config)
+        .await
+        .map_err(WorkersError::Consumer)?;
+
+    let (tx, rx) = mpsc::channel::<EventBatch>(1);
+    let puller = tokio::spawn(consumer::pull_batches(
+        consumer.clone(),
+        writer_config.clone(),
+        tx,
+    ));
+    let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));
+    let shutdown = shutdown.shared();
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(tally_kit::ops::serve_ops(listener, shutdown.clone()));
+    }
+
+    let writer = Arc::new(Writer {
+        store,
+        dead_letters: dead_letter::DeadLetters::new(
+            js,
+            &spec,
+            &writer_config.consumer,
+            writer_config.poison_max_deliveries,
+        ),
+    });
+    let batches = Arc::new(Mutex::new(rx));
+    tracing::info!(consumer = %writer_config.consumer, stream = %spec.name, "Postgres writer running.");
+    let result = Monitor::new()
+        .register(move |_restarts| {
+            let backoff = ExponentialBackoffMaker::new(
+                Duration::from_millis(200),
+                Duration::from_secs(5),
+                0.5,
+                HasherRng::default(),
+            )
+            .expect("valid backoff bounds")
+            .make_backoff();
+            WorkerBuilder::new(writer_config.consumer.clone())
+                .backend(batch_backend(batches.clone()))
+                .concurrency(writer_config.concurrency)
+                .retry(RetryPolicy::retries(writer_config.write_retries).with_backoff(backoff))
+                .enable_tracing()
+                .catch_panic()
+                .data(writer.clone())
+                .build(batch_insert::write_batch)
+        })
+        .shutdown_timeout(Duration::from_secs(30))
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await;
+    puller.abort();
+    reporter.abort();
+    let _ = client.flush().await;
+    result.map_err(|e| WorkersError::Runtime(e.to_string()))?;
+    tracing::info!("Postgres writer stopped.");
+    Ok(())
+}
+
+type Batches = Arc<Mutex<mpsc::Receiver<EventBatch>>>;
+type BatchStream = BoxStream<'static, Result<Option<Task<EventBatch>>, BoxDynError>>;
+type NoSink = SinkMapErr<Drain<Task<EventBatch>>, fn(Infallible) -> BoxDynError>;
+type BatchBackend = CustomBackend<EventBatch, Batches, BatchStream, NoSink>;
+
+/// A task named by the stream sequence of its first message, which makes logs traceable.
+fn batch_task(batch: EventBatch) -> Task<EventBatch> {
+    let first = batch
+        .messages
+        .first()
+        .and_then(|m| m.info().ok())
+        .map_or(0, |i| i.stream_sequence);
+    Task::new(batch)
+        .into_builder()
+        .task_id(TaskId::from(first))
+        .build()
+}
+
+/// An apalis backend whose tasks are the batches the consumer loop sends.
+fn batch_backend(batches: Batches) -> BatchBackend {
+    fn never(n: Infallible) -> BoxDynError {
+        match n {}
+    }
+    BackendBuilder::new()
+        .database(batches)
+        .fetcher(|batches: &mut Batches, _: &(), _: &WorkerContext| {
+            futures::stream::unfold(batches.clone(), |batches| async move {
+                let next = batches.lock().await.recv().await;
+                next.map(|batch| (Ok::<_, BoxDynError>(Some(batch_task(batch))), batches))
+            })
+            .boxed()
+        })
+        // Tasks only come from the consumer; nothing pushes into this backend.
+        .sink(|_: &mut Batches, _: &()| {
+            futures::sink::drain().sink_map_err(never as fn(Infallible) -> BoxDynError)
+        })
+        .build()
+        .expect("database, fetcher and sink are set")
+}
+
+/// The binary's entry point, shared with the test harness.
+pub async fn main_with(cli: Cli) -> anyhow::Result<()> {
+    tally_kit::telemetry::init_tracing();
+    tally_kit::telemetry::metrics();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Setup => setup(&cli.config).await?,
+        Command::Run => {
+            let listener = tokio::net::TcpListener::bind(cli.config.metrics_addr).await?;
+            run(cli.config, Some(listener), tally_kit::shutdown::signal()).await?;
+        }
+    }
+    Ok(())
+}
