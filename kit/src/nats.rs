@@ -39,7 +39,7 @@ pub struct NatsConfig {
     )]
     pub max_age_hours: u64,
     /// Stream size cap in bytes; when full, ingest answers 503 instead of dropping old events.
-    #[arg(long = "stream-max-bytes", env = "TALLY_STREAM_MAX_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    #[arg(long = "stream-max-bytes", env = "TALLY_STREAM_MAX_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     pub max_bytes: i64,
     /// Timeout for JetStream API calls and publish acknowledgements, in milliseconds.
     #[arg(

@@ -71,8 +71,19 @@ pub trait Validate {
     fn validate(&self) -> Result<(), FieldError>;
 }
 
-/// Decodes and validates a JSON body.
+/// Decodes and validates a JSON body. Every body is an object; anything else is refused
+/// before serde would try to read a struct from an array.
 pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, FieldError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(FieldError::invalid(
+            "invalid_type",
+            "",
+            "the body must be a JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(de).map_err(field_error)?;
     value.validate()?;

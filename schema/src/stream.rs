@@ -31,7 +31,7 @@ impl Default for StreamSpec {
             subject_root: "tally".into(),
             duplicate_window: Duration::from_secs(5 * 60),
             max_age: Duration::from_secs(7 * 24 * 3600),
-            max_bytes: 10 * 1024 * 1024 * 1024,
+            max_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
 }

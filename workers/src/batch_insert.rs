@@ -74,7 +74,8 @@ pub async fn write_batch(batch: EventBatch, writer: Data<Arc<Writer>>) -> Result
     }
 }
 
-fn decode(message: &jetstream::Message) -> Result<StoredEvent, String> {
+/// A stream message as the row it becomes, or why it cannot be one.
+pub fn decode(message: &jetstream::Message) -> Result<StoredEvent, String> {
     let info = message
         .info()
         .map_err(|e| format!("no JetStream metadata: {e}"))?;

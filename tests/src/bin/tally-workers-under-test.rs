@@ -1,0 +1,8 @@
+//! The workers binary, built inside this package so tests can SIGKILL a real process
+//! (`CARGO_BIN_EXE_*` only names a package's own binaries). Same entry point as `tally-workers`.
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tally_workers::main_with(tally_workers::Cli::parse()).await
+}

@@ -1,0 +1,375 @@
+//! Test harness for end-to-end tests against the real servers started by `deploy/stack.sh`.
+//!
+//! - [`TestEnv`]: one isolated world per test — its own stream, subject root and Postgres
+//!   database, removed on drop.
+//! - [`proxy::TcpProxy`]: a loopback TCP proxy that can cut a service off, to simulate outages
+//!   of servers the test must not stop (they are shared).
+//! - [`Ingest`] and [`Writer`]: the real services, in-process on port 0.
+
+pub mod proxy;
+
+use rand::Rng;
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tally_kit::nats::NatsConfig;
+use tally_workers::config::{WorkersConfig, WriterConfig};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Reads a `TALLY_*` variable, falling back to the file `deploy/stack.sh up` writes.
+pub fn setting(name: &str, default: &str) -> String {
+    if let Ok(v) = std::env::var(name) {
+        return v;
+    }
+    let state = std::env::var("TALLY_STATE_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.local/state/tally",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let file = std::fs::read_to_string(format!("{state}/env")).unwrap_or_default();
+    file.lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map_or_else(|| default.to_owned(), |(_, v)| v.to_owned())
+}
+
+pub fn nats_url() -> String {
+    setting("TALLY_NATS_URL", "nats://127.0.0.1:4222")
+}
+
+pub fn database_url() -> String {
+    setting(
+        "TALLY_DATABASE_URL",
+        "postgres://tally:tally@127.0.0.1:5432/tally",
+    )
+}
+
+/// An isolated stream, subject root and database for one test.
+pub struct TestEnv {
+    pub name: String,
+    pub nats: NatsConfig,
+    pub database_url: String,
+    pub pool: PgPool,
+    pub js: async_nats::jetstream::Context,
+    admin_url: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let name = format!("t{:08x}", rand::rng().random::<u32>());
+        let mut nats = NatsConfig::with_url(nats_url());
+        nats.stream = name.to_uppercase();
+        nats.subject_root = name.clone();
+        // JetStream reserves max_bytes per stream up front; keep test streams small.
+        nats.max_bytes = 256 * 1024 * 1024;
+        let admin_url = database_url();
+        let admin = PgPool::connect(&admin_url)
+            .await
+            .expect("Postgres is up (deploy/stack.sh up)");
+        // The name is generated hex, never user input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE tally_{name}")))
+            .execute(&admin)
+            .await
+            .expect("create the test database");
+        admin.close().await;
+        let database_url = with_database(&admin_url, &format!("tally_{name}"));
+        let pool = PgPool::connect(&database_url)
+            .await
+            .expect("connect to the test database");
+        tally_schema::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrations apply");
+        let (_, js) = tally_kit::nats::connect(&nats, "tally-tests", 1024)
+            .await
+            .expect("NATS 2.10+ is up (deploy/stack.sh up)");
+        // Built before the streams are declared, so that a failure below still cleans up.
+        let env = Self {
+            name,
+            nats,
+            database_url,
+            pool,
+            js,
+            admin_url,
+        };
+        tally_kit::nats::ensure_streams(&env.js, &env.nats.spec())
+            .await
+            .expect("streams");
+        env
+    }
+
+    /// Workers settings for this env, with short timers so redeliveries happen within a test.
+    pub fn workers_config(&self) -> WorkersConfig {
+        WorkersConfig {
+            database_url: self.database_url.clone(),
+            pg_max_connections: 4,
+            nats: self.nats.clone(),
+            writer: WriterConfig {
+                ack_wait_secs: 2,
+                batch_wait_ms: 50,
+                write_retries: 3,
+                ..WriterConfig::default()
+            },
+            metrics_addr: ([127, 0, 0, 1], 0).into(),
+        }
+    }
+
+    /// The environment variables that configure a workers process for this env.
+    pub fn workers_env(&self, config: &WorkersConfig) -> Vec<(&'static str, String)> {
+        let n = &config.nats;
+        let w = &config.writer;
+        vec![
+            ("TALLY_DATABASE_URL", config.database_url.clone()),
+            ("TALLY_NATS_URL", n.url.clone()),
+            ("TALLY_STREAM", n.stream.clone()),
+            ("TALLY_SUBJECT_ROOT", n.subject_root.clone()),
+            ("TALLY_STREAM_MAX_BYTES", n.max_bytes.to_string()),
+            ("TALLY_PG_ACK_WAIT_SECS", w.ack_wait_secs.to_string()),
+            ("TALLY_PG_BATCH_WAIT_MS", w.batch_wait_ms.to_string()),
+            ("TALLY_PG_BATCH_MAX", w.batch_max.to_string()),
+            ("TALLY_WORKERS_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ]
+    }
+
+    /// Messages stored in this env's event stream.
+    pub async fn stream_messages(&self) -> u64 {
+        let mut stream = self
+            .js
+            .get_stream(&self.nats.stream)
+            .await
+            .expect("stream exists");
+        stream.info().await.expect("stream info").state.messages
+    }
+
+    /// Every event id in Postgres, across all kinds, with how often it occurs.
+    pub async fn stored_ids(&self) -> Vec<Uuid> {
+        let mut ids = Vec::new();
+        for table in [
+            "poll_votes",
+            "pair_votes",
+            "scores",
+            "registrations",
+            "media_uploads",
+        ] {
+            let rows: Vec<(Uuid,)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT event_id FROM {table}")))
+                    .fetch_all(&self.pool)
+                    .await
+                    .expect("select ids");
+            ids.extend(rows.into_iter().map(|(id,)| id));
+        }
+        ids
+    }
+
+    /// Waits until Postgres holds exactly `expected` (as a set, each once), or panics with
+    /// the lost and unexpected ids.
+    pub async fn assert_exactly_stored(&self, expected: &HashSet<Uuid>, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let stored = self.stored_ids().await;
+            let set: HashSet<Uuid> = stored.iter().copied().collect();
+            if set == *expected && stored.len() == expected.len() {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let lost = expected.difference(&set).count();
+                let unexpected = set.difference(expected).count();
+                let duplicated = stored.len() - set.len();
+                panic!(
+                    "Postgres does not hold exactly the acknowledged events: {lost} lost, \
+                     {unexpected} unexpected, {duplicated} duplicated (expected {}, stored {})",
+                    expected.len(),
+                    stored.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{db}")
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Best-effort clean-up on a thread of its own: Drop cannot await.
+        let (admin_url, name, nats) =
+            (self.admin_url.clone(), self.name.clone(), self.nats.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                // FORCE ends this env's open connections (pools live in the test's runtime).
+                if let Ok(admin) = PgPool::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS tally_{name} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                }
+                if let Ok((_, js)) =
+                    tally_kit::nats::connect(&nats, "tally-tests-cleanup", 16).await
+                {
+                    let _ = js.delete_stream(&nats.stream).await;
+                    let _ = js.delete_stream(nats.spec().dead_letter_stream()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running ingest on an ephemeral port.
+pub struct Ingest {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ingest {
+    pub async fn start(config: tally_ingest::IngestConfig) -> Self {
+        tally_kit::telemetry::metrics();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            let result = tally_ingest::serve(config, listener, shutdown).await;
+            let _ = ready_tx.send(());
+            result.expect("ingest serves");
+        });
+        let ingest = Self {
+            addr,
+            stop: Some(stop),
+            task,
+        };
+        // Ready once /readyz answers 200 (NATS connected, stream declared).
+        let client = reqwest::Client::new();
+        let mut ready_rx = ready_rx;
+        for _ in 0..200 {
+            if let Ok(r) = client.get(ingest.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return ingest;
+                }
+            }
+            if ready_rx.try_recv().is_ok() {
+                panic!("ingest stopped during start-up");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("ingest did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop: in-flight requests finish first.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// The Postgres writer, in-process.
+pub struct Writer {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    pub async fn start(config: WorkersConfig) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            tally_workers::run(config, None, shutdown)
+                .await
+                .expect("writer runs");
+        });
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Posts `count` poll votes, `concurrency` at a time, and returns the ids answered 202.
+/// Any other answer fails the test: these bursts run while ingest and NATS are healthy.
+pub async fn post_votes(
+    ingest_url: String,
+    poll: &str,
+    count: usize,
+    concurrency: usize,
+) -> HashSet<Uuid> {
+    use futures::StreamExt;
+    let client = reqwest::Client::new();
+    let url = format!("{ingest_url}/v1/polls/{poll}/votes");
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let body = serde_json::json!({"voter": format!("voter-{i}"), "options": ["a"]});
+                let (status, body) = post(&client, &url, &body).await;
+                assert_eq!(status, 202, "{body}");
+                accepted_id(&body)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// Posts JSON and returns status and body.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// The event id of a 202 answer.
+pub fn accepted_id(body: &serde_json::Value) -> Uuid {
+    body["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("202 body has an id")
+}

@@ -1,0 +1,326 @@
+//! Bad input gets the right 4xx with a JSON error naming the field, and publishes nothing.
+
+use serde_json::Value;
+use tally_ingest::IngestConfig;
+use tally_tests::{Ingest, TestEnv};
+
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    code: &'static str,
+    field: &'static str,
+}
+
+fn case(
+    name: &'static str,
+    path: &'static str,
+    body: &str,
+    status: u16,
+    code: &'static str,
+    field: &'static str,
+) -> Case {
+    Case {
+        name,
+        path,
+        content_type: Some("application/json"),
+        body: body.as_bytes().to_vec(),
+        status,
+        code,
+        field,
+    }
+}
+
+const VOTE: &str = "/v1/polls/final/votes";
+
+fn cases() -> Vec<Case> {
+    let many_events: Vec<String> = (0..1001)
+        .map(|i| format!(r#"{{"type":"registration","tournament":"t","user":"u{i}"}}"#))
+        .collect();
+    vec![
+        case(
+            "malformed JSON",
+            VOTE,
+            r#"{"voter":"v","options":["a"#,
+            400,
+            "malformed_json",
+            "",
+        ),
+        case("empty body", VOTE, "", 400, "malformed_json", ""),
+        case("not an object", VOTE, "[1,2]", 422, "invalid_type", ""),
+        case(
+            "wrong type",
+            VOTE,
+            r#"{"voter":"v","options":[1]}"#,
+            422,
+            "invalid_type",
+            "options[0]",
+        ),
+        case(
+            "string for a number",
+            "/v1/tournaments/cup/scores",
+            r#"{"match":"m","team":"t","points":"3"}"#,
+            422,
+            "invalid_type",
+            "points",
+        ),
+        case(
+            "server-owned field",
+            VOTE,
+            r#"{"voter":"v","options":["a"],"received_at":"2020-01-01T00:00:00Z"}"#,
+            422,
+            "unknown_field",
+            "received_at",
+        ),
+        case(
+            "missing field",
+            "/v1/arenas/a/votes",
+            r#"{"session":"s","winner":"x"}"#,
+            422,
+            "missing_field",
+            "loser",
+        ),
+        case(
+            "bad charset",
+            VOTE,
+            r#"{"voter":"v;drop table","options":["a"]}"#,
+            422,
+            "invalid_value",
+            "voter",
+        ),
+        case(
+            "NUL byte",
+            VOTE,
+            r#"{"voter":"v\u0000","options":["a"]}"#,
+            422,
+            "invalid_value",
+            "voter",
+        ),
+        case(
+            "right-to-left override",
+            VOTE,
+            r#"{"voter":"v\u202e","options":["a"]}"#,
+            422,
+            "invalid_value",
+            "voter",
+        ),
+        case(
+            "too long id",
+            VOTE,
+            &format!(r#"{{"voter":"{}","options":["a"]}}"#, "v".repeat(129)),
+            422,
+            "invalid_value",
+            "voter",
+        ),
+        case(
+            "no options",
+            VOTE,
+            r#"{"voter":"v","options":[]}"#,
+            422,
+            "empty",
+            "options",
+        ),
+        case(
+            "duplicate option",
+            VOTE,
+            r#"{"voter":"v","options":["a","a"]}"#,
+            422,
+            "duplicate",
+            "options[1]",
+        ),
+        case(
+            "winner is loser",
+            "/v1/arenas/a/votes",
+            r#"{"session":"s","winner":"x","loser":"x"}"#,
+            422,
+            "same_as_winner",
+            "loser",
+        ),
+        case(
+            "enormous number",
+            "/v1/tournaments/cup/scores",
+            r#"{"match":"m","team":"t","points":1e300}"#,
+            422,
+            "invalid_type",
+            "points",
+        ),
+        case(
+            "beyond i64",
+            "/v1/tournaments/cup/scores",
+            r#"{"match":"m","team":"t","points":99999999999999999999}"#,
+            422,
+            "invalid_type",
+            "points",
+        ),
+        case(
+            "out of range",
+            "/v1/tournaments/cup/scores",
+            r#"{"match":"m","team":"t","points":-2000000000}"#,
+            422,
+            "out_of_range",
+            "points",
+        ),
+        case(
+            "deep nesting",
+            VOTE,
+            &format!(
+                r#"{{"voter":"v","options":{}{}}}"#,
+                "[".repeat(5000),
+                "]".repeat(5000)
+            ),
+            422,
+            "invalid_type",
+            "options[0]",
+        ),
+        case(
+            "oversized body",
+            VOTE,
+            &format!(r#"{{"voter":"{}","options":["a"]}}"#, "v".repeat(20_000)),
+            413,
+            "payload_too_large",
+            "",
+        ),
+        case(
+            "bad path id",
+            "/v1/polls/a.b/votes",
+            r#"{"voter":"v","options":["a"]}"#,
+            404,
+            "not_found",
+            "poll",
+        ),
+        case("unknown route", "/v1/nothing", "{}", 404, "not_found", ""),
+        case(
+            "bad idempotency key",
+            VOTE,
+            r#"{"id":"has space","voter":"v","options":["a"]}"#,
+            422,
+            "invalid_value",
+            "id",
+        ),
+        case(
+            "empty batch",
+            "/v1/events",
+            r#"{"events":[]}"#,
+            422,
+            "empty",
+            "events",
+        ),
+        case(
+            "too many batch items",
+            "/v1/events",
+            &format!(r#"{{"events":[{}]}}"#, many_events.join(",")),
+            422,
+            "too_many",
+            "events",
+        ),
+        Case {
+            name: "invalid UTF-8",
+            path: VOTE,
+            content_type: Some("application/json"),
+            body: b"{\"voter\":\"v\xff\xfe\",\"options\":[\"a\"]}".to_vec(),
+            status: 400,
+            code: "malformed_json",
+            field: "",
+        },
+        Case {
+            name: "wrong content type",
+            path: VOTE,
+            content_type: Some("text/plain"),
+            body: br#"{"voter":"v","options":["a"]}"#.to_vec(),
+            status: 415,
+            code: "unsupported_media_type",
+            field: "",
+        },
+        Case {
+            name: "no content type",
+            path: VOTE,
+            content_type: None,
+            body: br#"{"voter":"v","options":["a"]}"#.to_vec(),
+            status: 415,
+            code: "unsupported_media_type",
+            field: "",
+        },
+    ]
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_4xx_naming_the_field_and_publishes_nothing() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let http = reqwest::Client::new();
+    for c in cases() {
+        let mut request = http.post(ingest.url(c.path)).body(c.body.clone());
+        if let Some(ct) = c.content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, c.status, "{}: {body}", c.name);
+        assert_eq!(body["error"]["code"], c.code, "{}: {body}", c.name);
+        assert_eq!(
+            body["error"]["field"].as_str().unwrap_or(""),
+            c.field,
+            "{}: {body}",
+            c.name
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{}: {body}",
+            c.name
+        );
+    }
+
+    // A batch where every item is bad: 207, a reason per item, nothing published.
+    let response = http
+        .post(ingest.url("/v1/events"))
+        .json(&serde_json::json!({"events": [
+            {"type": "poll_vote", "poll": "p", "voter": "v", "options": [7]},
+            {"type": "bribe", "amount": 100},
+            {"type": "pair_vote", "arena": "a", "session": "s", "winner": "x", "loser": "x"},
+            "not an object",
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 207);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 0);
+    let fields: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"]["field"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(fields, vec!["options[0]", "type", "loser", ""]);
+
+    // Header and body keys that disagree.
+    let response = http
+        .post(ingest.url(VOTE))
+        .header("Idempotency-Key", "a")
+        .json(&serde_json::json!({"id": "b", "voter": "v", "options": ["x"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+
+    assert_eq!(
+        env.stream_messages().await,
+        0,
+        "no rejected input reached the stream"
+    );
+    assert_eq!(
+        http.get(ingest.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "still alive"
+    );
+    ingest.stop().await;
+}

@@ -1,0 +1,183 @@
+//! Guarantees under faults: a killed writer, an unreachable Postgres, an unreachable NATS.
+//! Shared servers are never stopped; outages are made with an in-test TCP proxy.
+
+use futures::StreamExt;
+use rand::Rng;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tally_ingest::IngestConfig;
+use tally_tests::proxy::{TcpProxy, target_of};
+use tally_tests::{Ingest, TestEnv, Writer, post, post_votes};
+use tally_workers::store::PgStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_after_commit_before_ack_or_at_random_loses_nothing_and_counts_nothing_twice()
+ {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let mut acked = post_votes(ingest.base_url(), "kill", 300, 20).await;
+    let config = env.workers_config();
+
+    // A writer that fetched a batch and committed it, then died before acking: done by hand
+    // with the writer's own consumer, decoder and store, so the moment is exact.
+    let consumer =
+        tally_workers::consumer::durable_consumer(&env.js, &env.nats.spec(), &config.writer)
+            .await
+            .unwrap();
+    let fetched: Vec<_> = consumer
+        .fetch()
+        .max_messages(120)
+        .messages()
+        .await
+        .unwrap()
+        .map(|m| m.unwrap())
+        .collect()
+        .await;
+    assert_eq!(fetched.len(), 120);
+    let events: Vec<_> = fetched
+        .iter()
+        .map(|m| tally_workers::batch_insert::decode(m).unwrap())
+        .collect();
+    let store = PgStore::connect(&env.database_url, 1).await.unwrap();
+    let written = store.write(&events).await.unwrap();
+    assert_eq!(written.inserted, 120);
+    drop(fetched); // never acked: JetStream redelivers them after ack_wait
+
+    // The real workers process, SIGKILLed at random moments while a burst is going on.
+    let bin = env!("CARGO_BIN_EXE_tally-workers-under-test");
+    let spawn = || {
+        tokio::process::Command::new(bin)
+            .envs(env.workers_env(&config))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the workers binary")
+    };
+    let burst = tokio::spawn(post_votes(ingest.base_url(), "kill", 3000, 16));
+    for _ in 0..3 {
+        let mut child = spawn();
+        let pause = rand::rng().random_range(300..1500);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        child.kill().await.unwrap(); // SIGKILL: no shutdown, no acks in flight
+    }
+    acked.extend(burst.await.unwrap());
+    let mut survivor = spawn();
+    env.assert_exactly_stored(&acked, Duration::from_secs(60))
+        .await;
+    survivor.kill().await.unwrap();
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unavailable_for_a_while_keeps_202s_coming_and_loses_nothing() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let proxy = TcpProxy::start(target_of(&env.database_url)).await;
+    let mut config = env.workers_config();
+    config.database_url = proxy.rewrite(&env.database_url);
+    config.writer.write_retries = 2;
+    let writer = Writer::start(config).await;
+
+    let mut acked = post_votes(ingest.base_url(), "outage", 200, 10).await;
+    env.assert_exactly_stored(&acked, Duration::from_secs(15))
+        .await;
+
+    proxy.cut();
+    acked.extend(post_votes(ingest.base_url(), "outage", 800, 10).await);
+    tokio::time::sleep(Duration::from_secs(4)).await; // the writer fails, retries, backs off
+    assert_eq!(
+        env.stored_ids().await.len(),
+        200,
+        "nothing can be written while Postgres is away"
+    );
+
+    proxy.restore();
+    env.assert_exactly_stored(&acked, Duration::from_secs(60))
+        .await;
+    writer.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
+    let env = TestEnv::new().await;
+    let proxy = TcpProxy::start(target_of(&env.nats.url)).await;
+    let mut nats = env.nats.clone();
+    nats.url = proxy.rewrite(&env.nats.url);
+    let mut config = IngestConfig::for_nats(nats);
+    config.publish_timeout_ms = 1000;
+    let ingest = Ingest::start(config).await;
+    let http = reqwest::Client::new();
+    let url = ingest.url("/v1/tournaments/cup/scores");
+    let body = serde_json::json!({"match": "m", "team": "t", "points": 1});
+    let mut accepted = 0;
+    let (s, _) = post(&http, &url, &body).await;
+    assert_eq!(s, 202);
+    accepted += 1;
+
+    proxy.cut();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = http.post(&url).json(&body).send().await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "unavailable");
+        assert!(took < Duration::from_millis(1800), "503 took {took:?}");
+    }
+    let ready = http.get(ingest.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, _) = post(&http, &url, &body).await;
+        if s == 202 {
+            accepted += 1;
+            break;
+        }
+        assert_eq!(s, 503);
+        assert!(
+            Instant::now() < deadline,
+            "ingest did not recover after NATS came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every 202 is on the stream, and nothing answered 503 is.
+    assert_eq!(env.stream_messages().await, accepted);
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_answers_every_started_request_truthfully() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let http = reqwest::Client::new();
+    let url = ingest.url("/v1/polls/drain/votes");
+    let requests: Vec<_> = (0..400)
+        .map(|i| {
+            let request = http
+                .post(&url)
+                .json(&serde_json::json!({"voter": format!("v{i}"), "options": ["a"]}));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ingest.stop().await;
+    let mut accepted = 0;
+    for request in requests {
+        match request.await.unwrap() {
+            Ok(202) => accepted += 1,
+            Ok(other) => panic!("unexpected status {other}"),
+            Err(_) => {} // sent after the listener closed: never accepted
+        }
+    }
+    assert!(
+        accepted > 0,
+        "some requests were in flight when the stop began"
+    );
+    // Every 202 is stored, and nothing stored lacks its 202.
+    assert_eq!(env.stream_messages().await, accepted);
+}

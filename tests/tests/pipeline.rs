@@ -1,0 +1,320 @@
+//! Events posted to ingest end up in Postgres exactly as sent, once.
+
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+use tally_ingest::IngestConfig;
+use tally_tests::{Ingest, TestEnv, Writer, accepted_id, post};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn each_kind_posted_lands_as_exactly_those_rows() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let writer = Writer::start(env.workers_config()).await;
+    let http = reqwest::Client::new();
+
+    let (s, vote) = post(
+        &http,
+        &ingest.url("/v1/polls/final/votes"),
+        &json!({"voter": "ada", "options": ["red", "blue"]}),
+    )
+    .await;
+    assert_eq!(s, 202, "{vote}");
+    let (s, pair) = post(
+        &http,
+        &ingest.url("/v1/arenas/models/votes"),
+        &json!({"session": "s1", "winner": "m-a", "loser": "m-b"}),
+    )
+    .await;
+    assert_eq!(s, 202, "{pair}");
+    let (s, score) = post(
+        &http,
+        &ingest.url("/v1/tournaments/cup/scores"),
+        &json!({"match": "m1", "team": "owls", "points": -3}),
+    )
+    .await;
+    assert_eq!(s, 202, "{score}");
+    let (s, reg) = post(
+        &http,
+        &ingest.url("/v1/tournaments/cup/registrations"),
+        &json!({"user": "grace@example.org", "group": "vip"}),
+    )
+    .await;
+    assert_eq!(s, 202, "{reg}");
+    let (s, batch) = post(
+        &http,
+        &ingest.url("/v1/events"),
+        &json!({"events": [
+            {"type": "poll_vote", "poll": "final", "voter": "bob", "options": ["green"]},
+            {"type": "registration", "tournament": "cup", "user": "linus"},
+        ]}),
+    )
+    .await;
+    assert_eq!(s, 202, "{batch}");
+    assert_eq!(batch["accepted"], 2);
+    let seqs: Vec<u64> = [&vote, &pair, &score, &reg]
+        .iter()
+        .map(|b| b["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "stream sequences increase: {seqs:?}"
+    );
+
+    let mut expected: HashSet<Uuid> = [&vote, &pair, &score, &reg]
+        .iter()
+        .map(|b| accepted_id(b))
+        .collect();
+    for r in batch["results"].as_array().unwrap() {
+        expected.insert(accepted_id(r));
+    }
+    env.assert_exactly_stored(&expected, Duration::from_secs(15))
+        .await;
+
+    let (poll, voter, options): (String, String, Vec<String>) =
+        sqlx::query_as("SELECT poll, voter, options FROM poll_votes WHERE event_id = $1")
+            .bind(accepted_id(&vote))
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (poll.as_str(), voter.as_str(), options),
+        ("final", "ada", vec!["red".to_owned(), "blue".to_owned()])
+    );
+    let (arena, session, winner, loser): (String, String, String, String) =
+        sqlx::query_as("SELECT arena, session, winner, loser FROM pair_votes WHERE event_id = $1")
+            .bind(accepted_id(&pair))
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (
+            arena.as_str(),
+            session.as_str(),
+            winner.as_str(),
+            loser.as_str()
+        ),
+        ("models", "s1", "m-a", "m-b")
+    );
+    let (tournament, match_id, team, points, seq): (String, String, String, i64, i64) =
+        sqlx::query_as(
+            "SELECT tournament, match_id, team, points, stream_seq FROM scores WHERE event_id = $1",
+        )
+        .bind(accepted_id(&score))
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            tournament.as_str(),
+            match_id.as_str(),
+            team.as_str(),
+            points
+        ),
+        ("cup", "m1", "owls", -3)
+    );
+    assert_eq!(seq as u64, score["seq"].as_u64().unwrap());
+    let groups: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT user_id, grp FROM registrations WHERE tournament = 'cup' ORDER BY stream_seq",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        groups,
+        vec![
+            ("grace@example.org".to_owned(), Some("vip".to_owned())),
+            ("linus".to_owned(), None)
+        ]
+    );
+
+    writer.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_twice_is_stored_once() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let writer = Writer::start(env.workers_config()).await;
+    let http = reqwest::Client::new();
+    let url = ingest.url("/v1/polls/final/votes");
+    let body = json!({"voter": "ada", "options": ["red"]});
+
+    let send = |key: &'static str| {
+        http.post(&url)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first: serde_json::Value = send("vote-ada-1").await.unwrap().json().await.unwrap();
+    let second = send("vote-ada-1").await.unwrap();
+    assert_eq!(second.status(), 202);
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["seq"], second["seq"]);
+    assert_eq!(
+        (first["duplicate"].as_bool(), second["duplicate"].as_bool()),
+        (Some(false), Some(true))
+    );
+    // The body's `id` is the same key.
+    let (s, third) = post(
+        &http,
+        &url,
+        &json!({"id": "vote-ada-1", "voter": "ada", "options": ["red"]}),
+    )
+    .await;
+    assert_eq!((s, third["id"].clone()), (202, first["id"].clone()));
+    // A different key is a different event.
+    let other: serde_json::Value = send("vote-ada-2").await.unwrap().json().await.unwrap();
+
+    let expected = HashSet::from([accepted_id(&first), accepted_id(&other)]);
+    env.assert_exactly_stored(&expected, Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        env.stream_messages().await,
+        2,
+        "JetStream stored the keyed event once"
+    );
+    writer.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_after_the_duplicate_window_is_caught_by_the_writer() {
+    // Outside JetStream's window the same event is stored on the stream twice; Postgres must
+    // still hold it once. Publish the same envelope twice without a message id to get there.
+    let env = TestEnv::new().await;
+    let spec = env.nats.spec();
+    let event = tally_schema::api::RegistrationBody {
+        id: None,
+        user: "ada".try_into().unwrap(),
+        group: None,
+    }
+    .into_event("cup".try_into().unwrap());
+    let envelope = tally_schema::Envelope::new(event);
+    for _ in 0..2 {
+        env.js
+            .publish(spec.subject_for(&envelope.event), envelope.to_json().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_eq!(env.stream_messages().await, 2);
+    let writer = Writer::start(env.workers_config()).await;
+    env.assert_exactly_stored(&HashSet::from([envelope.id]), Duration::from_secs(15))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.assert_exactly_stored(&HashSet::from([envelope.id]), Duration::from_secs(1))
+        .await;
+    writer.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_messages_are_dead_lettered_without_blocking_the_rest() {
+    let env = TestEnv::new().await;
+    let spec = env.nats.spec();
+    let mut config = env.workers_config();
+    config.writer.poison_max_deliveries = 2;
+    let garbage = spec.subject(tally_schema::Kind::Score, "cup");
+    env.js
+        .publish(garbage.clone(), "{not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let good = tally_schema::Envelope::new(
+        tally_schema::api::ScoreBody {
+            id: None,
+            match_id: "m".try_into().unwrap(),
+            team: "t".try_into().unwrap(),
+            points: 1,
+        }
+        .into_event("cup".try_into().unwrap()),
+    );
+    env.js
+        .publish(garbage, good.to_json().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let writer = Writer::start(config).await;
+    env.assert_exactly_stored(&HashSet::from([good.id]), Duration::from_secs(10))
+        .await;
+
+    let mut dlq = env.js.get_stream(spec.dead_letter_stream()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while dlq.info().await.unwrap().state.messages == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let letter = dlq
+        .get_last_raw_message_by_subject(&spec.dead_letter_subject("postgres-writer"))
+        .await
+        .unwrap();
+    assert_eq!(&letter.payload[..], b"{not json");
+    let headers = letter.headers;
+    let reason = headers.get("Tally-Dead-Letter-Reason").unwrap().to_string();
+    assert!(reason.contains("undecodable event"), "{reason}");
+    assert_eq!(
+        headers.get("Tally-Original-Sequence").unwrap().to_string(),
+        "1"
+    );
+    writer.stop().await;
+}
+
+#[tokio::test]
+async fn ops_endpoints_answer() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(ingest.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(ingest.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    post(
+        &http,
+        &ingest.url("/v1/polls/p/votes"),
+        &json!({"voter": "v", "options": ["a"]}),
+    )
+    .await;
+    let metrics = http
+        .get(ingest.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "tally_ingest_requests_total",
+        "tally_ingest_request_duration_seconds_bucket",
+        "tally_ingest_publish_duration_seconds_bucket",
+        "tally_ingest_publishes_in_flight",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(
+        metrics.contains(r#"route="/v1/polls/{poll}/votes""#),
+        "routes are labelled by pattern"
+    );
+    ingest.stop().await;
+}
