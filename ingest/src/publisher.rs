@@ -75,7 +75,7 @@ impl Publisher {
 
     /// Publishes and waits for the acknowledgement. With `dedup`, the event id becomes the
     /// JetStream message id (only for client idempotency keys: the header costs throughput).
-    #[tracing::instrument(name = "publish", skip_all, fields(kind = envelope.event.kind().as_str(), event_id = %envelope.id))]
+    #[tracing::instrument(name = "publish", level = "debug", skip_all, fields(kind = envelope.event.kind().as_str(), event_id = %envelope.id))]
     pub async fn publish(&self, envelope: &Envelope, dedup: bool) -> Result<Stored, PublishError> {
         // While NATS is away the client would buffer the publish until the timeout; answer now.
         if !self.is_connected() {

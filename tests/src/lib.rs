@@ -262,10 +262,10 @@ impl Ingest {
         let client = reqwest::Client::new();
         let mut ready_rx = ready_rx;
         for _ in 0..200 {
-            if let Ok(r) = client.get(ingest.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return ingest;
-                }
+            if let Ok(r) = client.get(ingest.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return ingest;
             }
             if ready_rx.try_recv().is_ok() {
                 panic!("ingest stopped during start-up");

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Sets up the local stack, starts ingest and the Postgres writer in the background, sends a
+# demo burst and shows the rows arriving in Postgres.
+#
+#   deploy/demo.sh         set up, start, send the burst, leave the services running
+#   deploy/demo.sh stop    stop ingest and the workers started here (servers keep running;
+#                          deploy/stack.sh down stops the ones the stack script started)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tally-target}"
+BIN="$CARGO_TARGET_DIR/release"
+INGEST_ADDR="${TALLY_INGEST_ADDR:-127.0.0.1:8080}"
+log() { printf '[demo] %s\n' "$*" >&2; }
+
+stop() {
+  for svc in ingest workers; do
+    local f="$STATE_DIR/pids/$svc.pid"
+    if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
+      log "stopping $svc ($(cat "$f"))"; kill "$(cat "$f")"
+    fi
+    rm -f "$f"
+  done
+}
+
+if [ "${1:-}" = stop ]; then stop; exit 0; fi
+
+command -v cargo >/dev/null || { log "cargo is needed (Rust 1.95 or newer, e.g. from rustup)"; exit 1; }
+deploy/stack.sh up
+# shellcheck disable=SC1091
+. "$STATE_DIR/env"
+export TALLY_INGEST_ADDR="$INGEST_ADDR"
+
+log "building (release)…"
+cargo build --release --quiet -p tally-ingest -p tally-workers -p tally-loadtest
+"$BIN/tally-workers" setup
+
+stop # a previous demo's services
+mkdir -p "$STATE_DIR/logs" "$STATE_DIR/pids"
+nohup "$BIN/tally-workers" >>"$STATE_DIR/logs/workers.log" 2>&1 </dev/null &
+echo $! >"$STATE_DIR/pids/workers.pid"
+nohup "$BIN/tally-ingest" >>"$STATE_DIR/logs/ingest.log" 2>&1 </dev/null &
+echo $! >"$STATE_DIR/pids/ingest.pid"
+for _ in $(seq 1 100); do
+  curl -fsS "http://$INGEST_ADDR/readyz" >/dev/null 2>&1 && break; sleep 0.1
+done
+curl -fsS "http://$INGEST_ADDR/readyz" >/dev/null || { log "ingest did not become ready; see $STATE_DIR/logs/ingest.log"; exit 1; }
+log "ingest on http://$INGEST_ADDR, workers metrics on http://127.0.0.1:9101/metrics"
+
+log "one vote by hand:"
+curl -sS -X POST "http://$INGEST_ADDR/v1/polls/demo/votes" -H 'content-type: application/json' \
+  -H "Idempotency-Key: demo-$(date +%s)" -d '{"voter":"ada","options":["red"]}'; echo
+log "a bad one, for the error shape:"
+curl -sS -X POST "http://$INGEST_ADDR/v1/polls/demo/votes" -H 'content-type: application/json' \
+  -d '{"voter":"ada","options":["red"],"received_at":"yesterday"}'; echo
+
+log "a burst of 5,000 single-vote requests, then the outcome check in Postgres:"
+"$BIN/tally-loadtest" --ingest "http://$INGEST_ADDR" --database-url "$TALLY_DATABASE_URL" burst --count 5000
+
+log "rows in Postgres:"
+psql "$TALLY_DATABASE_URL" -c "SELECT poll, options[1] AS option, count(*) AS votes, max(received_at) AS last_vote
+  FROM poll_votes GROUP BY 1, 2 ORDER BY max(received_at) DESC, 2 LIMIT 6"
+
+cat >&2 <<MSG
+[demo] Running in the background:
+[demo]   ingest   http://$INGEST_ADDR   (log: $STATE_DIR/logs/ingest.log)
+[demo]   workers  Postgres writer      (log: $STATE_DIR/logs/workers.log)
+[demo] Try:  curl -X POST http://$INGEST_ADDR/v1/tournaments/cup/scores -H 'content-type: application/json' -d '{"match":"m1","team":"owls","points":3}'
+[demo] Stop: deploy/demo.sh stop      (and deploy/stack.sh down for the servers it started)
+MSG
