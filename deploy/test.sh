@@ -8,4 +8,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tally-target}"
 deploy/stack.sh up
 # shellcheck disable=SC1091
 . "$STATE_DIR/env"
-cargo test --workspace "$@"
+log=$(mktemp)
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over all test binaries (cargo's own last line is the doc-tests').
+awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$log"
+rm -f "$log"
+exit "$status"

@@ -68,30 +68,19 @@ pub async fn pull_batches(
                 continue;
             }
         };
-        let chunks = messages.chunks_timeout(config.batch_max, config.batch_wait());
-        tokio::pin!(chunks);
-        while let Some(chunk) = chunks.next().await {
-            let mut ok = Vec::with_capacity(chunk.len());
-            let mut failed = false;
-            for message in chunk {
-                match message {
-                    Ok(m) => ok.push(m),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Message stream error; reopening it.");
-                        failed = true;
-                    }
-                }
-            }
-            if !ok.is_empty() {
+        let cut = batched(messages, config.batch_max, config.batch_wait());
+        tokio::pin!(cut);
+        while let Some(Chunk { items, failed }) = cut.next().await {
+            if !items.is_empty() {
                 let batch = EventBatch {
-                    messages: Arc::new(ok),
+                    messages: Arc::new(items),
                 };
                 if batches.send(batch).await.is_err() {
                     return; // the writer stopped
                 }
             }
             if failed {
-                break;
+                break; // reopen the message stream
             }
         }
         if batches.is_closed() {
@@ -99,6 +88,36 @@ pub async fn pull_batches(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// One cut of the message stream: the good items, and whether an error was seen in it.
+#[derive(Debug, PartialEq)]
+pub struct Chunk<T> {
+    pub items: Vec<T>,
+    pub failed: bool,
+}
+
+/// Cuts a stream into chunks of at most `max` items, or what arrived within `wait` of the
+/// first one; errors are logged and flagged so the caller can reopen its source.
+pub fn batched<T, E: std::fmt::Display>(
+    stream: impl futures::Stream<Item = Result<T, E>>,
+    max: usize,
+    wait: Duration,
+) -> impl futures::Stream<Item = Chunk<T>> {
+    stream.chunks_timeout(max.max(1), wait).map(|chunk| {
+        let mut items = Vec::with_capacity(chunk.len());
+        let mut failed = false;
+        for item in chunk {
+            match item {
+                Ok(item) => items.push(item),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Message stream error; reopening it.");
+                    failed = true;
+                }
+            }
+        }
+        Chunk { items, failed }
+    })
 }
 
 /// Publishes the consumer's backlog as a gauge every few seconds.
@@ -115,5 +134,55 @@ pub async fn report_pending(mut consumer: Consumer, every: Duration) {
             Err(e) => tracing::debug!(error = %e, "Consumer info unavailable."),
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(range: std::ops::Range<u32>) -> Vec<Result<u32, String>> {
+        range.map(Ok).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_are_cut_at_the_size_limit() {
+        let chunks: Vec<_> = batched(futures::stream::iter(ok(0..12)), 5, Duration::from_secs(60))
+            .collect()
+            .await;
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.items.len()).collect();
+        assert_eq!(sizes, vec![5, 5, 2]);
+        assert_eq!(chunks[2].items, vec![10, 11]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_leaves_after_the_time_bound() {
+        let (tx, rx) = mpsc::channel(16);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let cut = batched(stream, 1000, Duration::from_millis(100));
+        tokio::pin!(cut);
+        for i in 0..3 {
+            tx.send(Ok::<u32, String>(i)).await.unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        let first = cut.next().await.unwrap();
+        assert_eq!(first.items, vec![0, 1, 2]);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn errors_are_flagged_and_good_items_kept() {
+        let items = vec![Ok(1), Err("missed heartbeat".to_owned()), Ok(2)];
+        let chunks: Vec<_> = batched(futures::stream::iter(items), 10, Duration::from_secs(1))
+            .collect()
+            .await;
+        assert_eq!(
+            chunks,
+            vec![Chunk {
+                items: vec![1, 2],
+                failed: true
+            }]
+        );
     }
 }
