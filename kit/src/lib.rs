@@ -2,9 +2,11 @@
 //!
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
 //! - [`nats`]: connecting to NATS and declaring the event and dead-letter streams.
+//! - [`consumer`]: a sink's durable consumer and the loop that cuts it into batches.
 //! - [`shutdown`]: the signal future that `serve` functions take.
 //! - [`ops`]: `/healthz` and `/metrics` routes.
 
+pub mod consumer;
 pub mod nats;
 pub mod ops;
 pub mod shutdown;

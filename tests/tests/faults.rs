@@ -20,10 +20,13 @@ async fn a_writer_killed_after_commit_before_ack_or_at_random_loses_nothing_and_
 
     // A writer that fetched a batch and committed it, then died before acking: done by hand
     // with the writer's own consumer, decoder and store, so the moment is exact.
-    let consumer =
-        tally_workers::consumer::durable_consumer(&env.js, &env.nats.spec(), &config.writer)
-            .await
-            .unwrap();
+    let consumer = tally_kit::consumer::durable_consumer(
+        &env.js,
+        &env.nats.spec(),
+        &config.writer.consumer_spec(),
+    )
+    .await
+    .unwrap();
     let fetched: Vec<_> = consumer
         .fetch()
         .max_messages(120)

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use tally_kit::consumer::{BatchSpec, ConsumerSpec};
 use tally_kit::nats::NatsConfig;
 
 #[derive(Clone, Debug, clap::Parser)]
@@ -111,12 +112,20 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
-    pub fn batch_wait(&self) -> Duration {
-        Duration::from_millis(self.batch_wait_ms)
+    pub fn consumer_spec(&self) -> ConsumerSpec {
+        ConsumerSpec {
+            name: self.consumer.clone(),
+            description: "Tally: every event into Postgres".into(),
+            ack_wait: Duration::from_secs(self.ack_wait_secs),
+            max_ack_pending: self.max_ack_pending,
+        }
     }
 
-    pub fn ack_wait(&self) -> Duration {
-        Duration::from_secs(self.ack_wait_secs)
+    pub fn batch_spec(&self) -> BatchSpec {
+        BatchSpec {
+            max: self.batch_max,
+            wait: Duration::from_millis(self.batch_wait_ms),
+        }
     }
 }
 

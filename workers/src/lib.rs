@@ -2,7 +2,6 @@
 //!
 //! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
 //! - [`store`]: Postgres — connection, migrations, the idempotent batch insert.
-//! - [`consumer`]: the durable JetStream consumer and the batching loop.
 //! - [`batch_insert`]: the apalis job that writes a batch and acks it after commit.
 //! - [`dead_letter`]: where undecodable messages go.
 //!
@@ -13,7 +12,6 @@
 
 pub mod batch_insert;
 pub mod config;
-pub mod consumer;
 pub mod dead_letter;
 pub mod store;
 
@@ -25,7 +23,6 @@ use apalis::prelude::*;
 use apalis_core::backend::custom::{BackendBuilder, CustomBackend};
 use batch_insert::Writer;
 use config::WorkersConfig;
-use consumer::EventBatch;
 use futures::sink::{Drain, SinkMapErr};
 use futures::stream::BoxStream;
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -34,6 +31,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use store::PgStore;
+use tally_kit::consumer::{self, EventBatch};
 use tokio::sync::{Mutex, mpsc};
 
 pub use config::{Cli, Command};
@@ -71,14 +69,14 @@ pub async fn run(
     let spec = config.nats.spec();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let writer_config = config.writer.clone();
-    let consumer = consumer::durable_consumer(&js, &spec, &writer_config)
+    let consumer = consumer::durable_consumer(&js, &spec, &writer_config.consumer_spec())
         .await
         .map_err(WorkersError::Consumer)?;
 
     let (tx, rx) = mpsc::channel::<EventBatch>(1);
     let puller = tokio::spawn(consumer::pull_batches(
         consumer.clone(),
-        writer_config.clone(),
+        writer_config.batch_spec(),
         tx,
     ));
     let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));

@@ -1,11 +1,10 @@
-//! The JetStream side of the writer: the durable pull consumer and the loop that turns its
-//! messages into batches (up to `batch_max` events, or what arrived within `batch_wait`).
+//! The consuming side every sink shares: the durable pull consumer and the loop that turns
+//! its messages into batches (up to `max` events, or what arrived within `wait`).
 //!
-//! Batches go through a channel of capacity one, so at most one batch waits while others are
-//! written: memory stays bounded however far behind Postgres is, and the backlog stays in
-//! the stream.
+//! Batches go through a channel of capacity one, so at most one batch waits while another is
+//! applied: memory stays bounded however far behind a sink is, and the backlog stays in the
+//! stream.
 
-use crate::config::WriterConfig;
 use async_nats::jetstream::{self, consumer::pull};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use tally_schema::StreamSpec;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-/// Messages fetched together and written in one transaction.
+/// Messages fetched together and applied together.
 #[derive(Clone, Debug)]
 pub struct EventBatch {
     pub messages: Arc<Vec<jetstream::Message>>,
@@ -21,24 +20,43 @@ pub struct EventBatch {
 
 pub type Consumer = jetstream::consumer::Consumer<pull::Config>;
 
-/// Creates or updates the durable consumer over every event subject.
+/// A sink's durable consumer.
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    /// Durable name; instances sharing it share the work.
+    pub name: String,
+    pub description: String,
+    /// JetStream redelivers a message not acked within this.
+    pub ack_wait: Duration,
+    /// Unacknowledged messages the consumer may hold; bounds a slow sink's memory.
+    pub max_ack_pending: i64,
+}
+
+/// How a sink cuts the stream into batches.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchSpec {
+    pub max: usize,
+    pub wait: Duration,
+}
+
+/// Creates or updates a durable consumer over every event subject.
 pub async fn durable_consumer(
     js: &jetstream::Context,
-    spec: &StreamSpec,
-    config: &WriterConfig,
+    events: &StreamSpec,
+    spec: &ConsumerSpec,
 ) -> Result<Consumer, async_nats::Error> {
-    let stream = js.get_stream(&spec.name).await?;
+    let stream = js.get_stream(&events.name).await?;
     let consumer = stream
         .create_consumer(pull::Config {
-            durable_name: Some(config.consumer.clone()),
-            description: Some("Tally: every event into Postgres".into()),
-            filter_subjects: spec.subjects(),
+            durable_name: Some(spec.name.clone()),
+            description: Some(spec.description.clone()),
+            filter_subjects: events.subjects(),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: config.ack_wait(),
+            ack_wait: spec.ack_wait,
             // Unbounded on purpose: a message that hit a delivery limit would never reach
-            // Postgres. Poison messages are dead-lettered by the writer instead.
+            // the sink. Poison messages are dead-lettered by the sink instead.
             max_deliver: -1,
-            max_ack_pending: config.max_ack_pending,
+            max_ack_pending: spec.max_ack_pending,
             ..Default::default()
         })
         .await?;
@@ -47,15 +65,11 @@ pub async fn durable_consumer(
 
 /// Pulls messages forever, sending batches until `batches` is closed. Reconnects the
 /// message stream after errors (NATS restarts, missed heartbeats).
-pub async fn pull_batches(
-    consumer: Consumer,
-    config: WriterConfig,
-    batches: mpsc::Sender<EventBatch>,
-) {
+pub async fn pull_batches(consumer: Consumer, spec: BatchSpec, batches: mpsc::Sender<EventBatch>) {
     loop {
         let messages = match consumer
             .stream()
-            .max_messages_per_batch(config.batch_max.min(10_000))
+            .max_messages_per_batch(spec.max.min(10_000))
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
@@ -68,7 +82,7 @@ pub async fn pull_batches(
                 continue;
             }
         };
-        let cut = batched(messages, config.batch_max, config.batch_wait());
+        let cut = batched(messages, spec.max, spec.wait);
         tokio::pin!(cut);
         while let Some(Chunk { items, failed }) = cut.next().await {
             if !items.is_empty() {
@@ -126,9 +140,9 @@ pub async fn report_pending(mut consumer: Consumer, every: Duration) {
         match consumer.info().await {
             Ok(info) => {
                 let name = info.name.clone();
-                metrics::gauge!("tally_workers_consumer_pending_messages", "consumer" => name.clone())
+                metrics::gauge!("tally_jetstream_consumer_pending_messages", "consumer" => name.clone())
                     .set(info.num_pending as f64);
-                metrics::gauge!("tally_workers_consumer_ack_pending_messages", "consumer" => name)
+                metrics::gauge!("tally_jetstream_consumer_ack_pending_messages", "consumer" => name)
                     .set(info.num_ack_pending as f64);
             }
             Err(e) => tracing::debug!(error = %e, "Consumer info unavailable."),
