@@ -8,7 +8,7 @@
 use async_nats::jetstream::{self, consumer::pull};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_schema::StreamSpec;
+use tally_schema::{Envelope, StoredEvent, StreamSpec};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
@@ -30,6 +30,10 @@ pub struct ConsumerSpec {
     pub ack_wait: Duration,
     /// Unacknowledged messages the consumer may hold; bounds a slow sink's memory.
     pub max_ack_pending: i64,
+    /// For sinks that record what they applied: recreate the consumer so delivery resumes
+    /// right after this stream sequence, in order (a crashed instance's unacked messages
+    /// would otherwise come back after newer ones).
+    pub resume_after: Option<u64>,
 }
 
 /// How a sink cuts the stream into batches.
@@ -46,8 +50,19 @@ pub async fn durable_consumer(
     spec: &ConsumerSpec,
 ) -> Result<Consumer, async_nats::Error> {
     let stream = js.get_stream(&events.name).await?;
+    let deliver_policy = match spec.resume_after {
+        Some(seq) => {
+            // Not found is fine: the first start.
+            let _ = stream.delete_consumer(&spec.name).await;
+            jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq + 1,
+            }
+        }
+        None => jetstream::consumer::DeliverPolicy::All,
+    };
     let consumer = stream
         .create_consumer(pull::Config {
+            deliver_policy,
             durable_name: Some(spec.name.clone()),
             description: Some(spec.description.clone()),
             filter_subjects: events.subjects(),
@@ -102,6 +117,19 @@ pub async fn pull_batches(consumer: Consumer, spec: BatchSpec, batches: mpsc::Se
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A stream message as the event a sink applies, or why it cannot be one.
+pub fn decode(message: &jetstream::Message) -> Result<StoredEvent, String> {
+    let info = message
+        .info()
+        .map_err(|e| format!("no JetStream metadata: {e}"))?;
+    let envelope =
+        Envelope::from_json(&message.payload).map_err(|e| format!("undecodable event: {e}"))?;
+    Ok(StoredEvent {
+        stream_seq: info.stream_sequence,
+        envelope,
+    })
 }
 
 /// One cut of the message stream: the good items, and whether an error was seen in it.

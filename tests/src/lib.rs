@@ -40,6 +40,10 @@ pub fn nats_url() -> String {
     setting("TALLY_NATS_URL", "nats://127.0.0.1:4222")
 }
 
+pub fn redis_url() -> String {
+    setting("TALLY_REDIS_URL", "redis://127.0.0.1:6379")
+}
+
 pub fn database_url() -> String {
     setting(
         "TALLY_DATABASE_URL",
@@ -135,6 +139,27 @@ impl TestEnv {
         ]
     }
 
+    /// Aggregator settings for this env: its own Redis key prefix, no metrics listener.
+    pub fn aggregator_config(&self) -> tally_aggregator::config::AggregatorConfig {
+        use clap::Parser;
+        let mut config =
+            tally_aggregator::config::AggregatorConfig::parse_from(["tally-aggregator"]);
+        config.nats = self.nats.clone();
+        config.redis_url = redis_url();
+        config.redis_prefix = self.name.clone();
+        config.redis_ack_wait_secs = 2;
+        config
+    }
+
+    /// A Redis connection for assertions.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis is up (deploy/stack.sh up)")
+    }
+
     /// Messages stored in this env's event stream.
     pub async fn stream_messages(&self) -> u64 {
         let mut stream = self
@@ -217,6 +242,20 @@ impl Drop for TestEnv {
                     .execute(&admin)
                     .await;
                 }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    // Only this env's keys: the prefix is its random name.
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{name}:*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> =
+                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
                 if let Ok((_, js)) =
                     tally_kit::nats::connect(&nats, "tally-tests-cleanup", 16).await
                 {
@@ -289,6 +328,42 @@ impl Ingest {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+}
+
+/// The aggregator, in-process; `abort` is a crash (nothing acked, nothing flushed).
+pub struct Aggregator {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Aggregator {
+    pub async fn start(config: tally_aggregator::config::AggregatorConfig) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            tally_aggregator::run(config, None, shutdown)
+                .await
+                .expect("aggregator runs");
+        });
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 }
 

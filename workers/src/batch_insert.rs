@@ -8,11 +8,10 @@
 use crate::dead_letter::DeadLetters;
 use crate::store::PgStore;
 use apalis::prelude::*;
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::AckKind;
 use std::sync::Arc;
 use std::time::Instant;
-use tally_kit::consumer::EventBatch;
-use tally_schema::{Envelope, StoredEvent};
+use tally_kit::consumer::{EventBatch, decode};
 
 /// What the job needs, injected once through apalis' `Data`.
 pub struct Writer {
@@ -72,17 +71,4 @@ pub async fn write_batch(batch: EventBatch, writer: Data<Arc<Writer>>) -> Result
             Err(e.into())
         }
     }
-}
-
-/// A stream message as the row it becomes, or why it cannot be one.
-pub fn decode(message: &jetstream::Message) -> Result<StoredEvent, String> {
-    let info = message
-        .info()
-        .map_err(|e| format!("no JetStream metadata: {e}"))?;
-    let envelope =
-        Envelope::from_json(&message.payload).map_err(|e| format!("undecodable event: {e}"))?;
-    Ok(StoredEvent {
-        stream_seq: info.stream_sequence,
-        envelope,
-    })
 }

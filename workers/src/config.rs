@@ -118,6 +118,7 @@ impl WriterConfig {
             description: "Tally: every event into Postgres".into(),
             ack_wait: Duration::from_secs(self.ack_wait_secs),
             max_ack_pending: self.max_ack_pending,
+            resume_after: None,
         }
     }
 

@@ -1,0 +1,56 @@
+-- Applies a batch of events to Redis and records the highest stream sequence applied, in one
+-- atomic step: a redelivered event (sequence <= the recorded one) changes nothing.
+--
+-- Key names are made in Rust (aggregator/src/keys.rs) and passed in; nothing is named here.
+--
+-- KEYS[1]  the applied-sequence key of this sink
+-- ARGV[1]  Elo K-factor   ARGV[2] initial rating   ARGV[3] personal-ranking TTL in seconds
+-- then one record of 6 fields per event: seq, kind, key, key2, a, b
+--   poll  : key = tally hash, a = options joined by ','
+--   score : key = standings sorted set, a = team, b = points
+--   reg   : key = counts hash, a = group ('' for none)
+--   pair  : key = arena ratings, key2 = the session's ratings, a = winner, b = loser
+--   none  : no effect (the sequence still counts as applied)
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local k, initial, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local applied, skipped, high = 0, 0, last
+
+local function elo(key, winner, loser)
+  local rw = tonumber(redis.call('ZSCORE', key, winner) or initial)
+  local rl = tonumber(redis.call('ZSCORE', key, loser) or initial)
+  local expected = 1 / (1 + 10 ^ ((rl - rw) / 400))
+  local delta = k * (1 - expected)
+  redis.call('ZADD', key, string.format('%.17g', rw + delta), winner)
+  redis.call('ZADD', key, string.format('%.17g', rl - delta), loser)
+end
+
+for i = 4, #ARGV, 6 do
+  local seq = tonumber(ARGV[i])
+  if seq <= last then
+    skipped = skipped + 1
+  else
+    local kind, key, key2, a, b = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    if kind == 'poll' then
+      for option in string.gmatch(a, '[^,]+') do
+        redis.call('HINCRBY', key, option, 1)
+      end
+    elseif kind == 'score' then
+      redis.call('ZINCRBY', key, b, a)
+    elseif kind == 'reg' then
+      redis.call('HINCRBY', key, '_total', 1)
+      if a ~= '' then
+        redis.call('HINCRBY', key, a, 1)
+      end
+    elseif kind == 'pair' then
+      elo(key, a, b)
+      elo(key2, a, b)
+      redis.call('EXPIRE', key2, ttl)
+    end
+    applied = applied + 1
+    if seq > high then
+      high = seq
+    end
+  end
+end
+redis.call('SET', KEYS[1], high)
+return { applied, skipped, high }

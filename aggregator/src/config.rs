@@ -1,0 +1,83 @@
+//! Aggregator configuration: flags or `TALLY_*` environment variables, each with a default.
+
+use crate::leaderboard::EloConfig;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tally_kit::consumer::{BatchSpec, ConsumerSpec};
+use tally_kit::nats::NatsConfig;
+
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "tally-aggregator",
+    about = "Tally's aggregator: live Redis tallies, standings and Elo rankings."
+)]
+pub struct AggregatorConfig {
+    #[command(flatten)]
+    pub nats: NatsConfig,
+    /// Redis URL.
+    #[arg(
+        long,
+        env = "TALLY_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "TALLY_REDIS_PREFIX", default_value = "tally")]
+    pub redis_prefix: String,
+    /// Durable consumer of the Redis sink.
+    #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = "redis-sink")]
+    pub redis_consumer: String,
+    /// Most events per Redis script call.
+    #[arg(long, env = "TALLY_REDIS_BATCH_MAX", default_value_t = 2000)]
+    pub redis_batch_max: usize,
+    /// Longest wait for a batch to fill, in milliseconds (bounds the ingest-to-Redis lag).
+    #[arg(long, env = "TALLY_REDIS_BATCH_WAIT_MS", default_value_t = 20)]
+    pub redis_batch_wait_ms: u64,
+    /// Seconds JetStream waits for an ack before redelivering.
+    #[arg(long, env = "TALLY_REDIS_ACK_WAIT_SECS", default_value_t = 30)]
+    pub redis_ack_wait_secs: u64,
+    /// Elo K-factor of pair votes.
+    #[arg(long, env = "TALLY_ELO_K", default_value_t = 32.0)]
+    pub elo_k: f64,
+    /// Elo rating of an item's first appearance.
+    #[arg(long, env = "TALLY_ELO_INITIAL", default_value_t = 1000.0)]
+    pub elo_initial: f64,
+    /// Seconds a session's personal ranking lives after its last vote.
+    #[arg(long, env = "TALLY_SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+    /// Address of `/healthz` and `/metrics`.
+    #[arg(
+        long,
+        env = "TALLY_AGGREGATOR_METRICS_ADDR",
+        default_value = "127.0.0.1:9102"
+    )]
+    pub metrics_addr: SocketAddr,
+}
+
+impl AggregatorConfig {
+    pub fn elo(&self) -> EloConfig {
+        EloConfig {
+            k: self.elo_k,
+            initial: self.elo_initial,
+            session_ttl_secs: self.session_ttl_secs,
+        }
+    }
+
+    /// The Redis sink's consumer, resumed right after what Redis says it applied.
+    pub fn redis_consumer_spec(&self, applied_seq: u64) -> ConsumerSpec {
+        ConsumerSpec {
+            name: self.redis_consumer.clone(),
+            description: "Tally: tallies, standings and rankings in Redis".into(),
+            ack_wait: Duration::from_secs(self.redis_ack_wait_secs),
+            max_ack_pending: 20_000,
+            resume_after: Some(applied_seq),
+        }
+    }
+
+    pub fn redis_batch_spec(&self) -> BatchSpec {
+        BatchSpec {
+            max: self.redis_batch_max,
+            wait: Duration::from_millis(self.redis_batch_wait_ms),
+        }
+    }
+}

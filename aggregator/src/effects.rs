@@ -1,0 +1,97 @@
+//! What an event does to Redis, as the flat record the batch script applies, and the Elo
+//! rule the script implements (here as the reference the tests check it against).
+
+use crate::keys::Keys;
+use tally_schema::{Event, StoredEvent};
+
+/// One event for `scripts/apply_batch.lua`: seq, kind, key, key2, a, b.
+pub fn record(keys: &Keys, event: &StoredEvent) -> [String; 6] {
+    let seq = event.stream_seq.to_string();
+    let none = String::new;
+    match &event.envelope.event {
+        Event::PollVote(v) => {
+            let options: Vec<&str> = v.options.iter().map(|o| o.as_str()).collect();
+            [
+                seq,
+                "poll".into(),
+                keys.poll_tally(v.poll.as_str()),
+                none(),
+                options.join(","),
+                none(),
+            ]
+        }
+        Event::Score(s) => [
+            seq,
+            "score".into(),
+            keys.standings(s.tournament.as_str()),
+            none(),
+            s.team.to_string(),
+            s.points.to_string(),
+        ],
+        Event::Registration(r) => [
+            seq,
+            "reg".into(),
+            keys.registrations(r.tournament.as_str()),
+            none(),
+            r.group.as_ref().map(|g| g.to_string()).unwrap_or_default(),
+            none(),
+        ],
+        Event::PairVote(p) => [
+            seq,
+            "pair".into(),
+            keys.arena_elo(p.arena.as_str()),
+            keys.session_elo(p.arena.as_str(), p.session.as_str()),
+            p.winner.to_string(),
+            p.loser.to_string(),
+        ],
+        Event::MediaUploaded(_) => [seq, "none".into(), none(), none(), none(), none()],
+    }
+}
+
+/// Elo after "winner beat loser": both move by K × (1 − the winner's expected score).
+pub fn elo_update(winner: f64, loser: f64, k: f64) -> (f64, f64) {
+    let expected = 1.0 / (1.0 + 10f64.powf((loser - winner) / 400.0));
+    let delta = k * (1.0 - expected);
+    (winner + delta, loser - delta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_ratings_move_by_half_k() {
+        assert_eq!(elo_update(1000.0, 1000.0, 32.0), (1016.0, 984.0));
+    }
+
+    #[test]
+    fn an_upset_moves_more_than_an_expected_win() {
+        let (fav_win, _) = elo_update(1200.0, 1000.0, 32.0);
+        let (upset, _) = elo_update(1000.0, 1200.0, 32.0);
+        assert!(upset - 1000.0 > fav_win - 1200.0);
+        // Points are conserved.
+        let (w, l) = elo_update(1234.5, 987.25, 24.0);
+        assert!((w + l - (1234.5 + 987.25)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn records_carry_keys_and_arguments() {
+        let keys = Keys::new("p");
+        let event = StoredEvent {
+            stream_seq: 7,
+            envelope: tally_schema::Envelope::new(
+                tally_schema::api::PollVoteBody {
+                    id: None,
+                    voter: "v".try_into().unwrap(),
+                    options: vec!["a".try_into().unwrap(), "b".try_into().unwrap()],
+                }
+                .into_event("final".try_into().unwrap()),
+            ),
+        };
+        let r = record(&keys, &event);
+        assert_eq!(
+            r,
+            ["7", "poll", "p:poll:final:tally", "", "a,b", ""].map(String::from)
+        );
+    }
+}

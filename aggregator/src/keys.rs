@@ -1,0 +1,49 @@
+//! Every Redis key the aggregator writes and the read API will read, named in one place.
+
+/// Key names under one prefix (`tally` in production; tests use their own).
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Hash: option → votes.
+    pub fn poll_tally(&self, poll: &str) -> String {
+        format!("{}:poll:{poll}:tally", self.prefix)
+    }
+
+    /// Sorted set: team → points.
+    pub fn standings(&self, tournament: &str) -> String {
+        format!("{}:standings:{tournament}", self.prefix)
+    }
+
+    /// Hash: group → registrations, and `_total`.
+    pub fn registrations(&self, tournament: &str) -> String {
+        format!("{}:registrations:{tournament}", self.prefix)
+    }
+
+    /// Sorted set: item → Elo rating over every vote of the arena.
+    pub fn arena_elo(&self, arena: &str) -> String {
+        format!("{}:elo:{arena}", self.prefix)
+    }
+
+    /// Sorted set: item → Elo rating over one session's votes (expires).
+    pub fn session_elo(&self, arena: &str, session: &str) -> String {
+        format!("{}:elo:{arena}:session:{session}", self.prefix)
+    }
+
+    /// String: the highest stream sequence a sink has applied.
+    pub fn applied_seq(&self, consumer: &str) -> String {
+        format!("{}:sink:{consumer}:applied_seq", self.prefix)
+    }
+}

@@ -1,0 +1,105 @@
+//! The Redis sink's storage side: applies a batch of events atomically with the record of
+//! the highest stream sequence applied, through one Lua script (reloaded by the client after
+//! a Redis restart answers NOSCRIPT).
+
+use crate::effects;
+use crate::keys::Keys;
+use redis::aio::ConnectionManager;
+use tally_schema::StoredEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("cannot reach Redis at {url}: {source}")]
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("Redis: {0}")]
+    Command(#[from] redis::RedisError),
+}
+
+/// Elo settings of pair votes.
+#[derive(Clone, Copy, Debug)]
+pub struct EloConfig {
+    pub k: f64,
+    pub initial: f64,
+    /// How long a session's personal ranking lives after its last vote.
+    pub session_ttl_secs: u64,
+}
+
+/// What one batch did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub applied: u64,
+    /// Events at or below the recorded sequence: redeliveries, changed nothing.
+    pub skipped: u64,
+    /// The recorded sequence after the batch.
+    pub high: u64,
+}
+
+#[derive(Clone)]
+pub struct RedisSink {
+    conn: ConnectionManager,
+    keys: Keys,
+    consumer: String,
+    elo: EloConfig,
+    script: redis::Script,
+}
+
+impl RedisSink {
+    /// Connects (checking the connection at once).
+    pub async fn connect(
+        url: &str,
+        keys: Keys,
+        consumer: &str,
+        elo: EloConfig,
+    ) -> Result<Self, RedisError> {
+        let connect = |source| RedisError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(connect)?;
+        let conn = ConnectionManager::new(client).await.map_err(connect)?;
+        Ok(Self {
+            conn,
+            keys,
+            consumer: consumer.to_owned(),
+            elo,
+            script: redis::Script::new(include_str!("../scripts/apply_batch.lua")),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The highest stream sequence this sink has applied (0 before the first batch).
+    pub async fn applied_seq(&self) -> Result<u64, RedisError> {
+        let mut conn = self.conn.clone();
+        let seq: Option<u64> = redis::cmd("GET")
+            .arg(self.keys.applied_seq(&self.consumer))
+            .query_async(&mut conn)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Applies events in the given (stream) order, skipping what was applied before.
+    #[tracing::instrument(name = "redis_apply", skip_all, fields(events = events.len()))]
+    pub async fn apply(&self, events: &[StoredEvent]) -> Result<Applied, RedisError> {
+        let mut invocation = self.script.key(self.keys.applied_seq(&self.consumer));
+        invocation
+            .arg(self.elo.k)
+            .arg(self.elo.initial)
+            .arg(self.elo.session_ttl_secs);
+        for event in events {
+            invocation.arg(&effects::record(&self.keys, event)[..]);
+        }
+        let mut conn = self.conn.clone();
+        let (applied, skipped, high): (u64, u64, u64) = invocation.invoke_async(&mut conn).await?;
+        Ok(Applied {
+            applied,
+            skipped,
+            high,
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! `aggregator`: turns the event stream into live views.
+//!
+//! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
+//! - [`keys`]: every Redis key, named in one place.
+//! - [`effects`]: what an event does to Redis, and the Elo rule.
+//! - [`leaderboard`]: the Redis side — one atomic script per batch, with the applied sequence.
+//! - [`redis_sink`]: the Redis sink's consume–apply–ack loop.
+//!
+//! The ClickHouse sink, the rebuild command and live-update fan-out come next.
+
+pub mod config;
+pub mod effects;
+pub mod keys;
+pub mod leaderboard;
+pub mod redis_sink;
+
+use config::AggregatorConfig;
+use futures::FutureExt;
+use keys::Keys;
+use leaderboard::RedisSink;
+use std::future::Future;
+use std::time::Duration;
+use tally_kit::consumer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregatorError {
+    #[error(transparent)]
+    Nats(#[from] tally_kit::nats::NatsError),
+    #[error(transparent)]
+    Redis(#[from] leaderboard::RedisError),
+    #[error("JetStream consumer: {0}")]
+    Consumer(async_nats::Error),
+}
+
+/// Runs the Redis sink until `shutdown` resolves.
+pub async fn run(
+    config: AggregatorConfig,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AggregatorError> {
+    let (client, js) = tally_kit::nats::connect(&config.nats, "tally-aggregator", 64).await?;
+    let spec = config.nats.spec();
+    tally_kit::nats::ensure_streams(&js, &spec).await?;
+    let sink = RedisSink::connect(
+        &config.redis_url,
+        Keys::new(config.redis_prefix.clone()),
+        &config.redis_consumer,
+        config.elo(),
+    )
+    .await?;
+    let applied = sink.applied_seq().await?;
+    let consumer = consumer::durable_consumer(&js, &spec, &config.redis_consumer_spec(applied))
+        .await
+        .map_err(AggregatorError::Consumer)?;
+    tracing::info!(resume_after = applied, consumer = %config.redis_consumer, "Redis sink running.");
+
+    let shutdown = shutdown.shared();
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(tally_kit::ops::serve_ops(listener, shutdown.clone()));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let puller = tokio::spawn(consumer::pull_batches(
+        consumer.clone(),
+        config.redis_batch_spec(),
+        tx,
+    ));
+    let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));
+    redis_sink::apply_batches(sink, rx, shutdown).await;
+    puller.abort();
+    reporter.abort();
+    let _ = client.flush().await;
+    tracing::info!("Aggregator stopped.");
+    Ok(())
+}
+
+/// The binary's entry point.
+pub async fn main_with(config: AggregatorConfig) -> anyhow::Result<()> {
+    tally_kit::telemetry::init_tracing();
+    tally_kit::telemetry::metrics();
+    let listener = tokio::net::TcpListener::bind(config.metrics_addr).await?;
+    run(config, Some(listener), tally_kit::shutdown::signal()).await?;
+    Ok(())
+}

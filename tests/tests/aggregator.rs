@@ -1,0 +1,233 @@
+//! The Redis sink: tallies, standings, registration counts and Elo rankings follow the
+//! events, exactly once, in stream order, across crashes.
+
+use rand::Rng;
+use redis::AsyncCommands;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+use tally_aggregator::effects::elo_update;
+use tally_aggregator::keys::Keys;
+use tally_ingest::IngestConfig;
+use tally_tests::{Aggregator, Ingest, TestEnv, post, post_votes};
+
+/// Waits until the Redis sink has applied everything up to `seq`.
+async fn wait_applied(env: &TestEnv, seq: u64) {
+    let mut redis = env.redis().await;
+    let key = Keys::new(env.name.clone()).applied_seq("redis-sink");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let applied: Option<u64> = redis.get(&key).await.unwrap();
+        if applied.unwrap_or(0) >= seq {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis sink stuck at {applied:?}, wanted {seq}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tallies_standings_counts_and_elo_follow_the_events() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let http = reqwest::Client::new();
+    let keys = Keys::new(env.name.clone());
+    let mut last = 0;
+    let mut send = async |path: &str, body: serde_json::Value| {
+        let (status, body) = post(&http, &ingest.url(path), &body).await;
+        assert_eq!(status, 202, "{body}");
+        last = body["seq"].as_u64().unwrap();
+    };
+    send(
+        "/v1/polls/final/votes",
+        json!({"voter": "a", "options": ["red", "blue"]}),
+    )
+    .await;
+    send(
+        "/v1/polls/final/votes",
+        json!({"voter": "b", "options": ["red"]}),
+    )
+    .await;
+    send(
+        "/v1/tournaments/cup/scores",
+        json!({"match": "m1", "team": "owls", "points": 3}),
+    )
+    .await;
+    send(
+        "/v1/tournaments/cup/scores",
+        json!({"match": "m2", "team": "owls", "points": -1}),
+    )
+    .await;
+    send(
+        "/v1/tournaments/cup/scores",
+        json!({"match": "m2", "team": "larks", "points": 5}),
+    )
+    .await;
+    send(
+        "/v1/tournaments/cup/registrations",
+        json!({"user": "u1", "group": "vip"}),
+    )
+    .await;
+    send("/v1/tournaments/cup/registrations", json!({"user": "u2"})).await;
+    let votes = [("s1", "x", "y"), ("s1", "x", "z"), ("s2", "z", "x")];
+    for (session, winner, loser) in votes {
+        send(
+            "/v1/arenas/models/votes",
+            json!({"session": session, "winner": winner, "loser": loser}),
+        )
+        .await;
+    }
+    wait_applied(&env, last).await;
+
+    let mut redis = env.redis().await;
+    let tally: HashMap<String, i64> = redis.hgetall(keys.poll_tally("final")).await.unwrap();
+    assert_eq!(
+        tally,
+        HashMap::from([("red".into(), 2), ("blue".into(), 1)])
+    );
+    let standings: Vec<(String, f64)> = redis
+        .zrevrange_withscores(keys.standings("cup"), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(standings, vec![("larks".into(), 5.0), ("owls".into(), 2.0)]);
+    let counts: HashMap<String, i64> = redis.hgetall(keys.registrations("cup")).await.unwrap();
+    assert_eq!(
+        counts,
+        HashMap::from([("_total".into(), 2), ("vip".into(), 1)])
+    );
+
+    // Elo replayed by the reference implementation, in the same order.
+    let (k, initial) = (32.0, 1000.0);
+    let mut global: HashMap<&str, f64> = HashMap::new();
+    let mut s1: HashMap<&str, f64> = HashMap::new();
+    for (session, w, l) in votes {
+        for ratings in [&mut global]
+            .into_iter()
+            .chain((session == "s1").then_some(&mut s1))
+        {
+            let (rw, rl) = elo_update(
+                *ratings.get(w).unwrap_or(&initial),
+                *ratings.get(l).unwrap_or(&initial),
+                k,
+            );
+            ratings.insert(w, rw);
+            ratings.insert(l, rl);
+        }
+    }
+    let stored: Vec<(String, f64)> = redis
+        .zrange_withscores(keys.arena_elo("models"), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    for (item, rating) in &stored {
+        assert!(
+            (rating - global[item.as_str()]).abs() < 1e-6,
+            "{item}: {rating} vs {}",
+            global[item.as_str()]
+        );
+    }
+    let personal: Vec<(String, f64)> = redis
+        .zrange_withscores(keys.session_elo("models", "s1"), 0, -1)
+        .await
+        .unwrap();
+    for (item, rating) in &personal {
+        assert!((rating - s1[item.as_str()]).abs() < 1e-6);
+    }
+    let ttl: i64 = redis.ttl(keys.session_elo("models", "s1")).await.unwrap();
+    assert!(ttl > 0 && ttl <= 86_400, "personal rankings expire: {ttl}");
+
+    aggregator.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_aggregator_resumes_after_its_watermark_without_counting_twice() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let keys = Keys::new(env.name.clone());
+    let burst = tokio::spawn(post_votes(ingest.base_url(), "crash", 3000, 16));
+    for _ in 0..3 {
+        let aggregator = Aggregator::start(env.aggregator_config()).await;
+        let pause = rand::rng().random_range(200..900);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        aggregator.crash().await; // no ack, no flush: a SIGKILL as far as NATS and Redis see it
+    }
+    let acked = burst.await.unwrap();
+    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    wait_applied(&env, env.stream_messages().await).await;
+
+    // post_votes sends one vote for option "a" per request.
+    let mut redis = env.redis().await;
+    let tally: HashMap<String, i64> = redis.hgetall(keys.poll_tally("crash")).await.unwrap();
+    assert_eq!(tally.get("a").copied().unwrap_or(0), acked.len() as i64);
+    aggregator.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_batch_applied_twice_changes_nothing_the_second_time() {
+    let env = TestEnv::new().await;
+    let config = env.aggregator_config();
+    let sink = tally_aggregator::leaderboard::RedisSink::connect(
+        &config.redis_url,
+        Keys::new(env.name.clone()),
+        "redis-sink",
+        config.elo(),
+    )
+    .await
+    .unwrap();
+    let events: Vec<tally_schema::StoredEvent> = (1..=5)
+        .map(|seq| tally_schema::StoredEvent {
+            stream_seq: seq,
+            envelope: tally_schema::Envelope::new(
+                tally_schema::api::PairVoteBody {
+                    id: None,
+                    session: "s".try_into().unwrap(),
+                    winner: "w".try_into().unwrap(),
+                    loser: "l".try_into().unwrap(),
+                }
+                .into_event("a".try_into().unwrap()),
+            ),
+        })
+        .collect();
+    let first = sink.apply(&events).await.unwrap();
+    assert_eq!((first.applied, first.skipped, first.high), (5, 0, 5));
+    let mut redis = env.redis().await;
+    let before: Vec<(String, f64)> = redis
+        .zrange_withscores(sink.keys().arena_elo("a"), 0, -1)
+        .await
+        .unwrap();
+    let again = sink.apply(&events).await.unwrap();
+    assert_eq!((again.applied, again.skipped, again.high), (0, 5, 5));
+    // A batch overlapping the applied range applies only its new part.
+    let mut overlap = events[3..].to_vec();
+    overlap.push(tally_schema::StoredEvent {
+        stream_seq: 6,
+        ..events[0].clone()
+    });
+    let third = sink.apply(&overlap).await.unwrap();
+    assert_eq!((third.applied, third.skipped, third.high), (1, 2, 6));
+    let after: Vec<(String, f64)> = redis
+        .zrange_withscores(sink.keys().arena_elo("a"), 0, -1)
+        .await
+        .unwrap();
+    let (w, l) = elo_update(before[1].1, before[0].1, 32.0);
+    assert!(
+        (after[1].1 - w).abs() < 1e-6 && (after[0].1 - l).abs() < 1e-6,
+        "{before:?} -> {after:?}"
+    );
+
+    // The script survives a SCRIPT FLUSH (what a Redis restart does to cached scripts).
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut next = events[0].clone();
+    next.stream_seq = 7;
+    assert_eq!(sink.apply(&[next]).await.unwrap().applied, 1);
+}
