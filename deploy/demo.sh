@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Sets up the local stack, starts ingest and the Postgres writer in the background, sends a
-# demo burst and shows the rows arriving in Postgres.
+# Sets up the local stack, starts ingest, the Postgres writer and the aggregator in the
+# background, sends a demo burst and shows the rows arriving in Postgres and the live tally
+# in Redis.
 #
 #   deploy/demo.sh         set up, start, send the burst, leave the services running
-#   deploy/demo.sh stop    stop ingest and the workers started here (servers keep running;
+#   deploy/demo.sh stop    stop ingest, workers and aggregator started here (servers keep running;
 #                          deploy/stack.sh down stops the ones the stack script started)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ INGEST_ADDR="${TALLY_INGEST_ADDR:-127.0.0.1:8080}"
 log() { printf '[demo] %s\n' "$*" >&2; }
 
 stop() {
-  for svc in ingest workers; do
+  for svc in ingest workers aggregator; do
     local f="$STATE_DIR/pids/$svc.pid"
     if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
       log "stopping $svc ($(cat "$f"))"; kill "$(cat "$f")"
@@ -32,13 +33,15 @@ deploy/stack.sh up
 export TALLY_INGEST_ADDR="$INGEST_ADDR"
 
 log "building (release)…"
-cargo build --release --quiet -p tally-ingest -p tally-workers -p tally-loadtest
+cargo build --release --quiet -p tally-ingest -p tally-workers -p tally-aggregator -p tally-loadtest
 "$BIN/tally-workers" setup
 
 stop # a previous demo's services
 mkdir -p "$STATE_DIR/logs" "$STATE_DIR/pids"
 nohup "$BIN/tally-workers" >>"$STATE_DIR/logs/workers.log" 2>&1 </dev/null &
 echo $! >"$STATE_DIR/pids/workers.pid"
+nohup "$BIN/tally-aggregator" >>"$STATE_DIR/logs/aggregator.log" 2>&1 </dev/null &
+echo $! >"$STATE_DIR/pids/aggregator.pid"
 nohup "$BIN/tally-ingest" >>"$STATE_DIR/logs/ingest.log" 2>&1 </dev/null &
 echo $! >"$STATE_DIR/pids/ingest.pid"
 for _ in $(seq 1 100); do
@@ -55,7 +58,16 @@ curl -sS -X POST "http://$INGEST_ADDR/v1/polls/demo/votes" -H 'content-type: app
   -d '{"voter":"ada","options":["red"],"received_at":"yesterday"}'; echo
 
 log "a burst of 5,000 single-vote requests, then the outcome check in Postgres:"
-"$BIN/tally-loadtest" --ingest "http://$INGEST_ADDR" --database-url "$TALLY_DATABASE_URL" burst --count 5000
+burst=$("$BIN/tally-loadtest" --ingest "http://$INGEST_ADDR" --database-url "$TALLY_DATABASE_URL" burst --count 5000)
+echo "$burst"
+poll=$(grep -o 'load-[0-9a-f]*' <<<"$burst" | head -1)
+# The aggregator may first be catching up on older events; wait (bounded) for this burst.
+for _ in $(seq 1 300); do
+  total=$(redis-cli -u "$TALLY_REDIS_URL" HVALS "tally:poll:$poll:tally" | awk '{s += $1} END {print s + 0}')
+  [ "$total" -ge 5000 ] && break; sleep 0.1
+done
+log "the live tally of $poll in Redis (key tally:poll:$poll:tally):"
+redis-cli -u "$TALLY_REDIS_URL" HGETALL "tally:poll:$poll:tally" | paste - -
 
 log "rows in Postgres:"
 psql "$TALLY_DATABASE_URL" -c "SELECT poll, options[1] AS option, count(*) AS votes, max(received_at) AS last_vote
@@ -65,6 +77,7 @@ cat >&2 <<MSG
 [demo] Running in the background:
 [demo]   ingest   http://$INGEST_ADDR   (log: $STATE_DIR/logs/ingest.log)
 [demo]   workers  Postgres writer      (log: $STATE_DIR/logs/workers.log)
+[demo]   aggregator  Redis sink        (log: $STATE_DIR/logs/aggregator.log)
 [demo] Try:  curl -X POST http://$INGEST_ADDR/v1/tournaments/cup/scores -H 'content-type: application/json' -d '{"match":"m1","team":"owls","points":3}'
 [demo] Stop: deploy/demo.sh stop      (and deploy/stack.sh down for the servers it started)
 MSG
