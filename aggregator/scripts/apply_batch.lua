@@ -5,14 +5,18 @@
 --
 -- KEYS[1]  the applied-sequence key of this sink
 -- ARGV[1]  Elo K-factor   ARGV[2] initial rating   ARGV[3] personal-ranking TTL in seconds
--- then one record of 6 fields per event: seq, kind, key, key2, a, b
+-- ARGV[4]  how long the id of a keyed event is remembered, in seconds
+-- then one record of 7 fields per event: seq, seen, kind, key, key2, a, b
+--   seen  : for events whose id a client chose, a key that marks the id as applied (a retry
+--           after JetStream's duplicate window is a second stream message with the same id);
+--           '' for server-made ids, which are unique by construction
 --   poll  : key = tally hash, a = options joined by ','
 --   score : key = standings sorted set, a = team, b = points
 --   reg   : key = counts hash, a = group ('' for none)
 --   pair  : key = arena ratings, key2 = the session's ratings, a = winner, b = loser
 --   none  : no effect (the sequence still counts as applied)
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local k, initial, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local k, initial, ttl, seen_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local applied, skipped, high = 0, 0, last
 
 local function elo(key, winner, loser)
@@ -24,12 +28,15 @@ local function elo(key, winner, loser)
   redis.call('ZADD', key, string.format('%.17g', rl - delta), loser)
 end
 
-for i = 4, #ARGV, 6 do
-  local seq = tonumber(ARGV[i])
-  if seq <= last then
+for i = 5, #ARGV, 7 do
+  local seq, seen = tonumber(ARGV[i]), ARGV[i + 1]
+  if seq <= last or (seen ~= '' and not redis.call('SET', seen, '1', 'NX', 'EX', seen_ttl)) then
     skipped = skipped + 1
+    if seq > high then
+      high = seq
+    end
   else
-    local kind, key, key2, a, b = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    local kind, key, key2, a, b = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
     if kind == 'poll' then
       for option in string.gmatch(a, '[^,]+') do
         redis.call('HINCRBY', key, option, 1)

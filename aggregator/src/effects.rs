@@ -4,8 +4,17 @@
 use crate::keys::Keys;
 use tally_schema::{Event, StoredEvent};
 
-/// One event for `scripts/apply_batch.lua`: seq, kind, key, key2, a, b.
-pub fn record(keys: &Keys, event: &StoredEvent) -> [String; 6] {
+/// One event for `scripts/apply_batch.lua`: seq, seen, kind, key, key2, a, b.
+pub fn record(keys: &Keys, event: &StoredEvent) -> [String; 7] {
+    let seen = match event.envelope.keyed {
+        true => keys.seen(&event.envelope.id),
+        false => String::new(),
+    };
+    let [seq, kind, key, key2, a, b] = effect(keys, event);
+    [seq, seen, kind, key, key2, a, b]
+}
+
+fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
     let seq = event.stream_seq.to_string();
     let none = String::new;
     match &event.envelope.event {
@@ -91,7 +100,18 @@ mod tests {
         let r = record(&keys, &event);
         assert_eq!(
             r,
-            ["7", "poll", "p:poll:final:tally", "", "a,b", ""].map(String::from)
+            ["7", "", "poll", "p:poll:final:tally", "", "a,b", ""].map(String::from)
+        );
+        let keyed = StoredEvent {
+            envelope: tally_schema::Envelope::keyed(
+                uuid::Uuid::nil(),
+                event.envelope.event.clone(),
+            ),
+            ..event
+        };
+        assert_eq!(
+            record(&keys, &keyed)[1],
+            "p:seen:00000000-0000-0000-0000-000000000000"
         );
     }
 }

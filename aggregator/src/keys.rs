@@ -42,6 +42,11 @@ impl Keys {
         format!("{}:elo:{arena}:session:{session}", self.prefix)
     }
 
+    /// String with a TTL: a keyed event with this id was applied.
+    pub fn seen(&self, id: &uuid::Uuid) -> String {
+        format!("{}:seen:{id}", self.prefix)
+    }
+
     /// String: the highest stream sequence a sink has applied.
     pub fn applied_seq(&self, consumer: &str) -> String {
         format!("{}:sink:{consumer}:applied_seq", self.prefix)

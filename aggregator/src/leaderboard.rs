@@ -27,6 +27,9 @@ pub struct EloConfig {
     pub session_ttl_secs: u64,
 }
 
+/// How long the id of a keyed event is remembered: as long as events stay on the stream.
+pub const SEEN_TTL_SECS: u64 = 7 * 24 * 3600;
+
 /// What one batch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Applied {
@@ -90,7 +93,8 @@ impl RedisSink {
         invocation
             .arg(self.elo.k)
             .arg(self.elo.initial)
-            .arg(self.elo.session_ttl_secs);
+            .arg(self.elo.session_ttl_secs)
+            .arg(SEEN_TTL_SECS);
         for event in events {
             invocation.arg(&effects::record(&self.keys, event)[..]);
         }

@@ -14,7 +14,6 @@ use std::time::Duration;
 use tally_schema::ids::IdempotencyKey;
 use tally_schema::{Envelope, Event};
 use tower::ServiceBuilder;
-use uuid::Uuid;
 
 /// Everything a handler needs, built once.
 #[derive(Clone)]
@@ -45,8 +44,10 @@ impl AppState {
         key: Option<IdempotencyKey>,
     ) -> Result<Stored, ApiError> {
         let dedup = key.is_some();
-        let id = key.map_or_else(Uuid::now_v7, |k| k.event_id());
-        let envelope = Envelope::with_id(id, event);
+        let envelope = match key {
+            Some(key) => Envelope::keyed(key.event_id(), event),
+            None => Envelope::new(event),
+        };
         self.publisher
             .publish(&envelope, dedup)
             .await

@@ -19,6 +19,11 @@ pub struct Envelope {
     pub id: Uuid,
     /// When ingest accepted the request.
     pub received_at: DateTime<Utc>,
+    /// The id came from a client's idempotency key, so the same event may reach the stream
+    /// twice (a retry after JetStream's duplicate window); sinks then deduplicate by id.
+    /// Server-made ids are unique by construction and need no such bookkeeping.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyed: bool,
     /// The kind (as `type`) and its payload.
     pub event: Event,
 }
@@ -26,14 +31,20 @@ pub struct Envelope {
 impl Envelope {
     /// A fresh envelope with a time-ordered id.
     pub fn new(event: Event) -> Self {
-        Self::with_id(Uuid::now_v7(), event)
+        Self {
+            id: Uuid::now_v7(),
+            received_at: Utc::now(),
+            keyed: false,
+            event,
+        }
     }
 
-    pub fn with_id(id: Uuid, event: Event) -> Self {
+    /// An envelope whose id a client chose (its idempotency key).
+    pub fn keyed(id: Uuid, event: Event) -> Self {
         Self {
             id,
-            received_at: Utc::now(),
-            event,
+            keyed: true,
+            ..Self::new(event)
         }
     }
 

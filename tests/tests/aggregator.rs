@@ -231,3 +231,40 @@ async fn the_same_batch_applied_twice_changes_nothing_the_second_time() {
     next.stream_seq = 7;
     assert_eq!(sink.apply(&[next]).await.unwrap().applied, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_retry_after_the_duplicate_window_counts_once_in_redis() {
+    // Outside JetStream's window a keyed event can be on the stream twice, at two sequences;
+    // the sequence watermark cannot see that, the id can.
+    let env = TestEnv::new().await;
+    let spec = env.nats.spec();
+    let vote = tally_schema::api::PollVoteBody {
+        id: None,
+        voter: "ada".try_into().unwrap(),
+        options: vec!["red".try_into().unwrap()],
+    }
+    .into_event("retry".try_into().unwrap());
+    let keyed = tally_schema::Envelope::keyed(uuid::Uuid::now_v7(), vote.clone());
+    let plain = tally_schema::Envelope::new(vote);
+    for envelope in [&keyed, &keyed, &plain] {
+        env.js
+            .publish(spec.subject_for(&envelope.event), envelope.to_json().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    wait_applied(&env, 3).await;
+    let mut redis = env.redis().await;
+    let tally: HashMap<String, i64> = redis
+        .hgetall(Keys::new(env.name.clone()).poll_tally("retry"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tally,
+        HashMap::from([("red".into(), 2)]),
+        "the keyed event once, the plain one once"
+    );
+    aggregator.stop().await;
+}

@@ -193,7 +193,7 @@ async fn a_retry_after_the_duplicate_window_is_caught_by_the_writer() {
         group: None,
     }
     .into_event("cup".try_into().unwrap());
-    let envelope = tally_schema::Envelope::new(event);
+    let envelope = tally_schema::Envelope::keyed(uuid::Uuid::now_v7(), event);
     for _ in 0..2 {
         env.js
             .publish(spec.subject_for(&envelope.event), envelope.to_json().into())
