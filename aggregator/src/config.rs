@@ -11,6 +11,27 @@ use tally_kit::nats::NatsConfig;
     name = "tally-aggregator",
     about = "Tally's aggregator: live Redis tallies, standings and Elo rankings."
 )]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: AggregatorConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the sinks until SIGTERM (the default).
+    Run,
+    /// Recompute every Redis structure from Postgres. Stop the Redis sink first; the Postgres
+    /// writer must have caught up (checked unless --force).
+    Rebuild {
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Every aggregator setting (a `Parser` too, so tests can take the defaults).
+#[derive(Clone, Debug, clap::Parser)]
 pub struct AggregatorConfig {
     #[command(flatten)]
     pub nats: NatsConfig,
@@ -45,6 +66,16 @@ pub struct AggregatorConfig {
     /// Seconds a session's personal ranking lives after its last vote.
     #[arg(long, env = "TALLY_SESSION_TTL_SECS", default_value_t = 86_400)]
     pub session_ttl_secs: u64,
+    /// Postgres URL, read by `rebuild` only.
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        default_value = "postgres://tally:tally@127.0.0.1:5432/tally"
+    )]
+    pub database_url: String,
+    /// The Postgres writer's consumer, whose backlog `rebuild` checks.
+    #[arg(long, env = "TALLY_PG_CONSUMER", default_value = "postgres-writer")]
+    pub postgres_consumer: String,
     /// Address of `/healthz` and `/metrics`.
     #[arg(
         long,

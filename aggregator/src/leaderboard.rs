@@ -76,6 +76,35 @@ impl RedisSink {
         &self.keys
     }
 
+    /// Deletes every key under the prefix (for a rebuild); returns how many.
+    pub async fn clear(&self) -> Result<u64, RedisError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:*", self.keys.prefix());
+        let mut cursor = 0u64;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// The highest stream sequence this sink has applied (0 before the first batch).
     pub async fn applied_seq(&self) -> Result<u64, RedisError> {
         let mut conn = self.conn.clone();

@@ -5,13 +5,15 @@
 //! - [`effects`]: what an event does to Redis, and the Elo rule.
 //! - [`leaderboard`]: the Redis side — one atomic script per batch, with the applied sequence.
 //! - [`redis_sink`]: the Redis sink's consume–apply–ack loop.
+//! - [`rebuild`]: recomputing the Redis views from Postgres.
 //!
-//! The ClickHouse sink, the rebuild command and live-update fan-out come next.
+//! The ClickHouse sink and live-update fan-out come next.
 
 pub mod config;
 pub mod effects;
 pub mod keys;
 pub mod leaderboard;
+pub mod rebuild;
 pub mod redis_sink;
 
 use config::AggregatorConfig;
@@ -73,11 +75,66 @@ pub async fn run(
     Ok(())
 }
 
+/// Rebuilds the Redis views from Postgres, after checking the writer has caught up.
+pub async fn rebuild_from_postgres(
+    config: &AggregatorConfig,
+    force: bool,
+) -> anyhow::Result<rebuild::Rebuilt> {
+    let (_client, js) =
+        tally_kit::nats::connect(&config.nats, "tally-aggregator-rebuild", 16).await?;
+    if !force {
+        let stream = js
+            .get_stream(&config.nats.stream)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut writer = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+                &config.postgres_consumer,
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "no Postgres writer consumer '{}': {e}",
+                    config.postgres_consumer
+                )
+            })?;
+        let info = writer.info().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if info.num_pending > 0 || info.num_ack_pending > 0 {
+            anyhow::bail!(
+                "the Postgres writer is behind ({} pending, {} unacknowledged); wait, or pass --force",
+                info.num_pending,
+                info.num_ack_pending
+            );
+        }
+    }
+    let pool = sqlx::PgPool::connect(&config.database_url).await?;
+    let sink = RedisSink::connect(
+        &config.redis_url,
+        Keys::new(config.redis_prefix.clone()),
+        &config.redis_consumer,
+        config.elo(),
+    )
+    .await?;
+    Ok(rebuild::rebuild(&pool, &sink).await?)
+}
+
 /// The binary's entry point.
-pub async fn main_with(config: AggregatorConfig) -> anyhow::Result<()> {
+pub async fn main_with(cli: config::Cli) -> anyhow::Result<()> {
     tally_kit::telemetry::init_tracing();
     tally_kit::telemetry::metrics();
-    let listener = tokio::net::TcpListener::bind(config.metrics_addr).await?;
-    run(config, Some(listener), tally_kit::shutdown::signal()).await?;
+    match cli.command.unwrap_or(config::Command::Run) {
+        config::Command::Run => {
+            let listener = tokio::net::TcpListener::bind(cli.config.metrics_addr).await?;
+            run(cli.config, Some(listener), tally_kit::shutdown::signal()).await?;
+        }
+        config::Command::Rebuild { force } => {
+            let rebuilt = rebuild_from_postgres(&cli.config, force).await?;
+            tracing::info!(
+                events = rebuilt.events,
+                last_seq = rebuilt.last_seq,
+                "Rebuilt the Redis views from Postgres."
+            );
+        }
+    }
     Ok(())
 }

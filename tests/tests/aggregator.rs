@@ -268,3 +268,126 @@ async fn a_keyed_retry_after_the_duplicate_window_counts_once_in_redis() {
     );
     aggregator.stop().await;
 }
+
+/// The request for the i-th event of a mixed burst.
+fn mixed(i: usize) -> (String, serde_json::Value) {
+    match i % 4 {
+        0 => (
+            "/v1/polls/mix/votes".into(),
+            json!({"voter": format!("v{i}"), "options": [format!("o{}", i % 3)]}),
+        ),
+        1 => (
+            "/v1/arenas/ar/votes".into(),
+            json!({"session": format!("s{}", i % 5), "winner": format!("it{}", i % 4), "loser": format!("it{}", (i / 4 + 1) % 4 + 4)}),
+        ),
+        2 => (
+            "/v1/tournaments/cup/scores".into(),
+            json!({"match": format!("m{}", i % 9), "team": format!("tm{}", i % 3), "points": (i % 7) as i64 - 2}),
+        ),
+        _ => (
+            "/v1/tournaments/cup/registrations".into(),
+            if i % 8 == 3 {
+                json!({"user": format!("u{i}"), "group": "vip"})
+            } else {
+                json!({"user": format!("u{i}")})
+            },
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
+    use futures::StreamExt;
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let writer = tally_tests::Writer::start(env.workers_config()).await;
+    let http = reqwest::Client::new();
+    let base = ingest.base_url();
+    let burst = tokio::spawn(async move {
+        futures::stream::iter(0..1200)
+            .map(|i| {
+                let (path, body) = mixed(i);
+                let (http, url) = (http.clone(), format!("{base}{path}"));
+                async move {
+                    let (status, body) = post(&http, &url, &body).await;
+                    assert_eq!(status, 202, "{body}");
+                    tally_tests::accepted_id(&body)
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<std::collections::HashSet<_>>()
+            .await
+    });
+    for _ in 0..2 {
+        let aggregator = Aggregator::start(env.aggregator_config()).await;
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(200..700))).await;
+        aggregator.crash().await;
+    }
+    let acked = burst.await.unwrap();
+    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let last = env.stream_messages().await;
+    wait_applied(&env, last).await;
+    env.assert_exactly_stored(&acked, Duration::from_secs(30))
+        .await;
+    aggregator.stop().await;
+    writer.stop().await;
+
+    let mut config = env.aggregator_config();
+    config.database_url = env.database_url.clone();
+    config.redis_prefix = format!("{}:rebuilt", env.name);
+    let rebuilt = tally_aggregator::rebuild_from_postgres(&config, false)
+        .await
+        .unwrap();
+    assert_eq!((rebuilt.events, rebuilt.last_seq), (1200, last));
+
+    let mut redis = env.redis().await;
+    let live_keys: Vec<String> = redis.keys(format!("{}:*", env.name)).await.unwrap();
+    let views: Vec<&String> = live_keys
+        .iter()
+        .filter(|k| !k.contains(":rebuilt:") && !k.contains(":sink:") && !k.contains(":seen:"))
+        .collect();
+    assert!(
+        views.len() >= 4 + 5,
+        "tallies, standings, counts, arena and session rankings: {views:?}"
+    );
+    for key in views {
+        let twin = key.replacen(&env.name, &config.redis_prefix, 1);
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        match kind.as_str() {
+            "hash" => {
+                let live: HashMap<String, i64> = redis.hgetall(key).await.unwrap();
+                let again: HashMap<String, i64> = redis.hgetall(&twin).await.unwrap();
+                assert_eq!(live, again, "{key}");
+            }
+            "zset" => {
+                let live: Vec<(String, f64)> = redis.zrange_withscores(key, 0, -1).await.unwrap();
+                let again: Vec<(String, f64)> =
+                    redis.zrange_withscores(&twin, 0, -1).await.unwrap();
+                assert_eq!(live.len(), again.len(), "{key}");
+                for ((m1, s1), (m2, s2)) in live.iter().zip(&again) {
+                    assert_eq!(m1, m2, "{key}");
+                    assert!((s1 - s2).abs() < 1e-6, "{key} {m1}: {s1} vs {s2}");
+                }
+            }
+            other => panic!("unexpected {other} at {key}"),
+        }
+    }
+    // Refused while the writer is behind (it is stopped now): the rebuild would miss what
+    // Postgres does not have yet.
+    let (status, _) = post(
+        &reqwest::Client::new(),
+        &ingest.url("/v1/polls/mix/votes"),
+        &json!({"voter": "late", "options": ["o1"]}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let refused = tally_aggregator::rebuild_from_postgres(&config, false)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("behind"), "{refused}");
+    ingest.stop().await;
+}
