@@ -1,7 +1,7 @@
 //! What an event does to Redis, as the flat record the batch script applies, and the Elo
 //! rule the script implements (here as the reference the tests check it against).
 
-use crate::keys::Keys;
+use tally_schema::redis_keys::Keys;
 use tally_schema::{Event, StoredEvent};
 
 /// One event for `scripts/apply_batch.lua`: seq, seen, kind, key, key2, a, b.

@@ -3,9 +3,9 @@
 //! a Redis restart answers NOSCRIPT).
 
 use crate::effects;
-use crate::keys::Keys;
 use redis::aio::ConnectionManager;
 use tally_schema::StoredEvent;
+use tally_schema::redis_keys::Keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {

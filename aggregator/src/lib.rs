@@ -1,7 +1,6 @@
 //! `aggregator`: turns the event stream into live views.
 //!
 //! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
-//! - [`keys`]: every Redis key, named in one place.
 //! - [`effects`]: what an event does to Redis, and the Elo rule.
 //! - [`leaderboard`]: the Redis side — one atomic script per batch, with the applied sequence.
 //! - [`redis_sink`]: the Redis sink's consume–apply–ack loop.
@@ -11,18 +10,17 @@
 
 pub mod config;
 pub mod effects;
-pub mod keys;
 pub mod leaderboard;
 pub mod rebuild;
 pub mod redis_sink;
 
 use config::AggregatorConfig;
 use futures::FutureExt;
-use keys::Keys;
 use leaderboard::RedisSink;
 use std::future::Future;
 use std::time::Duration;
 use tally_kit::consumer;
+use tally_schema::redis_keys::Keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {

@@ -33,6 +33,16 @@ pub struct IngestConfig {
     /// Whole-request deadline (a client trickling its body is cut off), in milliseconds.
     #[arg(long, env = "TALLY_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+    /// Redis holding the live views the read API serves.
+    #[arg(
+        long,
+        env = "TALLY_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Prefix of the aggregator's Redis keys.
+    #[arg(long, env = "TALLY_REDIS_PREFIX", default_value = "tally")]
+    pub redis_prefix: String,
     /// `Retry-After` seconds sent with 503 answers.
     #[arg(long, env = "TALLY_RETRY_AFTER_SECS", default_value_t = 1)]
     pub retry_after_secs: u64,
@@ -51,6 +61,8 @@ impl IngestConfig {
             batch_body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
             retry_after_secs: 1,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "tally".into(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`publisher`]: JetStream publishing with the ack awaited and a bounded timeout.
 //! - [`error`]: the one HTTP error type and its JSON body.
 //! - [`telemetry`]: request metrics by route and status.
+//! - [`views`]: the live views in Redis that the read API serves.
 
 pub mod config;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod publisher;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+pub mod views;
 
 pub use config::IngestConfig;
 pub use server::serve;

@@ -4,6 +4,7 @@ use crate::config::IngestConfig;
 use crate::error::ApiError;
 use crate::publisher::{PublishError, Publisher, Stored};
 use crate::routes;
+use crate::views::Views;
 use axum::error_handling::HandleErrorLayer;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_schema::ids::IdempotencyKey;
+use tally_schema::redis_keys::Keys;
 use tally_schema::{Envelope, Event};
 use tower::ServiceBuilder;
 
@@ -22,6 +24,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: IngestConfig,
     pub publisher: Publisher,
+    pub views: Views,
 }
 
 impl std::ops::Deref for AppState {
@@ -32,8 +35,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: IngestConfig, publisher: Publisher) -> Self {
-        Self(Arc::new(Inner { config, publisher }))
+    pub fn new(config: IngestConfig, publisher: Publisher, views: Views) -> Self {
+        Self(Arc::new(Inner {
+            config,
+            publisher,
+            views,
+        }))
     }
 
     /// Wraps an event in its envelope, publishes it and waits for JetStream's ack. A client
@@ -119,6 +126,8 @@ fn overloaded(e: BoxError, retry_after_secs: u64) -> Response {
 pub enum ServeError {
     #[error(transparent)]
     Nats(#[from] tally_kit::nats::NatsError),
+    #[error(transparent)]
+    Views(#[from] crate::views::ViewError),
     #[error("HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -136,7 +145,8 @@ pub async fn serve(
     let spec = config.nats.spec();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let publisher = Publisher::new(client.clone(), js, spec, config.publish_timeout());
-    let state = AppState::new(config, publisher);
+    let views = Views::connect(&config.redis_url, Keys::new(config.redis_prefix.clone())).await?;
+    let state = AppState::new(config, publisher, views);
     tracing::info!(addr = %listener.local_addr()?, "Ingest listening.");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)

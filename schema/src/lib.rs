@@ -4,11 +4,13 @@
 //! - [`event`]: the envelope every event travels in and the event kinds.
 //! - [`stream`]: the JetStream stream definition and the subject scheme.
 //! - [`api`]: the HTTP request bodies and their field-level validation.
+//! - [`redis_keys`]: the names of the live views in Redis.
 //! - [`MIGRATOR`] (feature `migrations`): the Postgres schema, from `postgres/migrations/`.
 
 pub mod api;
 pub mod event;
 pub mod ids;
+pub mod redis_keys;
 pub mod stream;
 
 pub use event::{Envelope, Event, Kind, StoredEvent};

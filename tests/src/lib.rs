@@ -139,6 +139,14 @@ impl TestEnv {
         ]
     }
 
+    /// Ingest settings for this env: its stream, and its Redis prefix for the read API.
+    pub fn ingest_config(&self) -> tally_ingest::IngestConfig {
+        let mut config = tally_ingest::IngestConfig::for_nats(self.nats.clone());
+        config.redis_url = redis_url();
+        config.redis_prefix = self.name.clone();
+        config
+    }
+
     /// Aggregator settings for this env: its own Redis key prefix, no metrics listener.
     pub fn aggregator_config(&self) -> tally_aggregator::config::AggregatorConfig {
         use clap::Parser;

@@ -7,8 +7,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
 use tally_aggregator::effects::elo_update;
-use tally_aggregator::keys::Keys;
-use tally_ingest::IngestConfig;
+use tally_schema::redis_keys::Keys;
 use tally_tests::{Aggregator, Ingest, TestEnv, post, post_votes};
 
 /// Waits until the Redis sink has applied everything up to `seq`.
@@ -32,7 +31,7 @@ async fn wait_applied(env: &TestEnv, seq: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tallies_standings_counts_and_elo_follow_the_events() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let aggregator = Aggregator::start(env.aggregator_config()).await;
     let http = reqwest::Client::new();
     let keys = Keys::new(env.name.clone());
@@ -147,7 +146,7 @@ async fn tallies_standings_counts_and_elo_follow_the_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_aggregator_resumes_after_its_watermark_without_counting_twice() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let keys = Keys::new(env.name.clone());
     let burst = tokio::spawn(post_votes(ingest.base_url(), "crash", 3000, 16));
     for _ in 0..3 {
@@ -299,7 +298,7 @@ fn mixed(i: usize) -> (String, serde_json::Value) {
 async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
     use futures::StreamExt;
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let writer = tally_tests::Writer::start(env.workers_config()).await;
     let http = reqwest::Client::new();
     let base = ingest.base_url();
@@ -389,5 +388,94 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("behind"), "{refused}");
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_api_serves_the_live_views() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let http = reqwest::Client::new();
+    let mut last = 0;
+    let mut send = async |path: &str, body: serde_json::Value| {
+        let (status, body) = post(&http, &ingest.url(path), &body).await;
+        assert_eq!(status, 202, "{body}");
+        last = body["seq"].as_u64().unwrap();
+    };
+    for (voter, option) in [("a", "red"), ("b", "red"), ("c", "blue")] {
+        send(
+            "/v1/polls/final/votes",
+            json!({"voter": voter, "options": [option]}),
+        )
+        .await;
+    }
+    for (team, points) in [("t1", 9), ("t2", 7), ("t3", 5), ("t4", 3), ("t5", 1)] {
+        send(
+            "/v1/tournaments/cup/scores",
+            json!({"match": "m", "team": team, "points": points}),
+        )
+        .await;
+    }
+    send(
+        "/v1/tournaments/cup/registrations",
+        json!({"user": "u1", "group": "vip"}),
+    )
+    .await;
+    send("/v1/tournaments/cup/registrations", json!({"user": "u2"})).await;
+    send(
+        "/v1/arenas/ar/votes",
+        json!({"session": "s1", "winner": "x", "loser": "y"}),
+    )
+    .await;
+    wait_applied(&env, last).await;
+
+    let get = async |path: &str| -> (u16, serde_json::Value) {
+        let response = reqwest::get(ingest.url(path)).await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    };
+    let (s, poll) = get("/v1/polls/final/results").await;
+    assert_eq!(s, 200);
+    assert_eq!(poll["total_votes"], 3);
+    assert_eq!(
+        poll["options"],
+        json!([{"option": "red", "votes": 2}, {"option": "blue", "votes": 1}])
+    );
+
+    let (_, top) = get("/v1/tournaments/cup/standings?limit=2").await;
+    assert_eq!(
+        top["teams"],
+        json!([{"rank": 1, "id": "t1", "score": 9.0}, {"rank": 2, "id": "t2", "score": 7.0}])
+    );
+    let (_, around) = get("/v1/tournaments/cup/standings?around=t4&radius=1").await;
+    let ranks: Vec<(u64, &str)> = around["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["rank"].as_u64().unwrap(), t["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ranks, vec![(3, "t3"), (4, "t4"), (5, "t5")]);
+
+    let (_, regs) = get("/v1/tournaments/cup/registrations").await;
+    assert_eq!(
+        (regs["total"].clone(), regs["groups"].clone()),
+        (json!(2), json!({"vip": 1}))
+    );
+    let (_, ranking) = get("/v1/arenas/ar/ranking").await;
+    assert_eq!(ranking["items"][0]["id"], "x");
+    assert!((ranking["items"][0]["score"].as_f64().unwrap() - 1016.0).abs() < 1e-9);
+    let (_, mine) = get("/v1/arenas/ar/sessions/s1/ranking?limit=1").await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+
+    let (s, empty) = get("/v1/polls/nobody-voted/results").await;
+    assert_eq!((s, empty["total_votes"].clone()), (200, json!(0)));
+    let (s, e) = get("/v1/tournaments/cup/standings?limit=0").await;
+    assert_eq!((s, e["error"]["field"].clone()), (422, json!("limit")));
+    let (s, e) = get("/v1/tournaments/cup/standings?limit=ten").await;
+    assert_eq!((s, e["error"]["field"].clone()), (422, json!("limit")));
+    let (s, e) = get("/v1/tournaments/cup/standings?around=t9").await;
+    assert_eq!((s, e["error"]["field"].clone()), (404, json!("around")));
+
+    aggregator.stop().await;
     ingest.stop().await;
 }

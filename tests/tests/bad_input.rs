@@ -1,7 +1,6 @@
 //! Bad input gets the right 4xx with a JSON error naming the field, and publishes nothing.
 
 use serde_json::Value;
-use tally_ingest::IngestConfig;
 use tally_tests::{Ingest, TestEnv};
 
 struct Case {
@@ -248,7 +247,7 @@ fn cases() -> Vec<Case> {
 #[tokio::test]
 async fn bad_input_gets_the_right_4xx_naming_the_field_and_publishes_nothing() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let http = reqwest::Client::new();
     for c in cases() {
         let mut request = http.post(ingest.url(c.path)).body(c.body.clone());

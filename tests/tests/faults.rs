@@ -5,7 +5,6 @@ use futures::StreamExt;
 use rand::Rng;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tally_ingest::IngestConfig;
 use tally_tests::proxy::{TcpProxy, target_of};
 use tally_tests::{Ingest, TestEnv, Writer, post, post_votes};
 use tally_workers::store::PgStore;
@@ -14,7 +13,7 @@ use tally_workers::store::PgStore;
 async fn a_writer_killed_after_commit_before_ack_or_at_random_loses_nothing_and_counts_nothing_twice()
  {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let mut acked = post_votes(ingest.base_url(), "kill", 300, 20).await;
     let config = env.workers_config();
 
@@ -75,7 +74,7 @@ async fn a_writer_killed_after_commit_before_ack_or_at_random_loses_nothing_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unavailable_for_a_while_keeps_202s_coming_and_loses_nothing() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let proxy = TcpProxy::start(target_of(&env.database_url)).await;
     let mut config = env.workers_config();
     config.database_url = proxy.rewrite(&env.database_url);
@@ -108,7 +107,8 @@ async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
     let proxy = TcpProxy::start(target_of(&env.nats.url)).await;
     let mut nats = env.nats.clone();
     nats.url = proxy.rewrite(&env.nats.url);
-    let mut config = IngestConfig::for_nats(nats);
+    let mut config = env.ingest_config();
+    config.nats = nats;
     config.publish_timeout_ms = 1000;
     let ingest = Ingest::start(config).await;
     let http = reqwest::Client::new();
@@ -175,7 +175,7 @@ async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_answers_every_started_request_truthfully() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let http = reqwest::Client::new();
     let url = ingest.url("/v1/polls/drain/votes");
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

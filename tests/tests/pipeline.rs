@@ -3,14 +3,13 @@
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;
-use tally_ingest::IngestConfig;
 use tally_tests::{Ingest, TestEnv, Writer, accepted_id, post};
 use uuid::Uuid;
 
 #[tokio::test]
 async fn each_kind_posted_lands_as_exactly_those_rows() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let writer = Writer::start(env.workers_config()).await;
     let http = reqwest::Client::new();
 
@@ -136,7 +135,7 @@ async fn each_kind_posted_lands_as_exactly_those_rows() {
 #[tokio::test]
 async fn the_same_idempotency_key_twice_is_stored_once() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let writer = Writer::start(env.workers_config()).await;
     let http = reqwest::Client::new();
     let url = ingest.url("/v1/polls/final/votes");
@@ -272,7 +271,7 @@ async fn undecodable_messages_are_dead_lettered_without_blocking_the_rest() {
 #[tokio::test]
 async fn ops_endpoints_answer() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(IngestConfig::for_nats(env.nats.clone())).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
     let http = reqwest::Client::new();
     assert_eq!(
         http.get(ingest.url("/healthz"))

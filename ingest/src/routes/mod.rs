@@ -4,6 +4,7 @@ pub mod arenas;
 pub mod events;
 pub mod ops;
 pub mod polls;
+pub mod reads;
 pub mod tournaments;
 
 use crate::config::IngestConfig;
@@ -19,6 +20,7 @@ pub fn router(config: &IngestConfig) -> Router<AppState> {
         .merge(with_limit(arenas::router(), single))
         .merge(with_limit(tournaments::router(), single))
         .merge(with_limit(events::router(), config.batch_body_limit_bytes))
+        .merge(reads::router())
         .merge(ops::router())
 }
 

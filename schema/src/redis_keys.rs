@@ -1,4 +1,4 @@
-//! Every Redis key the aggregator writes and the read API will read, named in one place.
+//! Every Redis key: written by the aggregator, read by ingest's read API, named in one place.
 
 /// Key names under one prefix (`tally` in production; tests use their own).
 #[derive(Clone, Debug)]

@@ -1,0 +1,126 @@
+//! The read side: the aggregator's live views in Redis, each read in one round trip.
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use tally_schema::redis_keys::Keys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("cannot reach Redis at {url}: {source}")]
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("Redis: {0}")]
+    Read(#[from] redis::RedisError),
+}
+
+#[derive(Clone)]
+pub struct Views {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct OptionVotes {
+    pub option: String,
+    pub votes: i64,
+}
+
+/// One entry of a ranking: 1-based rank, the member and its score.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Ranked {
+    pub rank: u64,
+    pub id: String,
+    pub score: f64,
+}
+
+impl Views {
+    /// Connects, checking Redis answers.
+    pub async fn connect(url: &str, keys: Keys) -> Result<Self, ViewError> {
+        let connect = |source| ViewError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(connect)?;
+        let conn = ConnectionManager::new(client).await.map_err(connect)?;
+        Ok(Self { conn, keys })
+    }
+
+    /// A poll's options by votes, most first.
+    pub async fn poll_results(&self, poll: &str) -> Result<Vec<OptionVotes>, ViewError> {
+        let mut conn = self.conn.clone();
+        let tally: Vec<(String, i64)> = conn.hgetall(self.keys.poll_tally(poll)).await?;
+        let mut options: Vec<OptionVotes> = tally
+            .into_iter()
+            .map(|(option, votes)| OptionVotes { option, votes })
+            .collect();
+        options.sort_by(|a, b| b.votes.cmp(&a.votes).then_with(|| a.option.cmp(&b.option)));
+        Ok(options)
+    }
+
+    /// The top `limit` of a sorted set, highest first.
+    pub async fn top(&self, key: &str, limit: usize) -> Result<Vec<Ranked>, ViewError> {
+        let mut conn = self.conn.clone();
+        let top: Vec<(String, f64)> = conn
+            .zrevrange_withscores(key, 0, limit as isize - 1)
+            .await?;
+        Ok(ranked(top, 0))
+    }
+
+    /// The entries within `radius` places of `member`, or None when it is not ranked.
+    pub async fn around(
+        &self,
+        key: &str,
+        member: &str,
+        radius: usize,
+    ) -> Result<Option<Vec<Ranked>>, ViewError> {
+        let mut conn = self.conn.clone();
+        let rank: Option<usize> = conn.zrevrank(key, member).await?;
+        let Some(rank) = rank else { return Ok(None) };
+        let start = rank.saturating_sub(radius);
+        let window: Vec<(String, f64)> = conn
+            .zrevrange_withscores(key, start as isize, (rank + radius) as isize)
+            .await?;
+        Ok(Some(ranked(window, start as u64)))
+    }
+
+    /// Registrations per group of a tournament, and the total.
+    pub async fn registrations(
+        &self,
+        tournament: &str,
+    ) -> Result<(i64, Vec<(String, i64)>), ViewError> {
+        let mut conn = self.conn.clone();
+        let mut counts: Vec<(String, i64)> =
+            conn.hgetall(self.keys.registrations(tournament)).await?;
+        let total = counts
+            .iter()
+            .find(|(g, _)| g == "_total")
+            .map_or(0, |(_, n)| *n);
+        counts.retain(|(g, _)| g != "_total");
+        counts.sort();
+        Ok((total, counts))
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+fn ranked(entries: Vec<(String, f64)>, first_index: u64) -> Vec<Ranked> {
+    entries
+        .into_iter()
+        .zip(first_index + 1..)
+        .map(|((id, score), rank)| Ranked { rank, id, score })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranks_count_from_the_window_start() {
+        let r = super::ranked(vec![("a".into(), 3.0), ("b".into(), 1.0)], 4);
+        assert_eq!((r[0].rank, r[1].rank), (5, 6));
+    }
+}
