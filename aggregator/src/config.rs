@@ -66,6 +66,9 @@ pub struct AggregatorConfig {
     /// Seconds a session's personal ranking lives after its last vote.
     #[arg(long, env = "TALLY_SESSION_TTL_SECS", default_value_t = 86_400)]
     pub session_ttl_secs: u64,
+    /// Least time between two live-update notifications of one poll or tournament, in ms.
+    #[arg(long, env = "TALLY_LIVE_INTERVAL_MS", default_value_t = 250)]
+    pub live_interval_ms: u64,
     /// Postgres URL, read by `rebuild` only.
     #[arg(
         long,

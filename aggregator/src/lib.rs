@@ -4,13 +4,15 @@
 //! - [`effects`]: what an event does to Redis, and the Elo rule.
 //! - [`leaderboard`]: the Redis side — one atomic script per batch, with the applied sequence.
 //! - [`redis_sink`]: the Redis sink's consume–apply–ack loop.
+//! - [`live`]: coalesced notifications that a live view changed.
 //! - [`rebuild`]: recomputing the Redis views from Postgres.
 //!
-//! The ClickHouse sink and live-update fan-out come next.
+//! The ClickHouse sink comes next.
 
 pub mod config;
 pub mod effects;
 pub mod leaderboard;
+pub mod live;
 pub mod rebuild;
 pub mod redis_sink;
 
@@ -65,9 +67,17 @@ pub async fn run(
         tx,
     ));
     let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));
-    redis_sink::apply_batches(sink, rx, shutdown).await;
+    let changed = live::Changed::default();
+    let notifier = tokio::spawn(live::notify(
+        client.clone(),
+        spec.clone(),
+        changed.clone(),
+        Duration::from_millis(config.live_interval_ms),
+    ));
+    redis_sink::apply_batches(sink, rx, changed, shutdown).await;
     puller.abort();
     reporter.abort();
+    notifier.abort();
     let _ = client.flush().await;
     tracing::info!("Aggregator stopped.");
     Ok(())

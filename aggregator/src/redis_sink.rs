@@ -4,6 +4,7 @@
 //! until Redis takes it: skipping ahead would apply later events before earlier ones.
 
 use crate::leaderboard::{Applied, RedisSink};
+use crate::live::Changed;
 use async_nats::jetstream::AckKind;
 use futures::FutureExt;
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use tally_schema::Kind;
 pub async fn apply_batches(
     sink: RedisSink,
     mut batches: tokio::sync::mpsc::Receiver<EventBatch>,
+    changed: Changed,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let shutdown = shutdown.shared();
@@ -27,7 +29,7 @@ pub async fn apply_batches(
                 None => return,
             },
         };
-        if !apply_until_done(&sink, &batch, shutdown.clone()).await {
+        if !apply_until_done(&sink, &batch, &changed, shutdown.clone()).await {
             return;
         }
     }
@@ -37,6 +39,7 @@ pub async fn apply_batches(
 async fn apply_until_done(
     sink: &RedisSink,
     batch: &EventBatch,
+    changed: &Changed,
     shutdown: impl Future<Output = ()> + Clone,
 ) -> bool {
     let mut events = Vec::with_capacity(batch.messages.len());
@@ -52,6 +55,7 @@ async fn apply_until_done(
         match sink.apply(&events).await {
             Ok(applied) => {
                 record_metrics(&applied, &events);
+                changed.mark(&events);
                 for message in batch.messages.iter() {
                     if let Err(e) = message.ack().await {
                         tracing::warn!(error = %e, "Ack failed; the redelivery will be skipped.");

@@ -8,10 +8,12 @@
 //! - [`error`]: the one HTTP error type and its JSON body.
 //! - [`telemetry`]: request metrics by route and status.
 //! - [`views`]: the live views in Redis that the read API serves.
+//! - [`live`]: fan-out of view changes to SSE clients.
 
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod publisher;
 pub mod routes;
 pub mod server;

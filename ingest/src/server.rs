@@ -2,6 +2,7 @@
 
 use crate::config::IngestConfig;
 use crate::error::ApiError;
+use crate::live::Live;
 use crate::publisher::{PublishError, Publisher, Stored};
 use crate::routes;
 use crate::views::Views;
@@ -25,6 +26,7 @@ pub struct Inner {
     pub config: IngestConfig,
     pub publisher: Publisher,
     pub views: Views,
+    pub live: Live,
 }
 
 impl std::ops::Deref for AppState {
@@ -35,11 +37,18 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: IngestConfig, publisher: Publisher, views: Views) -> Self {
+    pub fn new(
+        config: IngestConfig,
+        publisher: Publisher,
+        views: Views,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let live = Live::new(views.clone(), closing);
         Self(Arc::new(Inner {
             config,
             publisher,
             views,
+            live,
         }))
     }
 
@@ -128,6 +137,8 @@ pub enum ServeError {
     Nats(#[from] tally_kit::nats::NatsError),
     #[error(transparent)]
     Views(#[from] crate::views::ViewError),
+    #[error("cannot subscribe to live-view notifications: {0}")]
+    Subscribe(String),
     #[error("HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -143,14 +154,27 @@ pub async fn serve(
         tally_kit::nats::connect(&config.nats, "tally-ingest", config.max_publishes_in_flight)
             .await?;
     let spec = config.nats.spec();
+    let spec_live = spec.clone();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let publisher = Publisher::new(client.clone(), js, spec, config.publish_timeout());
     let views = Views::connect(&config.redis_url, Keys::new(config.redis_prefix.clone())).await?;
-    let state = AppState::new(config, publisher, views);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let state = AppState::new(config, publisher, views, closing);
+    let notifications = client
+        .subscribe(spec_live.live_subjects())
+        .await
+        .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+    let live = tokio::spawn(state.live.clone().run(notifications, spec_live));
     tracing::info!(addr = %listener.local_addr()?, "Ingest listening.");
+    // Live streams never end by themselves; tell them to, so in-flight requests can drain.
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    };
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;
+    live.abort();
     let _ = client.flush().await;
     tracing::info!("Ingest stopped.");
     Ok(())

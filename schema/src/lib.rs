@@ -14,7 +14,7 @@ pub mod redis_keys;
 pub mod stream;
 
 pub use event::{Envelope, Event, Kind, StoredEvent};
-pub use stream::StreamSpec;
+pub use stream::{LiveView, StreamSpec};
 
 /// The Postgres migrations, applied with `MIGRATOR.run(&pool)`.
 #[cfg(feature = "migrations")]

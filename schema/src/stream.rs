@@ -61,6 +61,30 @@ impl StreamSpec {
         format!("{}.v1.{}.*", self.subject_root, kind.subject_tokens())
     }
 
+    /// Core NATS subject (not stored) on which the aggregator says a live view changed.
+    pub fn live_subject(&self, view: LiveView, scope: &str) -> String {
+        format!("{}.live.{}.{scope}", self.subject_root, view.as_str())
+    }
+
+    /// Every live-view notification.
+    pub fn live_subjects(&self) -> String {
+        format!("{}.live.>", self.subject_root)
+    }
+
+    /// Reads a live-view subject back into its view and scope.
+    pub fn parse_live_subject<'a>(&self, subject: &'a str) -> Option<(LiveView, &'a str)> {
+        let rest = subject
+            .strip_prefix(&self.subject_root)?
+            .strip_prefix(".live.")?;
+        let (view, scope) = rest.split_once('.')?;
+        let view = match view {
+            "poll" => LiveView::PollResults,
+            "standings" => LiveView::Standings,
+            _ => return None,
+        };
+        Some((view, scope))
+    }
+
     /// The stream that keeps messages no consumer could decode.
     pub fn dead_letter_stream(&self) -> String {
         format!("{}_DLQ", self.name)
@@ -76,10 +100,48 @@ impl StreamSpec {
     }
 }
 
+/// A view that clients can follow live (SSE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LiveView {
+    PollResults,
+    Standings,
+}
+
+impl LiveView {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveView::PollResults => "poll",
+            LiveView::Standings => "standings",
+        }
+    }
+
+    /// The live view an event changes, with its scope.
+    pub fn changed_by(event: &Event) -> Option<(LiveView, &str)> {
+        match event {
+            Event::PollVote(v) => Some((LiveView::PollResults, v.poll.as_str())),
+            Event::Score(s) => Some((LiveView::Standings, s.tournament.as_str())),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{PairVote, PollVote};
+
+    #[test]
+    fn live_subjects_round_trip() {
+        let spec = StreamSpec::default();
+        let subject = spec.live_subject(LiveView::Standings, "cup");
+        assert_eq!(subject, "tally.live.standings.cup");
+        assert_eq!(
+            spec.parse_live_subject(&subject),
+            Some((LiveView::Standings, "cup"))
+        );
+        assert_eq!(spec.parse_live_subject("tally.live.other.x"), None);
+        assert_eq!(spec.parse_live_subject("tally.v1.score.cup"), None);
+    }
 
     #[test]
     fn subjects_name_kind_and_scope() {

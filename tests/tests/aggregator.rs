@@ -479,3 +479,96 @@ async fn the_read_api_serves_the_live_views() {
     aggregator.stop().await;
     ingest.stop().await;
 }
+
+/// Reads server-sent events until one's data satisfies `done`, within 15 s.
+async fn wait_for_event(
+    events: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    use futures::StreamExt;
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("no matching event within 15 s")
+            .expect("the stream stayed open")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let value: serde_json::Value = serde_json::from_str(data).unwrap();
+                if done(&value) {
+                    return value;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_followers_see_live_changes_and_a_stalled_one_holds_up_nobody() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let open = |path: &str| {
+        let url = ingest.url(path);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["content-type"], "text/event-stream");
+            response.bytes_stream()
+        }
+    };
+    let mut followers = Vec::new();
+    for _ in 0..3 {
+        followers.push(open("/v1/polls/live/stream").await);
+    }
+    // Opened and never read: its updates must not queue up or delay the others.
+    let _stalled = open("/v1/polls/live/stream").await;
+    let mut standings = open("/v1/tournaments/cup/standings/stream").await;
+
+    let http = reqwest::Client::new();
+    for i in 0..40 {
+        let option = if i % 4 == 0 { "blue" } else { "red" };
+        post(
+            &http,
+            &ingest.url("/v1/polls/live/votes"),
+            &json!({"voter": format!("v{i}"), "options": [option]}),
+        )
+        .await;
+    }
+    post(
+        &http,
+        &ingest.url("/v1/tournaments/cup/scores"),
+        &json!({"match": "m", "team": "owls", "points": 4}),
+    )
+    .await;
+    for follower in &mut followers {
+        let last = wait_for_event(follower, |v| v["total_votes"] == 40).await;
+        assert_eq!(
+            last["options"],
+            json!([{"option": "red", "votes": 30}, {"option": "blue", "votes": 10}])
+        );
+    }
+    let table = wait_for_event(&mut standings, |v| {
+        !v["teams"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        table["teams"][0],
+        json!({"rank": 1, "id": "owls", "score": 4.0})
+    );
+
+    let (s, e) = post(
+        &http,
+        &ingest.url("/v1/polls/live/votes"),
+        &json!({"voter": "late", "options": ["red"]}),
+    )
+    .await;
+    assert_eq!(s, 202, "{e}");
+    wait_for_event(&mut followers[0], |v| v["total_votes"] == 41).await;
+    aggregator.stop().await;
+    ingest.stop().await;
+}

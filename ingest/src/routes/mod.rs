@@ -2,6 +2,7 @@
 
 pub mod arenas;
 pub mod events;
+pub mod live;
 pub mod ops;
 pub mod polls;
 pub mod reads;
@@ -21,6 +22,7 @@ pub fn router(config: &IngestConfig) -> Router<AppState> {
         .merge(with_limit(tournaments::router(), single))
         .merge(with_limit(events::router(), config.batch_body_limit_bytes))
         .merge(reads::router())
+        .merge(live::router())
         .merge(ops::router())
 }
 

@@ -1,0 +1,132 @@
+//! Live updates: one core-NATS subscription to the aggregator's change notifications, and a
+//! watch channel per followed poll or tournament. A notification is turned into the current
+//! view with one Redis read, however many clients follow that scope; each client sees the
+//! latest value, so a slow one skips intermediate states instead of holding anything up or
+//! growing a queue.
+
+use crate::views::{ViewError, Views};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tally_schema::{LiveView, StreamSpec};
+use tokio::sync::watch;
+
+/// The latest rendering of a view (JSON), or None before the first one.
+pub type Latest = Option<Arc<str>>;
+type Topic = (LiveView, String);
+
+/// At most this many followed scopes are kept before unfollowed ones are swept.
+const SWEEP_ABOVE: usize = 1024;
+
+#[derive(Clone)]
+pub struct Live {
+    views: Views,
+    topics: Arc<Mutex<HashMap<Topic, watch::Sender<Latest>>>>,
+    /// Turns true when the server stops: every stream ends, so graceful shutdown can finish.
+    closing: watch::Receiver<bool>,
+}
+
+impl Live {
+    pub fn new(views: Views, closing: watch::Receiver<bool>) -> Self {
+        Self {
+            views,
+            topics: Arc::default(),
+            closing,
+        }
+    }
+
+    /// Resolves when the server begins to stop.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.clone();
+        async move {
+            let _ = closing.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Follows a scope; a first follower gets the current view rendered once.
+    pub fn follow(&self, view: LiveView, scope: &str) -> watch::Receiver<Latest> {
+        let topic = (view, scope.to_owned());
+        let (receiver, fresh) = {
+            let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+            if topics.len() > SWEEP_ABOVE {
+                topics.retain(|_, tx| tx.receiver_count() > 0);
+            }
+            match topics.get(&topic) {
+                Some(tx) => (tx.subscribe(), false),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    topics.insert(topic.clone(), tx);
+                    (rx, true)
+                }
+            }
+        };
+        if fresh {
+            let live = self.clone();
+            tokio::spawn(async move { live.refresh(topic).await });
+        }
+        receiver
+    }
+
+    /// Re-renders a followed topic; forgets it when nobody follows it any more.
+    async fn refresh(&self, topic: Topic) {
+        let followed = {
+            let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+            match topics.get(&topic) {
+                Some(tx) if tx.receiver_count() == 0 => {
+                    topics.remove(&topic);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        };
+        if !followed {
+            return;
+        }
+        match render(&self.views, topic.0, &topic.1).await {
+            Ok(json) => {
+                if let Some(tx) = self
+                    .topics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&topic)
+                {
+                    tx.send_replace(Some(json.into()));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Live view could not be read."),
+        }
+        metrics::counter!("tally_ingest_live_refreshes_total", "view" => topic.0.as_str())
+            .increment(1);
+    }
+
+    /// Listens to the aggregator's notifications until the subscription ends.
+    pub async fn run(self, mut notifications: async_nats::Subscriber, spec: StreamSpec) {
+        while let Some(message) = notifications.next().await {
+            if let Some((view, scope)) = spec.parse_live_subject(&message.subject) {
+                self.refresh((view, scope.to_owned())).await;
+            }
+        }
+    }
+}
+
+/// The same JSON the read API answers for the view.
+pub async fn render(views: &Views, view: LiveView, scope: &str) -> Result<String, ViewError> {
+    let value = match view {
+        LiveView::PollResults => {
+            let options = views.poll_results(scope).await?;
+            let total: i64 = options.iter().map(|o| o.votes).sum();
+            serde_json::json!({ "poll": scope, "total_votes": total, "options": options })
+        }
+        LiveView::Standings => {
+            let teams = views
+                .top(&views.keys().standings(scope), LIVE_STANDINGS)
+                .await?;
+            serde_json::json!({ "tournament": scope, "teams": teams })
+        }
+    };
+    Ok(value.to_string())
+}
+
+/// Teams in a live standings update.
+pub const LIVE_STANDINGS: usize = 50;
