@@ -34,6 +34,18 @@ pub enum AggregatorError {
     Consumer(async_nats::Error),
 }
 
+/// The Redis sink this configuration names, connected.
+async fn redis_sink(config: &AggregatorConfig) -> Result<RedisSink, leaderboard::RedisError> {
+    let keys = Keys::new(config.redis_prefix.clone());
+    RedisSink::connect(
+        &config.redis_url,
+        keys,
+        &config.redis_consumer,
+        config.elo(),
+    )
+    .await
+}
+
 /// Runs the Redis sink until `shutdown` resolves.
 pub async fn run(
     config: AggregatorConfig,
@@ -43,13 +55,7 @@ pub async fn run(
     let (client, js) = tally_kit::nats::connect(&config.nats, "tally-aggregator", 64).await?;
     let spec = config.nats.spec();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
-    let sink = RedisSink::connect(
-        &config.redis_url,
-        Keys::new(config.redis_prefix.clone()),
-        &config.redis_consumer,
-        config.elo(),
-    )
-    .await?;
+    let sink = redis_sink(&config).await?;
     let applied = sink.applied_seq().await?;
     let consumer = consumer::durable_consumer(&js, &spec, &config.redis_consumer_spec(applied))
         .await
@@ -116,13 +122,7 @@ pub async fn rebuild_from_postgres(
         }
     }
     let pool = sqlx::PgPool::connect(&config.database_url).await?;
-    let sink = RedisSink::connect(
-        &config.redis_url,
-        Keys::new(config.redis_prefix.clone()),
-        &config.redis_consumer,
-        config.elo(),
-    )
-    .await?;
+    let sink = redis_sink(config).await?;
     Ok(rebuild::rebuild(&pool, &sink).await?)
 }
 

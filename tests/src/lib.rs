@@ -339,26 +339,27 @@ impl Ingest {
     }
 }
 
-/// The aggregator, in-process; `abort` is a crash (nothing acked, nothing flushed).
-pub struct Aggregator {
+/// A service running in-process until stopped (gracefully) or crashed (aborted: nothing
+/// acked, nothing flushed, as a SIGKILL looks to NATS and the databases).
+pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Aggregator {
-    pub async fn start(config: tally_aggregator::config::AggregatorConfig) -> Self {
+impl Running {
+    /// Spawns `run`, handing it the future that resolves when `stop` is called.
+    pub fn spawn<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(futures::future::BoxFuture<'static, ()>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            tally_aggregator::run(config, None, shutdown)
-                .await
-                .expect("aggregator runs");
+        let shutdown = Box::pin(async move {
+            let _ = stopped.await;
         });
         Self {
             stop: Some(stop),
-            task,
+            task: tokio::spawn(run(shutdown)),
         }
     }
 
@@ -375,34 +376,29 @@ impl Aggregator {
     }
 }
 
-/// The Postgres writer, in-process.
-pub struct Writer {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+/// The aggregator, in-process.
+pub struct Aggregator;
+
+impl Aggregator {
+    pub async fn start(config: tally_aggregator::config::AggregatorConfig) -> Running {
+        Running::spawn(|shutdown| async move {
+            tally_aggregator::run(config, None, shutdown)
+                .await
+                .expect("aggregator runs");
+        })
+    }
 }
 
+/// The Postgres writer, in-process.
+pub struct Writer;
+
 impl Writer {
-    pub async fn start(config: WorkersConfig) -> Self {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
+    pub async fn start(config: WorkersConfig) -> Running {
+        Running::spawn(|shutdown| async move {
             tally_workers::run(config, None, shutdown)
                 .await
                 .expect("writer runs");
-        });
-        Self {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
+        })
     }
 }
 
