@@ -4,7 +4,9 @@
 #   2. ingest under the same oha load, a burst of BURST_COUNT single-event requests, then the
 #      outcome check: Postgres holds exactly as many rows for that poll as oha saw 202s;
 #   3. the batch endpoint (tally-loadtest batch), checked event by event in Postgres;
-#   4. the Postgres writer alone: a backlog of DRAIN_COUNT events drained, rows/s.
+#   4. the Postgres writer alone: a backlog of DRAIN_COUNT events drained, rows/s;
+#   5. the read API (standings top 10) at 10,000 reads/s for 10 s;
+#   6. ingest-to-Redis lag while 5,000 votes/s arrive for 10 s (aggregator's lag histogram).
 # Needs the services from deploy/demo.sh running (it starts them if not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,3 +72,47 @@ echo $! >"$STATE_DIR/pids/workers.pid"
 wait_rows "$DPOLL" "$DRAIN_COUNT"
 t1=$(date +%s.%N)
 python3 -c "print('writer: $DRAIN_COUNT rows in %.2f s = %.0f rows/s' % ($t1 - $t0, $DRAIN_COUNT / ($t1 - $t0)))"
+
+echo "== 5. read API at 10,000 reads/s for 10 s (standings, top 10)"
+for i in $(seq 1 20); do
+  curl -fsS -X POST http://127.0.0.1:8080/v1/tournaments/bench/scores -H 'content-type: application/json' \
+    -d "{\"match\":\"m\",\"team\":\"team$i\",\"points\":$i}" >/dev/null
+done
+sleep 1
+"$TOOLS/bin/oha" -q 10000 -z 10s -c 50 --no-tui --output-format json \
+  'http://127.0.0.1:8080/v1/tournaments/bench/standings?limit=10' >/tmp/tally-oha.json
+python3 - <<'PY'
+import json
+d = json.load(open("/tmp/tally-oha.json"))
+s, p = d["summary"], d["latencyPercentiles"]
+print(f"  {s['requestsPerSec']:.0f} reads/s, p50 {p['p50']*1000:.2f} ms, p99 {p['p99']*1000:.2f} ms, "
+      f"p99.9 {p['p99.9']*1000:.2f} ms, statuses {d['statusCodeDistribution']}")
+PY
+
+echo "== 6. ingest-to-Redis lag under 5,000 votes/s for 10 s"
+lag_buckets() {
+  curl -fsS http://127.0.0.1:9102/metrics | grep 'tally_aggregator_lag_seconds_bucket' | grep 'kind="poll_vote"' | grep 'sink="redis"'
+}
+lag_buckets >/tmp/tally-lag-before
+"$TOOLS/bin/oha" -q 5000 -z 10s -c 50 -m POST -T application/json -d '{"voter":"lag","options":["red"]}' \
+  --no-tui --output-format json http://127.0.0.1:8080/v1/polls/lag/votes >/tmp/tally-oha.json
+sleep 1
+lag_buckets >/tmp/tally-lag-after
+python3 - <<'PY'
+import json, re
+def read(path):
+    out = {}
+    for line in open(path):
+        m = re.search(r'le="([^"]+)"\} (\d+)', line)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+before, after = read("/tmp/tally-lag-before"), read("/tmp/tally-lag-after")
+delta = {k: after[k] - before.get(k, 0) for k in after}
+total = delta.get("+Inf", 0)
+bounds = sorted((k for k in delta if k != "+Inf"), key=float)
+def q(x):
+    return next((b for b in bounds if delta[b] >= x * total), "+Inf")
+codes = json.load(open("/tmp/tally-oha.json"))["statusCodeDistribution"]
+print(f"  {codes} accepted; lag of each batch's worst event over {total} batches: p50 <= {q(0.5)} s, p99 <= {q(0.99)} s")
+PY
