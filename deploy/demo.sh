@@ -78,6 +78,7 @@ cat >&2 <<MSG
 [demo]   ingest   http://$INGEST_ADDR   (log: $STATE_DIR/logs/ingest.log)
 [demo]   workers  Postgres writer      (log: $STATE_DIR/logs/workers.log)
 [demo]   aggregator  Redis sink        (log: $STATE_DIR/logs/aggregator.log)
+[demo] Watch: http://$INGEST_ADDR/live/polls/demo   (live bars; post votes to poll "demo")
 [demo] Try:  curl -X POST http://$INGEST_ADDR/v1/tournaments/cup/scores -H 'content-type: application/json' -d '{"match":"m1","team":"owls","points":3}'
 [demo] Stop: deploy/demo.sh stop      (and deploy/stack.sh down for the servers it started)
 MSG

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Brings the local stack up (idempotent) and runs every test: unit tests and the end-to-end
-# tests against the real NATS and Postgres.
+# tests against the real NATS, Postgres and Redis, and a headless Chromium for the live page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tally-target}"
 deploy/stack.sh up
+# The live page's test drives a real headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null && [ -z "${TALLY_CHROMIUM:-}" ]; then
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+  $sudo_ apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq chromium >/dev/null; }
+fi
 # shellcheck disable=SC1091
 . "$STATE_DIR/env"
 log=$(mktemp)

@@ -4,8 +4,10 @@
 //!   database, removed on drop.
 //! - [`proxy::TcpProxy`]: a loopback TCP proxy that can cut a service off, to simulate outages
 //!   of servers the test must not stop (they are shared).
-//! - [`Ingest`] and [`Writer`]: the real services, in-process on port 0.
+//! - [`Ingest`], [`Writer`] and [`Aggregator`]: the real services, in-process on port 0.
+//! - [`browser::Browser`]: headless Chromium over the DevTools protocol.
 
+pub mod browser;
 pub mod proxy;
 
 use rand::Rng;

@@ -4,6 +4,7 @@ pub mod arenas;
 pub mod events;
 pub mod live;
 pub mod ops;
+pub mod page;
 pub mod polls;
 pub mod reads;
 pub mod tournaments;
@@ -23,6 +24,7 @@ pub fn router(config: &IngestConfig) -> Router<AppState> {
         .merge(with_limit(events::router(), config.batch_body_limit_bytes))
         .merge(reads::router())
         .merge(live::router())
+        .merge(page::router())
         .merge(ops::router())
 }
 
