@@ -69,6 +69,29 @@ pub struct AggregatorConfig {
     /// Least time between two live-update notifications of one poll or tournament, in ms.
     #[arg(long, env = "TALLY_LIVE_INTERVAL_MS", default_value_t = 250)]
     pub live_interval_ms: u64,
+    /// ClickHouse HTTP URL of the analytics sink.
+    #[arg(
+        long,
+        env = "TALLY_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub clickhouse_url: String,
+    /// ClickHouse database (created if missing).
+    #[arg(long, env = "TALLY_CLICKHOUSE_DATABASE", default_value = "tally")]
+    pub clickhouse_database: String,
+    /// Durable consumer of the ClickHouse sink.
+    #[arg(
+        long,
+        env = "TALLY_CLICKHOUSE_CONSUMER",
+        default_value = "clickhouse-sink"
+    )]
+    pub clickhouse_consumer: String,
+    /// Most rows per INSERT (ClickHouse wants 10k–100k).
+    #[arg(long, env = "TALLY_CLICKHOUSE_BATCH_MAX", default_value_t = 50_000)]
+    pub clickhouse_batch_max: usize,
+    /// Longest wait for a batch to fill, in ms (about one INSERT per second per table).
+    #[arg(long, env = "TALLY_CLICKHOUSE_BATCH_WAIT_MS", default_value_t = 1000)]
+    pub clickhouse_batch_wait_ms: u64,
     /// Postgres URL, read by `rebuild` only.
     #[arg(
         long,
@@ -105,6 +128,24 @@ impl AggregatorConfig {
             ack_wait: Duration::from_secs(self.redis_ack_wait_secs),
             max_ack_pending: 20_000,
             resume_after: Some(applied_seq),
+        }
+    }
+
+    /// The ClickHouse sink's consumer, resumed right after what ClickHouse holds.
+    pub fn clickhouse_consumer_spec(&self, high_water: u64) -> ConsumerSpec {
+        ConsumerSpec {
+            name: self.clickhouse_consumer.clone(),
+            description: "Tally: every event into ClickHouse".into(),
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 200_000,
+            resume_after: Some(high_water),
+        }
+    }
+
+    pub fn clickhouse_batch_spec(&self) -> BatchSpec {
+        BatchSpec {
+            max: self.clickhouse_batch_max,
+            wait: Duration::from_millis(self.clickhouse_batch_wait_ms),
         }
     }
 

@@ -3,6 +3,8 @@
 //! a Redis restart answers NOSCRIPT).
 
 use crate::effects;
+use crate::live::Changed;
+use crate::ordered_sink::{Applied, OrderedSink};
 use redis::aio::ConnectionManager;
 use tally_schema::StoredEvent;
 use tally_schema::redis_keys::Keys;
@@ -29,16 +31,6 @@ pub struct EloConfig {
 
 /// How long the id of a keyed event is remembered: as long as events stay on the stream.
 pub const SEEN_TTL_SECS: u64 = 7 * 24 * 3600;
-
-/// What one batch did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Applied {
-    pub applied: u64,
-    /// Events at or below the recorded sequence: redeliveries, changed nothing.
-    pub skipped: u64,
-    /// The recorded sequence after the batch.
-    pub high: u64,
-}
 
 #[derive(Clone)]
 pub struct RedisSink {
@@ -134,5 +126,28 @@ impl RedisSink {
             skipped,
             high,
         })
+    }
+}
+
+/// The Redis sink as the ordered loop drives it: after each batch, the live views it touched
+/// are marked for a notification.
+pub struct LiveRedisSink {
+    pub sink: RedisSink,
+    pub changed: Changed,
+}
+
+impl OrderedSink for LiveRedisSink {
+    const NAME: &'static str = "redis";
+    type Error = RedisError;
+
+    fn apply(
+        &self,
+        events: &[StoredEvent],
+    ) -> impl std::future::Future<Output = Result<Applied, RedisError>> + Send {
+        self.sink.apply(events)
+    }
+
+    fn applied(&self, events: &[StoredEvent]) {
+        self.changed.mark(events);
     }
 }

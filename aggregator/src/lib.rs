@@ -3,18 +3,21 @@
 //! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
 //! - [`effects`]: what an event does to Redis, and the Elo rule.
 //! - [`leaderboard`]: the Redis side — one atomic script per batch, with the applied sequence.
-//! - [`redis_sink`]: the Redis sink's consume–apply–ack loop.
+//! - [`ordered_sink`]: the consume–apply–ack loop every sink runs, in stream order.
+//! - [`analytics`]: the ClickHouse side — one INSERT per batch above a read-back high-water mark.
 //! - [`live`]: coalesced notifications that a live view changed.
 //! - [`rebuild`]: recomputing the Redis views from Postgres.
 //!
-//! The ClickHouse sink comes next.
+//! Each sink has its own durable consumer and task: either can be down while the other
+//! stays current.
 
+pub mod analytics;
 pub mod config;
 pub mod effects;
 pub mod leaderboard;
 pub mod live;
+pub mod ordered_sink;
 pub mod rebuild;
-pub mod redis_sink;
 
 use config::AggregatorConfig;
 use futures::FutureExt;
@@ -80,13 +83,70 @@ pub async fn run(
         changed.clone(),
         Duration::from_millis(config.live_interval_ms),
     ));
-    redis_sink::apply_batches(sink, rx, changed, shutdown).await;
+    let analytics = tokio::spawn(run_clickhouse_sink(
+        js.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
+    ordered_sink::apply_batches(leaderboard::LiveRedisSink { sink, changed }, rx, shutdown).await;
+    analytics.abort();
     puller.abort();
     reporter.abort();
     notifier.abort();
     let _ = client.flush().await;
     tracing::info!("Aggregator stopped.");
     Ok(())
+}
+
+/// The ClickHouse sink: waits (retrying) for ClickHouse, then consumes from right after what
+/// ClickHouse holds. Runs beside the Redis sink and never holds it up.
+async fn run_clickhouse_sink(
+    js: async_nats::jetstream::Context,
+    config: AggregatorConfig,
+    shutdown: impl Future<Output = ()> + Clone + Send + 'static,
+) {
+    let sink = analytics::ClickHouseSink::new(&config.clickhouse_url, &config.clickhouse_database);
+    let spec = config.nats.spec();
+    let high = loop {
+        let ready = async {
+            sink.prepare(&config.clickhouse_database).await?;
+            sink.high_water().await
+        };
+        match ready.await {
+            Ok(high) => break high,
+            Err(e) => {
+                tracing::warn!(error = %e, "ClickHouse not ready; retrying in 5 s.");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = shutdown.clone() => return,
+                }
+            }
+        }
+    };
+    let consumer = match consumer::durable_consumer(
+        &js,
+        &spec,
+        &config.clickhouse_consumer_spec(high),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot create the ClickHouse consumer.");
+            return;
+        }
+    };
+    tracing::info!(resume_after = high, "ClickHouse sink running.");
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let puller = tokio::spawn(consumer::pull_batches(
+        consumer.clone(),
+        config.clickhouse_batch_spec(),
+        tx,
+    ));
+    let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));
+    ordered_sink::apply_batches(sink, rx, shutdown).await;
+    puller.abort();
+    reporter.abort();
 }
 
 /// Rebuilds the Redis views from Postgres, after checking the writer has caught up.

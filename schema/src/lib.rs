@@ -16,6 +16,33 @@ pub mod stream;
 pub use event::{Envelope, Event, Kind, StoredEvent};
 pub use stream::{LiveView, StreamSpec};
 
+/// The ClickHouse DDL, in order; every statement is idempotent (`IF NOT EXISTS`) and kept to
+/// what both ClickHouse 18.16 and current releases understand.
+pub fn clickhouse_ddl() -> Vec<String> {
+    // Comments go first: they may contain ';'.
+    let sql: String = include_str!("../clickhouse/0001_events.sql")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    sql.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The Postgres migrations, applied with `MIGRATOR.run(&pool)`.
 #[cfg(feature = "migrations")]
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("postgres/migrations");
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_clickhouse_ddl_splits_into_its_statements() {
+        let ddl = super::clickhouse_ddl();
+        assert_eq!(ddl.len(), 2);
+        assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS events"));
+        assert!(ddl[1].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS poll_votes_per_minute"));
+    }
+}

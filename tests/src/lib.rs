@@ -46,6 +46,26 @@ pub fn redis_url() -> String {
     setting("TALLY_REDIS_URL", "redis://127.0.0.1:6379")
 }
 
+pub fn clickhouse_url() -> String {
+    setting("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123")
+}
+
+/// Runs a ClickHouse query over HTTP and returns its tab-separated rows.
+pub async fn clickhouse(query: &str) -> Vec<Vec<String>> {
+    let response = reqwest::Client::new()
+        .post(clickhouse_url())
+        .body(query.to_owned())
+        .send()
+        .await
+        .expect("ClickHouse is up (deploy/stack.sh up)");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "ClickHouse: {text}");
+    text.lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
 pub fn database_url() -> String {
     setting(
         "TALLY_DATABASE_URL",
@@ -158,6 +178,9 @@ impl TestEnv {
         config.redis_url = redis_url();
         config.redis_prefix = self.name.clone();
         config.redis_ack_wait_secs = 2;
+        config.clickhouse_url = clickhouse_url();
+        config.clickhouse_database = format!("tally_{}", self.name);
+        config.clickhouse_batch_wait_ms = 200;
         config
     }
 
@@ -252,6 +275,11 @@ impl Drop for TestEnv {
                     .execute(&admin)
                     .await;
                 }
+                let _ = reqwest::Client::new()
+                    .post(clickhouse_url())
+                    .body(format!("DROP DATABASE IF EXISTS tally_{name}"))
+                    .send()
+                    .await;
                 if let Ok(client) = redis::Client::open(redis_url())
                     && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                 {

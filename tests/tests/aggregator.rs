@@ -328,6 +328,48 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
     wait_applied(&env, last).await;
     env.assert_exactly_stored(&acked, Duration::from_secs(30))
         .await;
+    // ClickHouse holds every event exactly once too, and its rollup agrees with Postgres.
+    let db = format!("tally_{}", env.name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tally_tests::clickhouse(&format!("SELECT count() FROM {db}.events")).await[0][0]
+        != last.to_string()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ClickHouse did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let distinct = tally_tests::clickhouse(&format!(
+        "SELECT uniqExact(id), uniqExact(seq) FROM {db}.events"
+    ))
+    .await;
+    assert_eq!(distinct[0], vec!["1200".to_owned(), "1200".to_owned()]);
+    for (kind, table) in [
+        ("poll_vote", "poll_votes"),
+        ("pair_vote", "pair_votes"),
+        ("score", "scores"),
+        ("registration", "registrations"),
+    ] {
+        let in_clickhouse = tally_tests::clickhouse(&format!(
+            "SELECT count() FROM {db}.events WHERE kind = '{kind}'"
+        ))
+        .await;
+        let (in_postgres,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&env.pool)
+                .await
+                .unwrap();
+        assert_eq!(in_clickhouse[0][0], in_postgres.to_string(), "{kind}");
+    }
+    let rollup = tally_tests::clickhouse(&format!(
+        "SELECT sum(votes) FROM {db}.poll_votes_per_minute WHERE poll = 'mix'"
+    ))
+    .await;
+    assert_eq!(
+        rollup[0][0], "300",
+        "the per-minute rollup counts every vote once"
+    );
     aggregator.stop().await;
     writer.stop().await;
 
@@ -569,6 +611,68 @@ async fn sse_followers_see_live_changes_and_a_stalled_one_holds_up_nobody() {
     .await;
     assert_eq!(s, 202, "{e}");
     wait_for_event(&mut followers[0], |v| v["total_votes"] == 41).await;
+    aggregator.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_away_keeps_redis_live_and_catches_up_exactly_after() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let proxy = tally_tests::proxy::TcpProxy::start(tally_tests::proxy::target_of(
+        &tally_tests::clickhouse_url(),
+    ))
+    .await;
+    let mut config = env.aggregator_config();
+    config.clickhouse_url = proxy.rewrite(&tally_tests::clickhouse_url());
+    let aggregator = Aggregator::start(config).await;
+    let db = format!("tally_{}", env.name);
+    let count = async || {
+        tally_tests::clickhouse(&format!("SELECT count() FROM {db}.events")).await[0][0]
+            .parse::<u64>()
+            .unwrap()
+    };
+
+    let first = post_votes(ingest.base_url(), "away", 300, 16).await;
+    wait_applied(&env, 300).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while count().await < 300 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ClickHouse did not get the first burst"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    proxy.cut(); // ClickHouse unreachable for the aggregator
+    let second = post_votes(ingest.base_url(), "away", 700, 16).await;
+    wait_applied(&env, 1000).await; // Redis stays live meanwhile
+    let mut redis = env.redis().await;
+    let tally: HashMap<String, i64> = redis
+        .hgetall(Keys::new(env.name.clone()).poll_tally("away"))
+        .await
+        .unwrap();
+    assert_eq!(tally["a"], (first.len() + second.len()) as i64);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        count().await,
+        300,
+        "nothing reached ClickHouse while it was away"
+    );
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while count().await < 1000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ClickHouse did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exact =
+        tally_tests::clickhouse(&format!("SELECT count(), uniqExact(id) FROM {db}.events")).await;
+    assert_eq!(exact[0], vec!["1000".to_owned(), "1000".to_owned()]);
     aggregator.stop().await;
     ingest.stop().await;
 }

@@ -1,23 +1,44 @@
-//! The Redis sink's loop: its own durable consumer, resumed right after the sequence Redis
-//! recorded, so events arrive in stream order (Elo depends on it); each batch is applied by
-//! one atomic script and acked after. A failing batch is retried, in place and in order,
-//! until Redis takes it: skipping ahead would apply later events before earlier ones.
+//! The loop every aggregator sink runs: its own durable consumer, resumed right after the
+//! sequence the sink recorded, so events arrive in stream order; each batch is applied
+//! atomically with that record and acked after. A failing batch is retried, in place and in
+//! order, until the sink takes it: skipping ahead would apply later events before earlier
+//! ones, and the earlier ones would then be taken for redeliveries.
 
-use crate::leaderboard::{Applied, RedisSink};
-use crate::live::Changed;
 use async_nats::jetstream::AckKind;
 use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use tally_kit::consumer::{EventBatch, decode};
-use tally_schema::Kind;
+use tally_schema::{Kind, StoredEvent};
+
+/// What one batch did to a sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub applied: u64,
+    /// Events at or below the recorded sequence: redeliveries, changed nothing.
+    pub skipped: u64,
+    /// The recorded sequence after the batch.
+    pub high: u64,
+}
+
+/// A store that applies events in stream order and records the last sequence it applied.
+pub trait OrderedSink: Send + Sync {
+    /// The `sink` label of its metrics.
+    const NAME: &'static str;
+    type Error: std::fmt::Display;
+    fn apply(
+        &self,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<Applied, Self::Error>> + Send;
+    /// Called once a batch is applied (before its acks).
+    fn applied(&self, _events: &[StoredEvent]) {}
+}
 
 /// Applies batches from `batches` until it closes or `shutdown` resolves.
-pub async fn apply_batches(
-    sink: RedisSink,
+pub async fn apply_batches<S: OrderedSink>(
+    sink: S,
     mut batches: tokio::sync::mpsc::Receiver<EventBatch>,
-    changed: Changed,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let shutdown = shutdown.shared();
@@ -29,17 +50,16 @@ pub async fn apply_batches(
                 None => return,
             },
         };
-        if !apply_until_done(&sink, &batch, &changed, shutdown.clone()).await {
+        if !apply_until_done(&sink, &batch, shutdown.clone()).await {
             return;
         }
     }
 }
 
 /// Returns false when shutdown came first (the batch stays unacked and comes back).
-async fn apply_until_done(
-    sink: &RedisSink,
+async fn apply_until_done<S: OrderedSink>(
+    sink: &S,
     batch: &EventBatch,
-    changed: &Changed,
     shutdown: impl Future<Output = ()> + Clone,
 ) -> bool {
     let mut events = Vec::with_capacity(batch.messages.len());
@@ -54,8 +74,8 @@ async fn apply_until_done(
     loop {
         match sink.apply(&events).await {
             Ok(applied) => {
-                record_metrics(&applied, &events);
-                changed.mark(&events);
+                record_metrics(S::NAME, &applied, &events);
+                sink.applied(&events);
                 for message in batch.messages.iter() {
                     if let Err(e) = message.ack().await {
                         tracing::warn!(error = %e, "Ack failed; the redelivery will be skipped.");
@@ -64,9 +84,9 @@ async fn apply_until_done(
                 return true;
             }
             Err(e) => {
-                metrics::counter!("tally_aggregator_batch_failures_total", "sink" => "redis")
+                metrics::counter!("tally_aggregator_batch_failures_total", "sink" => S::NAME)
                     .increment(1);
-                tracing::warn!(error = %e, events = events.len(), ?delay, "Redis batch failed; retrying in order.");
+                tracing::warn!(sink = S::NAME, error = %e, events = events.len(), ?delay, "Batch failed; retrying in order.");
                 for message in batch.messages.iter() {
                     let _ = message.ack_with(AckKind::Progress).await;
                 }
@@ -80,12 +100,12 @@ async fn apply_until_done(
     }
 }
 
-fn record_metrics(applied: &Applied, events: &[tally_schema::StoredEvent]) {
-    metrics::counter!("tally_aggregator_events_applied_total", "sink" => "redis")
+fn record_metrics(sink: &'static str, applied: &Applied, events: &[StoredEvent]) {
+    metrics::counter!("tally_aggregator_events_applied_total", "sink" => sink)
         .increment(applied.applied);
-    metrics::counter!("tally_aggregator_events_skipped_total", "sink" => "redis")
+    metrics::counter!("tally_aggregator_events_skipped_total", "sink" => sink)
         .increment(applied.skipped);
-    metrics::histogram!("tally_aggregator_batch_size_events", "sink" => "redis")
+    metrics::histogram!("tally_aggregator_batch_size_events", "sink" => sink)
         .record(events.len() as f64);
     // Lag from ingest's acceptance to the effect, per kind, once per batch (its worst event).
     let now = chrono::Utc::now();
@@ -99,6 +119,6 @@ fn record_metrics(applied: &Applied, events: &[tally_schema::StoredEvent]) {
         *entry = entry.max(lag);
     }
     for (kind, lag) in worst {
-        metrics::histogram!("tally_aggregator_lag_seconds", "sink" => "redis", "kind" => kind.as_str()).record(lag);
+        metrics::histogram!("tally_aggregator_lag_seconds", "sink" => sink, "kind" => kind.as_str()).record(lag);
     }
 }
