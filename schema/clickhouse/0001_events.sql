@@ -23,3 +23,35 @@ ORDER BY (poll, option, minute)
 AS SELECT scope AS poll, arrayJoin(items) AS option, toStartOfMinute(received_at) AS minute, count() AS votes
 FROM events WHERE kind = 'poll_vote'
 GROUP BY poll, option, minute;
+
+-- Wins and losses per arena item and minute.
+CREATE MATERIALIZED VIEW IF NOT EXISTS pair_results_per_minute
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (arena, item, minute)
+AS SELECT scope AS arena, tupleElement(r, 1) AS item, toStartOfMinute(received_at) AS minute,
+          sum(tupleElement(r, 2)) AS wins, sum(tupleElement(r, 3)) AS losses
+FROM events
+ARRAY JOIN [(items[1], toUInt64(1), toUInt64(0)), (items[2], toUInt64(0), toUInt64(1))] AS r
+WHERE kind = 'pair_vote'
+GROUP BY arena, item, minute;
+
+-- Score events and points per tournament, team and minute.
+CREATE MATERIALIZED VIEW IF NOT EXISTS scores_per_minute
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (tournament, team, minute)
+AS SELECT scope AS tournament, actor AS team, toStartOfMinute(received_at) AS minute,
+          count() AS score_events, sum(points) AS points
+FROM events WHERE kind = 'score'
+GROUP BY tournament, team, minute;
+
+-- Registrations per tournament, priority group ('' for none) and minute.
+CREATE MATERIALIZED VIEW IF NOT EXISTS registrations_per_minute
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (tournament, grp, minute)
+AS SELECT scope AS tournament, if(empty(items), '', items[1]) AS grp,
+          toStartOfMinute(received_at) AS minute, count() AS registrations
+FROM events WHERE kind = 'registration'
+GROUP BY tournament, grp, minute;

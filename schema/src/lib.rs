@@ -41,7 +41,7 @@ mod tests {
     #[test]
     fn the_clickhouse_ddl_splits_into_its_statements() {
         let ddl = super::clickhouse_ddl();
-        assert_eq!(ddl.len(), 2);
+        assert_eq!(ddl.len(), 5);
         assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS events"));
         assert!(ddl[1].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS poll_votes_per_minute"));
     }
