@@ -4,7 +4,7 @@
 //! latest value, so a slow one skips intermediate states instead of holding anything up or
 //! growing a queue.
 
-use crate::views::{ViewError, Views};
+use crate::views::{ViewError, Views, poll_view, standings_view};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -113,16 +113,12 @@ impl Live {
 /// The same JSON the read API answers for the view.
 pub async fn render(views: &Views, view: LiveView, scope: &str) -> Result<String, ViewError> {
     let value = match view {
-        LiveView::PollResults => {
-            let options = views.poll_results(scope).await?;
-            let total: i64 = options.iter().map(|o| o.votes).sum();
-            serde_json::json!({ "poll": scope, "total_votes": total, "options": options })
-        }
+        LiveView::PollResults => poll_view(scope, views.poll_results(scope).await?),
         LiveView::Standings => {
             let teams = views
                 .top(&views.keys().standings(scope), LIVE_STANDINGS)
                 .await?;
-            serde_json::json!({ "tournament": scope, "teams": teams })
+            standings_view(scope, teams)
         }
     };
     Ok(value.to_string())

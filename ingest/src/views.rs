@@ -108,6 +108,17 @@ impl Views {
     }
 }
 
+/// A poll's results as the read API answers them and live updates carry them.
+pub fn poll_view(poll: &str, options: Vec<OptionVotes>) -> serde_json::Value {
+    let total: i64 = options.iter().map(|o| o.votes).sum();
+    serde_json::json!({ "poll": poll, "total_votes": total, "options": options })
+}
+
+/// Standings (a top N or the window around a team), in the same two places.
+pub fn standings_view(tournament: &str, teams: Vec<Ranked>) -> serde_json::Value {
+    serde_json::json!({ "tournament": tournament, "teams": teams })
+}
+
 fn ranked(entries: Vec<(String, f64)>, first_index: u64) -> Vec<Ranked> {
     entries
         .into_iter()

@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::extract::scope;
 use crate::server::AppState;
-use crate::views::ViewError;
+use crate::views::{ViewError, poll_view, standings_view};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -87,10 +87,7 @@ async fn poll_results(
         .poll_results(poll.as_str())
         .await
         .map_err(|e| unavailable(&state, e))?;
-    let total: i64 = options.iter().map(|o| o.votes).sum();
-    Ok(Json(
-        json!({ "poll": poll, "total_votes": total, "options": options }),
-    ))
+    Ok(Json(poll_view(poll.as_str(), options)))
 }
 
 async fn arena_ranking(
@@ -170,7 +167,7 @@ async fn standings(
                 .map_err(|e| unavailable(&state, e))?
         }
     };
-    Ok(Json(json!({ "tournament": tournament, "teams": teams })))
+    Ok(Json(standings_view(tournament.as_str(), teams)))
 }
 
 async fn registrations(
