@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tally_kit::consumer::{BatchSpec, ConsumerSpec};
 use tally_kit::nats::NatsConfig;
+use tally_kit::redis::RedisConfig;
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -35,16 +36,8 @@ pub enum Command {
 pub struct AggregatorConfig {
     #[command(flatten)]
     pub nats: NatsConfig,
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "TALLY_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis_url: String,
-    /// Prefix of every Redis key.
-    #[arg(long, env = "TALLY_REDIS_PREFIX", default_value = "tally")]
-    pub redis_prefix: String,
+    #[command(flatten)]
+    pub redis: RedisConfig,
     /// Durable consumer of the Redis sink.
     #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = "redis-sink")]
     pub redis_consumer: String,

@@ -25,7 +25,6 @@ use leaderboard::RedisSink;
 use std::future::Future;
 use std::time::Duration;
 use tally_kit::consumer;
-use tally_schema::redis_keys::Keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {
@@ -39,10 +38,9 @@ pub enum AggregatorError {
 
 /// The Redis sink this configuration names, connected.
 async fn redis_sink(config: &AggregatorConfig) -> Result<RedisSink, leaderboard::RedisError> {
-    let keys = Keys::new(config.redis_prefix.clone());
     RedisSink::connect(
-        &config.redis_url,
-        keys,
+        &config.redis.url,
+        config.redis.keys(),
         &config.redis_consumer,
         config.elo(),
     )

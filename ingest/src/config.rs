@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 use tally_kit::nats::NatsConfig;
+use tally_kit::redis::RedisConfig;
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
@@ -33,16 +34,8 @@ pub struct IngestConfig {
     /// Whole-request deadline (a client trickling its body is cut off), in milliseconds.
     #[arg(long, env = "TALLY_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
-    /// Redis holding the live views the read API serves.
-    #[arg(
-        long,
-        env = "TALLY_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis_url: String,
-    /// Prefix of the aggregator's Redis keys.
-    #[arg(long, env = "TALLY_REDIS_PREFIX", default_value = "tally")]
-    pub redis_prefix: String,
+    #[command(flatten)]
+    pub redis: RedisConfig,
     /// `Retry-After` seconds sent with 503 answers.
     #[arg(long, env = "TALLY_RETRY_AFTER_SECS", default_value_t = 1)]
     pub retry_after_secs: u64,
@@ -61,8 +54,7 @@ impl IngestConfig {
             batch_body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
             retry_after_secs: 1,
-            redis_url: "redis://127.0.0.1:6379".into(),
-            redis_prefix: "tally".into(),
+            redis: RedisConfig::default(),
         }
     }
 

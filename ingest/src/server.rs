@@ -14,7 +14,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_schema::ids::IdempotencyKey;
-use tally_schema::redis_keys::Keys;
 use tally_schema::{Envelope, Event};
 use tower::ServiceBuilder;
 
@@ -157,7 +156,7 @@ pub async fn serve(
     let spec_live = spec.clone();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let publisher = Publisher::new(client.clone(), js, spec, config.publish_timeout());
-    let views = Views::connect(&config.redis_url, Keys::new(config.redis_prefix.clone())).await?;
+    let views = Views::connect(&config.redis.url, config.redis.keys()).await?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let state = AppState::new(config, publisher, views, closing);
     let notifications = client

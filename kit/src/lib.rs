@@ -4,10 +4,12 @@
 //! - [`nats`]: connecting to NATS and declaring the event and dead-letter streams.
 //! - [`consumer`]: a sink's durable consumer and the loop that cuts it into batches.
 //! - [`shutdown`]: the signal future that `serve` functions take.
+//! - [`redis`]: where the live views are (URL and key prefix).
 //! - [`ops`]: `/healthz` and `/metrics` routes.
 
 pub mod consumer;
 pub mod nats;
 pub mod ops;
+pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

@@ -164,8 +164,8 @@ impl TestEnv {
     /// Ingest settings for this env: its stream, and its Redis prefix for the read API.
     pub fn ingest_config(&self) -> tally_ingest::IngestConfig {
         let mut config = tally_ingest::IngestConfig::for_nats(self.nats.clone());
-        config.redis_url = redis_url();
-        config.redis_prefix = self.name.clone();
+        config.redis.url = redis_url();
+        config.redis.prefix = self.name.clone();
         config
     }
 
@@ -175,8 +175,8 @@ impl TestEnv {
         let mut config =
             tally_aggregator::config::AggregatorConfig::parse_from(["tally-aggregator"]);
         config.nats = self.nats.clone();
-        config.redis_url = redis_url();
-        config.redis_prefix = self.name.clone();
+        config.redis.url = redis_url();
+        config.redis.prefix = self.name.clone();
         config.redis_ack_wait_secs = 2;
         config.clickhouse_url = clickhouse_url();
         config.clickhouse_database = format!("tally_{}", self.name);

@@ -172,7 +172,7 @@ async fn the_same_batch_applied_twice_changes_nothing_the_second_time() {
     let env = TestEnv::new().await;
     let config = env.aggregator_config();
     let sink = tally_aggregator::leaderboard::RedisSink::connect(
-        &config.redis_url,
+        &config.redis.url,
         Keys::new(env.name.clone()),
         "redis-sink",
         config.elo(),
@@ -375,7 +375,7 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
 
     let mut config = env.aggregator_config();
     config.database_url = env.database_url.clone();
-    config.redis_prefix = format!("{}:rebuilt", env.name);
+    config.redis.prefix = format!("{}:rebuilt", env.name);
     let rebuilt = tally_aggregator::rebuild_from_postgres(&config, false)
         .await
         .unwrap();
@@ -392,7 +392,7 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
         "tallies, standings, counts, arena and session rankings: {views:?}"
     );
     for key in views {
-        let twin = key.replacen(&env.name, &config.redis_prefix, 1);
+        let twin = key.replacen(&env.name, &config.redis.prefix, 1);
         let kind: String = redis::cmd("TYPE")
             .arg(key)
             .query_async(&mut redis)
