@@ -62,3 +62,12 @@ impl IngestConfig {
         Duration::from_millis(self.publish_timeout_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::IngestConfig::command().debug_assert();
+    }
+}

@@ -7,6 +7,7 @@ use tally_schema::redis_keys::Keys;
 pub struct RedisConfig {
     /// Redis URL of the live views.
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         env = "TALLY_REDIS_URL",
         default_value = "redis://127.0.0.1:6379"
@@ -14,6 +15,7 @@ pub struct RedisConfig {
     pub url: String,
     /// Prefix of every Redis key.
     #[arg(
+        id = "redis_prefix",
         long = "redis-prefix",
         env = "TALLY_REDIS_PREFIX",
         default_value = "tally"
