@@ -21,7 +21,15 @@ TOOLS="${TALLY_TOOLS_DIR:-$HOME/.cache/tally-tools}"
 curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 || deploy/demo.sh >/dev/null
 # shellcheck disable=SC1091
 . "$STATE_DIR/env"
-cargo build --release --quiet -p tally-loadtest
+TALLY_API_KEY="$(cat "$STATE_DIR/admin.key")" # made by deploy/demo.sh
+export TALLY_API_KEY TALLY_API_URL=http://127.0.0.1:8080
+cargo build --release --quiet -p tally-loadtest -p tally-cli
+define() { # plural, JSON definition: created once
+  local id; id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$2")
+  "$BIN/tally" "$1" get "$id" >/dev/null 2>&1 || "$BIN/tally" "$1" create - <<<"$2" >/dev/null
+}
+define tournaments '{"id":"bench"}'
+define polls '{"id":"lag","options":["red","green","blue"]}'
 rows() { psql -tA "$TALLY_DATABASE_URL" -c "SELECT count(*) FROM poll_votes WHERE poll = '$1'"; }
 wait_rows() { # poll, expected
   for _ in $(seq 1 600); do [ "$(rows "$1")" -ge "$2" ] && return 0; sleep 0.1; done; return 1
@@ -50,6 +58,7 @@ echo "== 1. do-nothing axum handler: oha -n $BURST_COUNT -c $CONNECTIONS"
 burst http://127.0.0.1:8099/v1/polls/noop/votes
 
 POLL="oha-$(date +%s)"
+define polls "{\"id\":\"$POLL\",\"options\":[\"red\",\"green\",\"blue\"]}"
 echo "== 2. ingest, same load, poll $POLL (the writer runs meanwhile)"
 burst "http://127.0.0.1:8080/v1/polls/$POLL/votes"
 wait_rows "$POLL" "$ACCEPTED" || true

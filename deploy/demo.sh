@@ -33,7 +33,7 @@ deploy/stack.sh up
 export TALLY_INGEST_ADDR="$INGEST_ADDR"
 
 log "building (release)…"
-cargo build --release --quiet -p tally-ingest -p tally-workers -p tally-aggregator -p tally-loadtest
+cargo build --release --quiet -p tally-ingest -p tally-workers -p tally-aggregator -p tally-loadtest -p tally-cli
 "$BIN/tally-workers" setup
 
 stop # a previous demo's services
@@ -49,6 +49,24 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://$INGEST_ADDR/readyz" >/dev/null || { log "ingest did not become ready; see $STATE_DIR/logs/ingest.log"; exit 1; }
 log "ingest on http://$INGEST_ADDR, workers metrics on http://127.0.0.1:9101/metrics"
+
+# An admin key for this machine, made once and kept only here (mode 600); the database holds
+# its hash. The tally CLI and the load test read it from TALLY_API_KEY.
+KEY_FILE="$STATE_DIR/admin.key"
+export TALLY_API_URL="http://$INGEST_ADDR"
+if [ ! -s "$KEY_FILE" ] || ! TALLY_API_KEY="$(cat "$KEY_FILE")" "$BIN/tally" polls list >/dev/null 2>&1; then
+  (umask 077; "$BIN/tally" keys create --name "demo-$(date +%s)" --role admin >"$KEY_FILE")
+  log "made an admin key: $KEY_FILE"
+fi
+TALLY_API_KEY="$(cat "$KEY_FILE")"
+export TALLY_API_KEY
+define() { # plural, JSON definition: created once, left as it is when it exists
+  local id; id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$2")
+  "$BIN/tally" "$1" get "$id" >/dev/null 2>&1 || "$BIN/tally" "$1" create - <<<"$2" >/dev/null
+}
+define polls '{"id":"demo","title":"Favourite colour","options":["red","green","blue"]}'
+define tournaments '{"id":"cup","title":"Demo cup","teams":["owls","larks","bats"],"score_operator":"incr"}'
+log "defined poll 'demo' and tournament 'cup' (tally polls list, tally tournaments list)"
 
 log "one vote by hand:"
 curl -sS -X POST "http://$INGEST_ADDR/v1/polls/demo/votes" -H 'content-type: application/json' \
@@ -80,5 +98,6 @@ cat >&2 <<MSG
 [demo]   aggregator  Redis sink        (log: $STATE_DIR/logs/aggregator.log)
 [demo] Watch: http://$INGEST_ADDR/live/polls/demo   (live bars; post votes to poll "demo")
 [demo] Try:  curl -X POST http://$INGEST_ADDR/v1/tournaments/cup/scores -H 'content-type: application/json' -d '{"match":"m1","team":"owls","points":3}'
+[demo] Admin: TALLY_API_KEY=\$(cat $KEY_FILE) $BIN/tally polls list
 [demo] Stop: deploy/demo.sh stop      (and deploy/stack.sh down for the servers it started)
 MSG

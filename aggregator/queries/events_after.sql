@@ -8,7 +8,7 @@ SELECT * FROM (
     (SELECT stream_seq, event_id, received_at, 'pair_vote', arena, session, winner, loser, NULL
      FROM pair_votes WHERE stream_seq > $1 ORDER BY stream_seq LIMIT $2)
     UNION ALL
-    (SELECT stream_seq, event_id, received_at, 'score', tournament, match_id, team, NULL, points
+    (SELECT stream_seq, event_id, received_at, 'score', tournament, match_id, team, effect, points
      FROM scores WHERE stream_seq > $1 ORDER BY stream_seq LIMIT $2)
     UNION ALL
     (SELECT stream_seq, event_id, received_at, 'registration', tournament, user_id, grp, NULL, NULL

@@ -10,8 +10,10 @@
 --   seen  : for events whose id a client chose, a key that marks the id as applied (a retry
 --           after JetStream's duplicate window is a second stream message with the same id);
 --           '' for server-made ids, which are unique by construction
---   poll  : key = tally hash, a = options joined by ','
---   score : key = standings sorted set, a = team, b = points
+--   poll  : key = tally hash, key2 = voter -> options hash, a = options joined by ',',
+--           b = voter; the voter's previous options (if any) lose the vote they had
+--   score_add | score_replace | score_max | score_min :
+--           key = standings sorted set, a = team, b = points
 --   reg   : key = counts hash, a = group ('' for none)
 --   pair  : key = arena ratings, key2 = the session's ratings, a = winner, b = loser
 --   none  : no effect (the sequence still counts as applied)
@@ -38,11 +40,24 @@ for i = 5, #ARGV, 7 do
   else
     local kind, key, key2, a, b = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
     if kind == 'poll' then
+      local previous = redis.call('HGET', key2, b)
+      if previous then
+        for option in string.gmatch(previous, '[^,]+') do
+          redis.call('HINCRBY', key, option, -1)
+        end
+      end
+      redis.call('HSET', key2, b, a)
       for option in string.gmatch(a, '[^,]+') do
         redis.call('HINCRBY', key, option, 1)
       end
-    elseif kind == 'score' then
+    elseif kind == 'score_add' then
       redis.call('ZINCRBY', key, b, a)
+    elseif kind == 'score_replace' then
+      redis.call('ZADD', key, b, a)
+    elseif kind == 'score_max' then
+      redis.call('ZADD', key, 'GT', b, a)
+    elseif kind == 'score_min' then
+      redis.call('ZADD', key, 'LT', b, a)
     elseif kind == 'reg' then
       redis.call('HINCRBY', key, '_total', 1)
       if a ~= '' then

@@ -24,14 +24,14 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
                 seq,
                 "poll".into(),
                 keys.poll_tally(v.poll.as_str()),
-                none(),
+                keys.poll_choices(v.poll.as_str()),
                 options.join(","),
-                none(),
+                v.voter.to_string(),
             ]
         }
         Event::Score(s) => [
             seq,
-            "score".into(),
+            format!("score_{}", s.effect.as_str()),
             keys.standings(s.tournament.as_str()),
             none(),
             s.team.to_string(),
@@ -100,7 +100,16 @@ mod tests {
         let r = record(&keys, &event);
         assert_eq!(
             r,
-            ["7", "", "poll", "p:poll:final:tally", "", "a,b", ""].map(String::from)
+            [
+                "7",
+                "",
+                "poll",
+                "p:poll:final:tally",
+                "p:poll:final:choices",
+                "a,b",
+                "v"
+            ]
+            .map(String::from)
         );
         let keyed = StoredEvent {
             envelope: tally_schema::Envelope::keyed(

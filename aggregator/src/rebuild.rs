@@ -8,6 +8,7 @@ use crate::leaderboard::{RedisError, RedisSink};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tally_schema::event::{MediaUploaded, PairVote, PollVote, Registration, Score};
+use tally_schema::resources::ScoreEffect;
 use tally_schema::{Envelope, Event, StoredEvent};
 use uuid::Uuid;
 
@@ -101,6 +102,11 @@ fn stored_event(row: Row) -> Result<StoredEvent, RebuildError> {
             match_id: id(text(row.a, "match")?).map_err(bad)?,
             team: id(text(row.b, "team")?).map_err(bad)?,
             points: row.n.ok_or_else(|| bad("points are missing".into()))?,
+            effect: row
+                .c
+                .as_deref()
+                .map_or(Some(ScoreEffect::Add), ScoreEffect::parse)
+                .ok_or_else(|| bad("unknown score effect".into()))?,
         }),
         "registration" => Event::Registration(Registration {
             tournament: id(row.scope).map_err(bad)?,

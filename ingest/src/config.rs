@@ -36,14 +36,46 @@ pub struct IngestConfig {
     pub request_timeout_ms: u64,
     #[command(flatten)]
     pub redis: RedisConfig,
+    /// Postgres with the resource definitions and API keys (never on the event hot path).
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        default_value = "postgres://tally:tally@127.0.0.1:5432/tally"
+    )]
+    pub database_url: String,
+    #[arg(long, env = "TALLY_INGEST_PG_MAX_CONNECTIONS", default_value_t = 4)]
+    pub pg_max_connections: u32,
+    /// Reload every definition this often even without a change announcement, in seconds.
+    #[arg(long, env = "TALLY_CATALOG_REFRESH_SECS", default_value_t = 30)]
+    pub catalog_refresh_secs: u64,
+    /// Rate limits per event kind, `kind:by=limit/per[,burst=n]` (by: actor, ip, scope; per:
+    /// second, minute, hour), separated by ';'. Resources may set their own, which replace
+    /// these. E.g. `registration:actor=5/minute;registration:ip=10/minute`.
+    #[arg(long = "rate-limit", env = "TALLY_RATE_LIMITS", value_delimiter = ';')]
+    pub rate_limits: Vec<tally_schema::resources::RouteLimit>,
+    /// Where limiter state lives: `memory` (per instance) or `redis` (shared by instances).
+    #[arg(
+        long,
+        env = "TALLY_RATE_LIMIT_STORE",
+        value_enum,
+        default_value = "memory"
+    )]
+    pub rate_limit_store: crate::rate_limit::LimitStore,
+    /// Take the client IP from this header (set by a trusted proxy, e.g. `x-real-ip`) instead
+    /// of the peer address.
+    #[arg(long, env = "TALLY_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Body limit of the admin routes, in bytes.
+    #[arg(long, env = "TALLY_ADMIN_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
+    pub admin_body_limit_bytes: usize,
     /// `Retry-After` seconds sent with 503 answers.
     #[arg(long, env = "TALLY_RETRY_AFTER_SECS", default_value_t = 1)]
     pub retry_after_secs: u64,
 }
 
 impl IngestConfig {
-    /// Defaults for everything but where NATS is; tests start from this.
-    pub fn for_nats(nats: NatsConfig) -> Self {
+    /// Defaults for everything but where NATS and Postgres are; tests start from this.
+    pub fn for_nats(nats: NatsConfig, database_url: String) -> Self {
         Self {
             addr: ([127, 0, 0, 1], 8080).into(),
             nats,
@@ -55,6 +87,13 @@ impl IngestConfig {
             request_timeout_ms: 10_000,
             retry_after_secs: 1,
             redis: RedisConfig::default(),
+            database_url,
+            pg_max_connections: 4,
+            catalog_refresh_secs: 30,
+            admin_body_limit_bytes: 256 * 1024,
+            rate_limits: Vec::new(),
+            rate_limit_store: crate::rate_limit::LimitStore::Memory,
+            client_ip_header: None,
         }
     }
 

@@ -18,6 +18,18 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("no such resource")]
     NotFound { field: String, message: String },
+    /// The resource's rules refuse the event now (closed window, existing id).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// No usable credentials.
+    #[error("{message}")]
+    Unauthorized { message: String },
+    /// Credentials that are wrong or not enough.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// Over a rate limit: 429 with when to come back.
+    #[error("rate limited by {}", .0.policy)]
+    RateLimited(crate::rate_limit::Limited),
     /// JetStream did not take the event in time: the client should retry.
     #[error("unavailable: {reason}")]
     Unavailable {
@@ -43,6 +55,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -69,6 +85,29 @@ impl ApiError {
                 message: message.clone(),
                 field: field.clone(),
             },
+            ApiError::Conflict { code, message } | ApiError::Forbidden { code, message } => {
+                ErrorBody {
+                    code,
+                    message: message.clone(),
+                    field: String::new(),
+                }
+            }
+            ApiError::RateLimited(l) => ErrorBody {
+                code: "rate_limited",
+                message: format!(
+                    "over the limit of {} per {} s ({}); retry in {} s",
+                    l.quota,
+                    l.window_secs,
+                    l.policy,
+                    retry_secs(l)
+                ),
+                field: String::new(),
+            },
+            ApiError::Unauthorized { message } => ErrorBody {
+                code: "unauthorized",
+                message: message.clone(),
+                field: String::new(),
+            },
             ApiError::Unavailable { reason, .. } => ErrorBody {
                 code: "unavailable",
                 message: format!("the event was not stored ({reason}); retry later"),
@@ -84,14 +123,40 @@ impl IntoResponse for ApiError {
         let body = self.body();
         metrics::counter!("tally_ingest_rejections_total", "reason" => body.code).increment(1);
         let mut response = (status, Json(serde_json::json!({ "error": body }))).into_response();
-        if let ApiError::Unavailable {
-            retry_after_secs, ..
-        } = self
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            ApiError::Unavailable {
+                retry_after_secs, ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::RateLimited(l) => {
+                let secs = retry_secs(&l);
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                // draft-ietf-httpapi-ratelimit-headers: the policy, and what is left of it.
+                let policy = format!("\"{}\";q={};w={}", l.policy, l.quota, l.window_secs);
+                let state = format!("\"{}\";r=0;t={secs}", l.policy);
+                for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        headers.insert(name, value);
+                    }
+                }
+            }
+            ApiError::Unauthorized { .. } => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"tally-admin\""),
+                );
+            }
+            _ => {}
         }
         response
     }
+}
+
+/// Whole seconds until a limited client may retry (at least 1).
+fn retry_secs(l: &crate::rate_limit::Limited) -> u64 {
+    l.retry_after.as_secs_f64().ceil().max(1.0) as u64
 }

@@ -20,6 +20,19 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        Ok(JsonBody(decode(&bytes)?))
+    }
+}
+
+/// The raw bytes of an `application/json` body within the route's size limit, for handlers
+/// that pick the type to decode at run time.
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -41,7 +54,7 @@ where
                 .into()
             }
         })?;
-        Ok(JsonBody(decode(&bytes)?))
+        Ok(JsonBytes(bytes))
     }
 }
 
@@ -97,6 +110,37 @@ impl IdempotencyHeader {
             .into()),
             (h, b) => Ok(h.or(b)),
         }
+    }
+}
+
+/// The client's IP address: the peer's, or the one a trusted proxy put in the configured
+/// header. Without connection info (a test driving the router directly) it is unspecified.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<crate::server::AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::server::AppState,
+    ) -> Result<Self, ApiError> {
+        if let Some(name) = &state.config.client_ip_header {
+            let from_header = parts
+                .headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next_back())
+                .and_then(|v| v.trim().parse().ok());
+            if let Some(ip) = from_header {
+                return Ok(Self(ip));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(Self(peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())))
     }
 }
 

@@ -3,6 +3,10 @@
 //! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
 //! - [`server`]: the shared [`server::AppState`], [`server::app`] and [`server::serve`].
 //! - [`routes`]: one module per API area, each exporting `router()`.
+//! - [`catalog`]: resource definitions in memory, and the rules every event is checked against.
+//! - [`resource_store`]: Postgres for definitions and API keys (admin side only).
+//! - [`auth`]: admin API keys (bearer, hashed, constant-time).
+//! - [`rate_limit`]: GCRA limits per actor, IP and scope, in process or shared in Redis.
 //! - [`extract`]: the strict JSON body and `Idempotency-Key` extractors.
 //! - [`publisher`]: JetStream publishing with the ack awaited and a bounded timeout.
 //! - [`error`]: the one HTTP error type and its JSON body.
@@ -10,11 +14,15 @@
 //! - [`views`]: the live views in Redis that the read API serves.
 //! - [`live`]: fan-out of view changes to SSE clients.
 
+pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod live;
 pub mod publisher;
+pub mod rate_limit;
+pub mod resource_store;
 pub mod routes;
 pub mod server;
 pub mod telemetry;

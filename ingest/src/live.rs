@@ -4,10 +4,12 @@
 //! latest value, so a slow one skips intermediate states instead of holding anything up or
 //! growing a queue.
 
+use crate::catalog::Catalog;
 use crate::views::{ViewError, Views, poll_view, standings_view};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tally_schema::resources::SortOrder;
 use tally_schema::{LiveView, StreamSpec};
 use tokio::sync::watch;
 
@@ -21,15 +23,17 @@ const SWEEP_ABOVE: usize = 1024;
 #[derive(Clone)]
 pub struct Live {
     views: Views,
+    catalog: Catalog,
     topics: Arc<Mutex<HashMap<Topic, watch::Sender<Latest>>>>,
     /// Turns true when the server stops: every stream ends, so graceful shutdown can finish.
     closing: watch::Receiver<bool>,
 }
 
 impl Live {
-    pub fn new(views: Views, closing: watch::Receiver<bool>) -> Self {
+    pub fn new(views: Views, catalog: Catalog, closing: watch::Receiver<bool>) -> Self {
         Self {
             views,
+            catalog,
             topics: Arc::default(),
             closing,
         }
@@ -83,7 +87,13 @@ impl Live {
         if !followed {
             return;
         }
-        match render(&self.views, topic.0, &topic.1).await {
+        let order = self
+            .catalog
+            .snapshot()
+            .tournament(&topic.1)
+            .map(|t| t.sort)
+            .unwrap_or_default();
+        match render(&self.views, topic.0, &topic.1, order).await {
             Ok(json) => {
                 if let Some(tx) = self
                     .topics
@@ -111,12 +121,17 @@ impl Live {
 }
 
 /// The same JSON the read API answers for the view.
-pub async fn render(views: &Views, view: LiveView, scope: &str) -> Result<String, ViewError> {
+pub async fn render(
+    views: &Views,
+    view: LiveView,
+    scope: &str,
+    order: SortOrder,
+) -> Result<String, ViewError> {
     let value = match view {
         LiveView::PollResults => poll_view(scope, views.poll_results(scope).await?),
         LiveView::Standings => {
             let teams = views
-                .top(&views.keys().standings(scope), LIVE_STANDINGS)
+                .top(&views.keys().standings(scope), LIVE_STANDINGS, order)
                 .await?;
             standings_view(scope, teams)
         }

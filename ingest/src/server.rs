@@ -1,9 +1,12 @@
 //! The application: shared state, the router with its layers, and `serve`.
 
+use crate::catalog::Catalog;
 use crate::config::IngestConfig;
 use crate::error::ApiError;
+use crate::extract::ClientIp;
 use crate::live::Live;
 use crate::publisher::{PublishError, Publisher, Stored};
+use crate::rate_limit::RateLimiter;
 use crate::routes;
 use crate::views::Views;
 use axum::error_handling::HandleErrorLayer;
@@ -14,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_schema::ids::IdempotencyKey;
+use tally_schema::resources::Resource;
 use tally_schema::{Envelope, Event};
 use tower::ServiceBuilder;
 
@@ -26,6 +30,11 @@ pub struct Inner {
     pub publisher: Publisher,
     pub views: Views,
     pub live: Live,
+    /// Admin reads and writes only; events are checked against `catalog`, in memory.
+    pub pool: sqlx::PgPool,
+    pub catalog: Catalog,
+    pub limiter: Arc<RateLimiter>,
+    nats: async_nats::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -40,24 +49,43 @@ impl AppState {
         config: IngestConfig,
         publisher: Publisher,
         views: Views,
+        catalog: Catalog,
+        limiter: Arc<RateLimiter>,
+        nats: async_nats::Client,
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        let live = Live::new(views.clone(), closing);
+        let live = Live::new(views.clone(), catalog.clone(), closing);
         Self(Arc::new(Inner {
             config,
             publisher,
             views,
             live,
+            pool: catalog.pool().clone(),
+            catalog,
+            limiter,
+            nats,
         }))
     }
 
-    /// Wraps an event in its envelope, publishes it and waits for JetStream's ack. A client
-    /// key becomes the event id and the JetStream message id, so a retry is stored once.
+    /// Checks an event against its resource's rules and the rate limits, wraps it in its
+    /// envelope, publishes it and waits for JetStream's ack. A client key becomes the event id
+    /// and the JetStream message id, so a retry is stored once.
     pub async fn accept(
         &self,
         event: Event,
         key: Option<IdempotencyKey>,
+        client: ClientIp,
     ) -> Result<Stored, ApiError> {
+        let (event, limits) = self.catalog.admit(event, chrono::Utc::now())?;
+        match self.limiter.check(&event, &limits, client.0).await {
+            Ok(Ok(())) => {}
+            Ok(Err(limited)) => return Err(ApiError::RateLimited(limited)),
+            Err(e) => {
+                // Fail open: a limiter outage must not stop votes that JetStream can take.
+                tracing::warn!(error = %e, "Rate-limit store failed; admitting the request.");
+                metrics::counter!("tally_ingest_rate_limit_errors_total").increment(1);
+            }
+        }
         let dedup = key.is_some();
         let envelope = match key {
             Some(key) => Envelope::keyed(key.event_id(), event),
@@ -67,6 +95,25 @@ impl AppState {
             .publish(&envelope, dedup)
             .await
             .map_err(|e| self.unavailable(e))
+    }
+
+    /// A definition changed on this instance: use it at once, and tell the others.
+    pub async fn resource_changed(&self, resource: &Resource) {
+        self.catalog.put(resource.clone());
+        let subject = self.config.nats.spec().resource_changes_subject();
+        let what = format!("{} {}", resource.kind().as_str(), resource.id());
+        // Best effort: the periodic refresh covers an announcement that did not get out.
+        if let Err(e) = self.nats.publish(subject, what.into()).await {
+            tracing::warn!(error = %e, "Could not announce a resource change.");
+        }
+    }
+
+    pub fn store_unavailable(&self, e: crate::resource_store::StoreError) -> ApiError {
+        tracing::warn!(error = %e, "Postgres failed on an admin route; answering 503.");
+        ApiError::Unavailable {
+            reason: "store_unavailable",
+            retry_after_secs: self.config.retry_after_secs,
+        }
     }
 
     pub fn unavailable(&self, e: PublishError) -> ApiError {
@@ -136,6 +183,12 @@ pub enum ServeError {
     Nats(#[from] tally_kit::nats::NatsError),
     #[error(transparent)]
     Views(#[from] crate::views::ViewError),
+    #[error("cannot reach Postgres for the resource catalog: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("cannot apply the Postgres migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot load the resource catalog: {0}")]
+    Catalog(#[from] crate::resource_store::StoreError),
     #[error("cannot subscribe to live-view notifications: {0}")]
     Subscribe(String),
     #[error("HTTP server failed: {0}")]
@@ -157,8 +210,44 @@ pub async fn serve(
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let publisher = Publisher::new(client.clone(), js, spec, config.publish_timeout());
     let views = Views::connect(&config.redis.url, config.redis.keys()).await?;
+    // Definitions are read at start and on change; a Postgres outage later leaves the hot
+    // path untouched (only the admin API answers 503).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(config.pg_max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&config.database_url)
+        .await?;
+    tally_schema::MIGRATOR.run(&pool).await?;
+    let changes = client
+        .subscribe(spec_live.resource_changes_subject())
+        .await
+        .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+    let catalog = Catalog::load(pool).await?;
+    let following = tokio::spawn(
+        catalog
+            .clone()
+            .follow(changes, Duration::from_secs(config.catalog_refresh_secs)),
+    );
+    let redis = Some((views.connection(), config.redis.prefix.clone()));
+    let limiter = Arc::new(RateLimiter::new(
+        &config.rate_limits,
+        config.rate_limit_store,
+        redis,
+    ));
+    let sweeping = tokio::spawn(crate::rate_limit::sweep_forever(
+        limiter.clone(),
+        Duration::from_secs(10),
+    ));
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let state = AppState::new(config, publisher, views, closing);
+    let state = AppState::new(
+        config,
+        publisher,
+        views,
+        catalog,
+        limiter,
+        client.clone(),
+        closing,
+    );
     let notifications = client
         .subscribe(spec_live.live_subjects())
         .await
@@ -170,10 +259,13 @@ pub async fn serve(
         shutdown.await;
         let _ = closing_tx.send(true);
     };
-    axum::serve(listener, app(state))
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     live.abort();
+    following.abort();
+    sweeping.abort();
     let _ = client.flush().await;
     tracing::info!("Ingest stopped.");
     Ok(())

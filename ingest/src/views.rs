@@ -4,6 +4,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use tally_schema::redis_keys::Keys;
+use tally_schema::resources::SortOrder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -60,12 +61,32 @@ impl Views {
         Ok(options)
     }
 
-    /// The top `limit` of a sorted set, highest first.
-    pub async fn top(&self, key: &str, limit: usize) -> Result<Vec<Ranked>, ViewError> {
+    /// A JSON document stored whole (the ranking job's fits), if present.
+    pub async fn document(&self, key: &str) -> Result<Option<serde_json::Value>, ViewError> {
         let mut conn = self.conn.clone();
-        let top: Vec<(String, f64)> = conn
-            .zrevrange_withscores(key, 0, limit as isize - 1)
-            .await?;
+        let text: Option<String> = conn.get(key).await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Whether `voter` has a vote counted in `poll`.
+    pub async fn has_voted(&self, poll: &str, voter: &str) -> Result<bool, ViewError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hexists(self.keys.poll_choices(poll), voter).await?)
+    }
+
+    /// The first `limit` of a sorted set in `order`.
+    pub async fn top(
+        &self,
+        key: &str,
+        limit: usize,
+        order: SortOrder,
+    ) -> Result<Vec<Ranked>, ViewError> {
+        let mut conn = self.conn.clone();
+        let end = limit as isize - 1;
+        let top: Vec<(String, f64)> = match order {
+            SortOrder::Desc => conn.zrevrange_withscores(key, 0, end).await?,
+            SortOrder::Asc => conn.zrange_withscores(key, 0, end).await?,
+        };
         Ok(ranked(top, 0))
     }
 
@@ -75,14 +96,20 @@ impl Views {
         key: &str,
         member: &str,
         radius: usize,
+        order: SortOrder,
     ) -> Result<Option<Vec<Ranked>>, ViewError> {
         let mut conn = self.conn.clone();
-        let rank: Option<usize> = conn.zrevrank(key, member).await?;
+        let rank: Option<usize> = match order {
+            SortOrder::Desc => conn.zrevrank(key, member).await?,
+            SortOrder::Asc => conn.zrank(key, member).await?,
+        };
         let Some(rank) = rank else { return Ok(None) };
         let start = rank.saturating_sub(radius);
-        let window: Vec<(String, f64)> = conn
-            .zrevrange_withscores(key, start as isize, (rank + radius) as isize)
-            .await?;
+        let (first, last) = (start as isize, (rank + radius) as isize);
+        let window: Vec<(String, f64)> = match order {
+            SortOrder::Desc => conn.zrevrange_withscores(key, first, last).await?,
+            SortOrder::Asc => conn.zrange_withscores(key, first, last).await?,
+        };
         Ok(Some(ranked(window, start as u64)))
     }
 
@@ -101,6 +128,11 @@ impl Views {
         counts.retain(|(g, _)| g != "_total");
         counts.sort();
         Ok((total, counts))
+    }
+
+    /// The shared connection (the Redis rate-limit store uses it too).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     pub fn keys(&self) -> &Keys {

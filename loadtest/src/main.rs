@@ -27,6 +27,9 @@ struct Args {
     /// Postgres URL to verify the outcome in (skip the check when absent).
     #[arg(long, env = "TALLY_DATABASE_URL")]
     database_url: Option<String>,
+    /// Admin API key, to define the fresh poll each run votes in (`tally keys create`).
+    #[arg(long, env = "TALLY_API_KEY", hide_env_values = true)]
+    api_key: String,
     /// Concurrent requests.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
+    define_poll(&client, &args.ingest, &args.api_key, &poll).await?;
     let started = Instant::now();
     let (acked, latencies, events) = match args.scenario {
         Scenario::Burst { count } => {
@@ -82,15 +86,38 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the run's poll through the admin API, as an operator would before a burst.
+async fn define_poll(
+    client: &reqwest::Client,
+    ingest: &str,
+    key: &str,
+    poll: &str,
+) -> anyhow::Result<()> {
+    let definition = serde_json::json!({"id": poll, "options": OPTIONS, "title": "load test"});
+    let response = client
+        .post(format!("{ingest}/admin/v1/polls"))
+        .bearer_auth(key)
+        .json(&definition)
+        .send()
+        .await
+        .context("reaching the admin API")?;
+    if response.status() != 201 {
+        bail!(
+            "creating poll {poll}: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+const OPTIONS: [&str; 3] = ["red", "green", "blue"];
+
 fn vote(i: usize) -> PollVoteBody {
     PollVoteBody {
         id: None,
         voter: format!("voter-{i}").try_into().expect("valid voter id"),
-        options: vec![
-            ["red", "green", "blue"][i % 3]
-                .try_into()
-                .expect("valid option"),
-        ],
+        options: vec![OPTIONS[i % 3].try_into().expect("valid option")],
     }
 }
 

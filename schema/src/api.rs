@@ -256,6 +256,8 @@ impl ScoreBody {
             match_id: self.match_id,
             team: self.team,
             points: self.points,
+            // The tournament's rule is stamped by ingest once it has found the tournament.
+            effect: Default::default(),
         })
     }
 }

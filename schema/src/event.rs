@@ -8,6 +8,7 @@ use crate::ids::{
     ArenaId, GroupId, ItemId, MatchId, MediaId, OptionId, PollId, SessionId, TeamId, TournamentId,
     UserId, VoterId,
 };
+use crate::resources::ScoreEffect;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -90,6 +91,14 @@ pub struct Score {
     pub match_id: MatchId,
     pub team: TeamId,
     pub points: i64,
+    /// How the points combine with the team's standing: stamped by ingest from the
+    /// tournament's score operator and sort order (older events: add).
+    #[serde(default, skip_serializing_if = "is_add")]
+    pub effect: ScoreEffect,
+}
+
+fn is_add(effect: &ScoreEffect) -> bool {
+    *effect == ScoreEffect::Add
 }
 
 /// A user asking for a place in a tournament, optionally in a priority group.

@@ -4,6 +4,7 @@
 //! - [`event`]: the envelope every event travels in and the event kinds.
 //! - [`stream`]: the JetStream stream definition and the subject scheme.
 //! - [`api`]: the HTTP request bodies and their field-level validation.
+//! - [`resources`]: polls, arenas and tournaments as defined by operators, and their rules.
 //! - [`redis_keys`]: the names of the live views in Redis.
 //! - [`MIGRATOR`] (feature `migrations`): the Postgres schema, from `postgres/migrations/`.
 
@@ -11,6 +12,7 @@ pub mod api;
 pub mod event;
 pub mod ids;
 pub mod redis_keys;
+pub mod resources;
 pub mod stream;
 
 pub use event::{Envelope, Event, Kind, StoredEvent};
@@ -20,7 +22,12 @@ pub use stream::{LiveView, StreamSpec};
 /// what both ClickHouse 18.16 and current releases understand.
 pub fn clickhouse_ddl() -> Vec<String> {
     // Comments go first: they may contain ';'.
-    let sql: String = include_str!("../clickhouse/0001_events.sql")
+    let files = [
+        include_str!("../clickhouse/0001_events.sql"),
+        include_str!("../clickhouse/0002_poll_choices.sql"),
+    ];
+    let sql: String = files
+        .join(";\n")
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
         .collect::<Vec<_>>()
@@ -41,7 +48,7 @@ mod tests {
     #[test]
     fn the_clickhouse_ddl_splits_into_its_statements() {
         let ddl = super::clickhouse_ddl();
-        assert_eq!(ddl.len(), 5);
+        assert_eq!(ddl.len(), 6);
         assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS events"));
         assert!(ddl[1].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS poll_votes_per_minute"));
     }

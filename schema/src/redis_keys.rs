@@ -22,6 +22,11 @@ impl Keys {
         format!("{}:poll:{poll}:tally", self.prefix)
     }
 
+    /// Hash: voter → their current options joined by ',' (a later vote replaces it).
+    pub fn poll_choices(&self, poll: &str) -> String {
+        format!("{}:poll:{poll}:choices", self.prefix)
+    }
+
     /// Sorted set: team → points.
     pub fn standings(&self, tournament: &str) -> String {
         format!("{}:standings:{tournament}", self.prefix)
@@ -35,6 +40,11 @@ impl Keys {
     /// Sorted set: item → Elo rating over every vote of the arena.
     pub fn arena_elo(&self, arena: &str) -> String {
         format!("{}:elo:{arena}", self.prefix)
+    }
+
+    /// String: the arena's latest Bradley–Terry fit as JSON (written by the ranking job).
+    pub fn bradley_terry(&self, arena: &str) -> String {
+        format!("{}:bt:{arena}", self.prefix)
     }
 
     /// Sorted set: item → Elo rating over one session's votes (expires).

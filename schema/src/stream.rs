@@ -42,6 +42,12 @@ impl StreamSpec {
         vec![format!("{}.v1.>", self.subject_root)]
     }
 
+    /// Core NATS subject (outside the stream) on which a changed resource definition is
+    /// announced, so every ingest reloads its catalog at once.
+    pub fn resource_changes_subject(&self) -> String {
+        format!("{}.admin.changed", self.subject_root)
+    }
+
     /// Where an event is published.
     pub fn subject_for(&self, event: &Event) -> String {
         self.subject(event.kind(), event.scope())

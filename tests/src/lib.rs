@@ -8,6 +8,7 @@
 //! - [`browser::Browser`]: headless Chromium over the DevTools protocol.
 
 pub mod browser;
+pub mod fixtures;
 pub mod proxy;
 
 use rand::Rng;
@@ -124,7 +125,27 @@ impl TestEnv {
         tally_kit::nats::ensure_streams(&env.js, &env.nats.spec())
             .await
             .expect("streams");
+        for resource in fixtures::standard() {
+            tally_ingest::resource_store::create(&env.pool, &resource)
+                .await
+                .expect("store a fixture");
+        }
         env
+    }
+
+    /// A new API key with `role`, stored in this env's database.
+    pub async fn api_key(&self, role: tally_ingest::auth::Role) -> String {
+        let key = tally_ingest::auth::generate_key();
+        let name = format!("{}-{}", role.as_str(), Uuid::now_v7());
+        tally_ingest::resource_store::create_key(
+            &self.pool,
+            &name,
+            role.as_str(),
+            &tally_ingest::auth::hash_key(&key),
+        )
+        .await
+        .expect("store a key");
+        key
     }
 
     /// Workers settings for this env, with short timers so redeliveries happen within a test.
@@ -140,6 +161,11 @@ impl TestEnv {
                 ..WriterConfig::default()
             },
             metrics_addr: ([127, 0, 0, 1], 0).into(),
+            ranking: Default::default(),
+            redis: tally_kit::redis::RedisConfig {
+                url: redis_url(),
+                prefix: self.name.clone(),
+            },
         }
     }
 
@@ -157,13 +183,16 @@ impl TestEnv {
             ("TALLY_PG_BATCH_WAIT_MS", w.batch_wait_ms.to_string()),
             ("TALLY_PG_BATCH_MAX", w.batch_max.to_string()),
             ("TALLY_WORKERS_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("TALLY_REDIS_URL", config.redis.url.clone()),
+            ("TALLY_REDIS_PREFIX", config.redis.prefix.clone()),
             ("RUST_LOG", "warn".to_owned()),
         ]
     }
 
     /// Ingest settings for this env: its stream, and its Redis prefix for the read API.
     pub fn ingest_config(&self) -> tally_ingest::IngestConfig {
-        let mut config = tally_ingest::IngestConfig::for_nats(self.nats.clone());
+        let mut config =
+            tally_ingest::IngestConfig::for_nats(self.nats.clone(), self.database_url.clone());
         config.redis.url = redis_url();
         config.redis.prefix = self.name.clone();
         config
@@ -433,6 +462,7 @@ impl Writer {
 }
 
 /// Posts `count` poll votes, `concurrency` at a time, and returns the ids answered 202.
+/// Each vote is from a voter of its own (a later vote of a voter would replace the earlier).
 /// Any other answer fails the test: these bursts run while ingest and NATS are healthy.
 pub async fn post_votes(
     ingest_url: String,
@@ -443,11 +473,13 @@ pub async fn post_votes(
     use futures::StreamExt;
     let client = reqwest::Client::new();
     let url = format!("{ingest_url}/v1/polls/{poll}/votes");
+    let burst = rand::rng().random::<u32>();
     futures::stream::iter(0..count)
         .map(|i| {
             let (client, url) = (client.clone(), url.clone());
             async move {
-                let body = serde_json::json!({"voter": format!("voter-{i}"), "options": ["a"]});
+                let voter = format!("voter-{burst:08x}-{i}");
+                let body = serde_json::json!({"voter": voter, "options": ["a"]});
                 let (status, body) = post(&client, &url, &body).await;
                 assert_eq!(status, 202, "{body}");
                 accepted_id(&body)
@@ -481,4 +513,52 @@ pub fn accepted_id(body: &serde_json::Value) -> Uuid {
         .as_str()
         .and_then(|s| s.parse().ok())
         .expect("202 body has an id")
+}
+
+/// The admin API of a running ingest, called with one key.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl AdminClient {
+    pub fn new(ingest: &Ingest, key: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: ingest.base_url(),
+            key,
+        }
+    }
+
+    /// Sends a request to `path` (e.g. `/admin/v1/polls`) and returns status and body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("admin request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Creates a resource and panics unless the API answered 201.
+    pub async fn create(&self, plural: &str, definition: serde_json::Value) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/admin/v1/{plural}"),
+                Some(&definition),
+            )
+            .await;
+        assert_eq!(status, 201, "create {plural}: {body}");
+    }
 }

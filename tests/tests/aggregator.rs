@@ -243,8 +243,15 @@ async fn a_keyed_retry_after_the_duplicate_window_counts_once_in_redis() {
         options: vec!["red".try_into().unwrap()],
     }
     .into_event("retry".try_into().unwrap());
-    let keyed = tally_schema::Envelope::keyed(uuid::Uuid::now_v7(), vote.clone());
-    let plain = tally_schema::Envelope::new(vote);
+    let keyed = tally_schema::Envelope::keyed(uuid::Uuid::now_v7(), vote);
+    let plain = tally_schema::Envelope::new(
+        tally_schema::api::PollVoteBody {
+            id: None,
+            voter: "bob".try_into().unwrap(),
+            options: vec!["red".try_into().unwrap()],
+        }
+        .into_event("retry".try_into().unwrap()),
+    );
     for envelope in [&keyed, &keyed, &plain] {
         env.js
             .publish(spec.subject_for(&envelope.event), envelope.to_json().into())
@@ -400,8 +407,8 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
             .unwrap();
         match kind.as_str() {
             "hash" => {
-                let live: HashMap<String, i64> = redis.hgetall(key).await.unwrap();
-                let again: HashMap<String, i64> = redis.hgetall(&twin).await.unwrap();
+                let live: HashMap<String, String> = redis.hgetall(key).await.unwrap();
+                let again: HashMap<String, String> = redis.hgetall(&twin).await.unwrap();
                 assert_eq!(live, again, "{key}");
             }
             "zset" => {

@@ -41,6 +41,11 @@ pub struct WorkersConfig {
     pub nats: NatsConfig,
     #[command(flatten)]
     pub writer: WriterConfig,
+    #[command(flatten)]
+    pub ranking: crate::ranking::job::RankingConfig,
+    /// Where the ranking job publishes its results for the read API.
+    #[command(flatten)]
+    pub redis: tally_kit::redis::RedisConfig,
     /// Address of `/healthz` and `/metrics`.
     #[arg(
         long,

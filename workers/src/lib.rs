@@ -4,6 +4,7 @@
 //! - [`store`]: Postgres — connection, migrations, the idempotent batch insert.
 //! - [`batch_insert`]: the apalis job that writes a batch and acks it after commit.
 //! - [`dead_letter`]: where undecodable messages go.
+//! - [`ranking`]: the scheduled Bradley–Terry job over each arena's pair votes.
 //!
 //! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
 //! holds the backlog, orders events and redelivers), apalis is the runtime (retries with
@@ -13,6 +14,7 @@
 pub mod batch_insert;
 pub mod config;
 pub mod dead_letter;
+pub mod ranking;
 pub mod store;
 
 use apalis::layers::WorkerBuilderExt;
@@ -46,6 +48,10 @@ pub enum WorkersError {
     Consumer(async_nats::Error),
     #[error("apalis: {0}")]
     Runtime(String),
+    #[error("ranking schedule '{schedule}': {reason}")]
+    Schedule { schedule: String, reason: String },
+    #[error("Redis URL: {0}")]
+    Redis(#[from] redis::RedisError),
     #[error("metrics listener: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -94,6 +100,19 @@ pub async fn run(
             writer_config.poison_max_deliveries,
         ),
     });
+    let ranker = Arc::new(ranking::job::Ranker {
+        pool: writer.store.pool().clone(),
+        redis: redis::Client::open(config.redis.url.as_str())?,
+        keys: config.redis.keys(),
+        config: config.ranking.clone(),
+    });
+    let schedule = <cron::Schedule as std::str::FromStr>::from_str(
+        &config.ranking.ranking_schedule,
+    )
+    .map_err(|e| WorkersError::Schedule {
+        schedule: config.ranking.ranking_schedule.clone(),
+        reason: e.to_string(),
+    })?;
     let batches = Arc::new(Mutex::new(rx));
     tracing::info!(consumer = %writer_config.consumer, stream = %spec.name, "Postgres writer running.");
     let result = Monitor::new()
@@ -114,6 +133,14 @@ pub async fn run(
                 .catch_panic()
                 .data(writer.clone())
                 .build(batch_insert::write_batch)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("arena-ranking")
+                .backend(apalis_cron::CronScheduler::new(schedule.clone()))
+                .enable_tracing()
+                .catch_panic()
+                .data(ranker.clone())
+                .build(ranking::job::rank_tick)
         })
         .shutdown_timeout(Duration::from_secs(30))
         .run_with_signal(async move {

@@ -138,7 +138,7 @@ async fn insert_kind(
                     text(s.tournament.as_str()),
                     text(s.match_id.as_str()),
                     text(s.team.as_str()),
-                    None,
+                    text(s.effect.as_str()),
                     None,
                 ]
             }
@@ -182,7 +182,8 @@ async fn insert_kind(
             .bind(a)
             .bind(b)
             .bind(c)
-            .bind(numbers),
+            .bind(numbers)
+            .bind(d),
         Kind::Registration => common
             .bind(include_str!("../queries/insert_registrations.sql"))
             .bind(a)

@@ -3,7 +3,7 @@
 //! published concurrently. 202 when every item was stored, 207 otherwise.
 
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{ClientIp, JsonBody};
 use crate::server::{AppState, accepted_body};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
 
 async fn batch(
     State(state): State<AppState>,
+    client: ClientIp,
     JsonBody(body): JsonBody<BatchBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let items = body.events.iter().enumerate().map(|(index, raw)| {
@@ -24,7 +25,7 @@ async fn batch(
         async move {
             let outcome = match decode_batch_item(raw) {
                 Err(e) => Err(ApiError::from(e)),
-                Ok((event, key)) => state.accept(event, key).await,
+                Ok((event, key)) => state.accept(event, key, client).await,
             };
             match outcome {
                 Ok(stored) => {

@@ -2,8 +2,10 @@
 //! `GET /v1/tournaments/{tournament}/standings/stream`. Each event carries the whole current
 //! view (the read API's JSON), at most a few per second per scope.
 
+use crate::auth::MaybeCaller;
 use crate::error::ApiError;
 use crate::extract::scope;
+use crate::routes::reads::check_results_visible;
 use crate::server::AppState;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -38,8 +40,12 @@ fn follow(state: &AppState, view: LiveView, scope: &str, name: &'static str) -> 
 async fn poll_stream(
     State(state): State<AppState>,
     Path(poll): Path<String>,
+    caller: MaybeCaller,
 ) -> Result<Events, ApiError> {
     let poll: PollId = scope("poll", poll)?;
+    // A live stream outlives the moment it was allowed, so only results that are public for
+    // everyone (or to a key holder) stream; "after voting" is read per request instead.
+    check_results_visible(&state, &poll, None, caller).await?;
     Ok(follow(
         &state,
         LiveView::PollResults,
@@ -53,6 +59,7 @@ async fn standings_stream(
     Path(tournament): Path<String>,
 ) -> Result<Events, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
+    state.catalog.snapshot().tournament(tournament.as_str())?;
     Ok(follow(
         &state,
         LiveView::Standings,

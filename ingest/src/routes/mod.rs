@@ -1,5 +1,6 @@
 //! The API, one module per area. Each exports `router()`.
 
+pub mod admin;
 pub mod arenas;
 pub mod events;
 pub mod live;
@@ -22,6 +23,7 @@ pub fn router(config: &IngestConfig) -> Router<AppState> {
         .merge(with_limit(arenas::router(), single))
         .merge(with_limit(tournaments::router(), single))
         .merge(with_limit(events::router(), config.batch_body_limit_bytes))
+        .merge(with_limit(admin::router(), config.admin_body_limit_bytes))
         .merge(reads::router())
         .merge(live::router())
         .merge(page::router())

@@ -1,7 +1,7 @@
 //! Poll votes.
 
 use crate::error::ApiError;
-use crate::extract::{IdempotencyHeader, JsonBody, scope};
+use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
 use crate::server::{Accepted, AppState};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -17,9 +17,12 @@ async fn vote(
     State(state): State<AppState>,
     Path(poll): Path<String>,
     key: IdempotencyHeader,
+    client: ClientIp,
     JsonBody(body): JsonBody<PollVoteBody>,
 ) -> Result<Accepted, ApiError> {
     let poll: PollId = scope("poll", poll)?;
     let key = key.merge(body.id.clone())?;
-    Ok(Accepted(state.accept(body.into_event(poll), key).await?))
+    Ok(Accepted(
+        state.accept(body.into_event(poll), key, client).await?,
+    ))
 }

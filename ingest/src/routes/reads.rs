@@ -1,7 +1,9 @@
 //! The read API, served from the aggregator's Redis views: poll results, arena rankings
 //! (global and per session), tournament standings (top N, or around one team) and
-//! registration counts. A poll or tournament nobody has written to reads as empty.
+//! registration counts. A defined poll or tournament nobody has written to reads as empty;
+//! an undefined one is 404. Poll results honour the poll's visibility rule.
 
+use crate::auth::MaybeCaller;
 use crate::error::ApiError;
 use crate::extract::scope;
 use crate::server::AppState;
@@ -12,7 +14,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_schema::api::FieldError;
-use tally_schema::ids::{ArenaId, PollId, SessionId, TeamId, TournamentId};
+use tally_schema::ids::{ArenaId, PollId, SessionId, TeamId, TournamentId, VoterId};
+use tally_schema::resources::{SortOrder, Visibility};
 
 /// Largest `limit` and `radius` a read accepts.
 const MAX_LIMIT: usize = 1000;
@@ -58,15 +61,17 @@ fn number(name: &str, value: Option<&str>, default: usize) -> Result<usize, ApiE
 fn params(
     query: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<ReadParams, ApiError> {
-    query.map(|Query(p)| p).map_err(|e| {
-        FieldError {
-            problem: tally_schema::api::Problem::Malformed,
-            code: "malformed_query",
-            field: String::new(),
-            message: e.body_text(),
-        }
-        .into()
-    })
+    query.map(|Query(p)| p).map_err(malformed_query)
+}
+
+fn malformed_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    FieldError {
+        problem: tally_schema::api::Problem::Malformed,
+        code: "malformed_query",
+        field: String::new(),
+        message: e.body_text(),
+    }
+    .into()
 }
 
 fn unavailable(state: &AppState, e: ViewError) -> ApiError {
@@ -77,11 +82,61 @@ fn unavailable(state: &AppState, e: ViewError) -> ApiError {
     }
 }
 
+/// `?voter=` names the reader of a poll whose results show only after voting.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResultParams {
+    voter: Option<String>,
+}
+
+/// Whether the caller may see a poll's results now, by the poll's visibility rule; a key
+/// holder always may. 404 for an unknown poll, 403 `results_hidden` otherwise.
+pub async fn check_results_visible(
+    state: &AppState,
+    poll: &PollId,
+    voter: Option<String>,
+    caller: MaybeCaller,
+) -> Result<(), ApiError> {
+    let snapshot = state.catalog.snapshot();
+    let definition = snapshot.poll(poll.as_str())?;
+    if caller.0.is_some() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let voted = match (definition.visibility, voter) {
+        (Visibility::AfterVoting, Some(voter)) => {
+            let voter = VoterId::try_from(voter).map_err(|e| {
+                ApiError::from(FieldError::invalid("invalid_value", "voter", e.to_string()))
+            })?;
+            state
+                .views
+                .has_voted(poll.as_str(), voter.as_str())
+                .await
+                .map_err(|e| unavailable(state, e))?
+        }
+        _ => false,
+    };
+    match definition.results_visible(now, voted) {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden {
+            code: "results_hidden",
+            message: match definition.visibility {
+                Visibility::AfterVoting => "results show once ?voter= has voted".into(),
+                Visibility::AfterClose => "results show once the poll has closed".into(),
+                _ => "results of this poll are not public".into(),
+            },
+        }),
+    }
+}
+
 async fn poll_results(
     State(state): State<AppState>,
     Path(poll): Path<String>,
+    caller: MaybeCaller,
+    query: Result<Query<ResultParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let poll: PollId = scope("poll", poll)?;
+    let voter = query.map(|Query(p)| p.voter).map_err(malformed_query)?;
+    check_results_visible(&state, &poll, voter, caller).await?;
     let options = state
         .views
         .poll_results(poll.as_str())
@@ -96,16 +151,26 @@ async fn arena_ranking(
     query: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let arena: ArenaId = scope("arena", arena)?;
+    state.catalog.snapshot().arena(arena.as_str())?;
     let limit = number("limit", params(query)?.limit.as_deref(), 10)?;
     let key = state.views.keys().arena_elo(arena.as_str());
     let items = state
         .views
-        .top(&key, limit)
+        .top(&key, limit, SortOrder::Desc)
         .await
         .map_err(|e| unavailable(&state, e))?;
-    Ok(Json(
-        json!({ "arena": arena, "rating": "elo", "items": items }),
-    ))
+    // The latest Bradley–Terry fit (scheduled job) beside the live Elo ranking.
+    let fitted = state
+        .views
+        .document(&state.views.keys().bradley_terry(arena.as_str()))
+        .await
+        .map_err(|e| unavailable(&state, e))?;
+    Ok(Json(json!({
+        "arena": arena,
+        "rating": "elo",
+        "items": items,
+        "bradley_terry": fitted,
+    })))
 }
 
 async fn session_ranking(
@@ -115,6 +180,7 @@ async fn session_ranking(
 ) -> Result<Json<Value>, ApiError> {
     let arena: ArenaId = scope("arena", arena)?;
     let session: SessionId = scope("session", session)?;
+    state.catalog.snapshot().arena(arena.as_str())?;
     let limit = number("limit", params(query)?.limit.as_deref(), 10)?;
     let key = state
         .views
@@ -122,7 +188,7 @@ async fn session_ranking(
         .session_elo(arena.as_str(), session.as_str());
     let items = state
         .views
-        .top(&key, limit)
+        .top(&key, limit, SortOrder::Desc)
         .await
         .map_err(|e| unavailable(&state, e))?;
     Ok(Json(
@@ -136,6 +202,11 @@ async fn standings(
     query: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
+    let order = state
+        .catalog
+        .snapshot()
+        .tournament(tournament.as_str())?
+        .sort;
     let params = params(query)?;
     let key = state.views.keys().standings(tournament.as_str());
     let teams = match params.around {
@@ -150,7 +221,7 @@ async fn standings(
             let radius = number("radius", params.radius.as_deref(), 2)?;
             state
                 .views
-                .around(&key, team.as_str(), radius)
+                .around(&key, team.as_str(), radius, order)
                 .await
                 .map_err(|e| unavailable(&state, e))?
                 .ok_or_else(|| ApiError::NotFound {
@@ -162,7 +233,7 @@ async fn standings(
             let limit = number("limit", params.limit.as_deref(), 10)?;
             state
                 .views
-                .top(&key, limit)
+                .top(&key, limit, order)
                 .await
                 .map_err(|e| unavailable(&state, e))?
         }
@@ -175,6 +246,7 @@ async fn registrations(
     Path(tournament): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
+    state.catalog.snapshot().tournament(tournament.as_str())?;
     let (total, groups) = state
         .views
         .registrations(tournament.as_str())

@@ -1,7 +1,7 @@
 //! Tournament scores and registrations.
 
 use crate::error::ApiError;
-use crate::extract::{IdempotencyHeader, JsonBody, scope};
+use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
 use crate::server::{Accepted, AppState};
 use axum::Router;
 use axum::extract::{Path, State};
@@ -19,12 +19,15 @@ async fn score(
     State(state): State<AppState>,
     Path(tournament): Path<String>,
     key: IdempotencyHeader,
+    client: ClientIp,
     JsonBody(body): JsonBody<ScoreBody>,
 ) -> Result<Accepted, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let key = key.merge(body.id.clone())?;
     Ok(Accepted(
-        state.accept(body.into_event(tournament), key).await?,
+        state
+            .accept(body.into_event(tournament), key, client)
+            .await?,
     ))
 }
 
@@ -32,11 +35,14 @@ async fn register(
     State(state): State<AppState>,
     Path(tournament): Path<String>,
     key: IdempotencyHeader,
+    client: ClientIp,
     JsonBody(body): JsonBody<RegistrationBody>,
 ) -> Result<Accepted, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let key = key.merge(body.id.clone())?;
     Ok(Accepted(
-        state.accept(body.into_event(tournament), key).await?,
+        state
+            .accept(body.into_event(tournament), key, client)
+            .await?,
     ))
 }

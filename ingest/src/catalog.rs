@@ -1,0 +1,194 @@
+//! The resource definitions every event is checked against, held in memory so the hot path
+//! never waits on Postgres: loaded at start, reloaded when a change is announced on NATS, and
+//! every `catalog_refresh_secs` as a fallback for a missed announcement.
+
+use crate::error::ApiError;
+use crate::resource_store::{self, StoreError};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tally_schema::Event;
+use tally_schema::resources::{
+    Arena, Poll, RateLimit, Refusal, Resource, ResourceKind, Tournament,
+};
+
+/// Every definition at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    polls: HashMap<String, Poll>,
+    arenas: HashMap<String, Arena>,
+    tournaments: HashMap<String, Tournament>,
+}
+
+impl Snapshot {
+    fn from_resources(resources: Vec<Resource>) -> Self {
+        let mut snapshot = Self::default();
+        for r in resources {
+            snapshot.insert(r);
+        }
+        snapshot
+    }
+
+    fn insert(&mut self, r: Resource) {
+        match r {
+            Resource::Poll(p) => drop(self.polls.insert(p.id.to_string(), p)),
+            Resource::Arena(a) => drop(self.arenas.insert(a.id.to_string(), a)),
+            Resource::Tournament(t) => drop(self.tournaments.insert(t.id.to_string(), t)),
+        }
+    }
+
+    pub fn poll(&self, id: &str) -> Result<&Poll, ApiError> {
+        self.polls
+            .get(id)
+            .ok_or_else(|| unknown(ResourceKind::Poll, id))
+    }
+
+    pub fn arena(&self, id: &str) -> Result<&Arena, ApiError> {
+        self.arenas
+            .get(id)
+            .ok_or_else(|| unknown(ResourceKind::Arena, id))
+    }
+
+    pub fn tournament(&self, id: &str) -> Result<&Tournament, ApiError> {
+        self.tournaments
+            .get(id)
+            .ok_or_else(|| unknown(ResourceKind::Tournament, id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.polls.len() + self.arenas.len() + self.tournaments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn unknown(kind: ResourceKind, id: &str) -> ApiError {
+    ApiError::NotFound {
+        field: kind.as_str().to_owned(),
+        message: format!("no such {}: '{id}'", kind.as_str()),
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Conflict { code, message } => ApiError::Conflict { code, message },
+            Refusal::Invalid(e) => ApiError::Field(e),
+        }
+    }
+}
+
+/// The shared, swappable snapshot. Readers take an `Arc` and never block a reload for long.
+#[derive(Clone)]
+pub struct Catalog {
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
+    pool: PgPool,
+}
+
+impl Catalog {
+    pub async fn load(pool: PgPool) -> Result<Self, StoreError> {
+        let catalog = Self {
+            snapshot: Default::default(),
+            pool,
+        };
+        catalog.reload().await?;
+        Ok(catalog)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads every definition from Postgres and swaps them in at once.
+    #[tracing::instrument(name = "catalog_reload", skip_all)]
+    pub async fn reload(&self) -> Result<usize, StoreError> {
+        let snapshot = Snapshot::from_resources(resource_store::list_all(&self.pool).await?);
+        let n = snapshot.len();
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        metrics::gauge!("tally_ingest_catalog_resources").set(n as f64);
+        Ok(n)
+    }
+
+    /// Makes a definition this instance just stored visible to it at once.
+    pub fn put(&self, resource: Resource) {
+        let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = Snapshot {
+            polls: guard.polls.clone(),
+            arenas: guard.arenas.clone(),
+            tournaments: guard.tournaments.clone(),
+        };
+        next.insert(resource);
+        *guard = Arc::new(next);
+    }
+
+    /// Checks an event against its resource's rules and stamps what the resource decides
+    /// (a score's effect). Unknown resource → 404, closed window → 409, bad member → 422.
+    /// Returns the event and the resource's own rate limits.
+    pub fn admit(
+        &self,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<(Event, Vec<RateLimit>), ApiError> {
+        let snapshot = self.snapshot();
+        Ok(match event {
+            Event::PollVote(v) => {
+                let poll = snapshot.poll(v.poll.as_str())?;
+                poll.check_vote(&v.options, now)?;
+                (Event::PollVote(v), poll.rate_limits.clone())
+            }
+            Event::PairVote(v) => {
+                // winner == loser was refused with the body (`same_as_winner`).
+                let arena = snapshot.arena(v.arena.as_str())?;
+                arena.check_vote(&v.winner, &v.loser, now)?;
+                (Event::PairVote(v), arena.rate_limits.clone())
+            }
+            Event::Score(mut s) => {
+                let t = snapshot.tournament(s.tournament.as_str())?;
+                t.check_score(&s.match_id, &s.team)?;
+                s.effect = t.score_effect();
+                (Event::Score(s), t.rate_limits.clone())
+            }
+            Event::Registration(r) => {
+                let t = snapshot.tournament(r.tournament.as_str())?;
+                t.check_registration(&r.user, r.group.as_ref(), now)?;
+                (Event::Registration(r), t.rate_limits.clone())
+            }
+            Event::MediaUploaded(m) => {
+                let t = snapshot.tournament(m.tournament.as_str())?;
+                (Event::MediaUploaded(m), t.rate_limits.clone())
+            }
+        })
+    }
+
+    /// Reloads on every announcement and on a timer; runs until the subscription ends.
+    pub async fn follow(self, mut changes: async_nats::Subscriber, every: Duration) {
+        use futures::StreamExt;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = changes.next() => {
+                    if message.is_none() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reload().await {
+                // The last good snapshot stays in force; events keep flowing.
+                tracing::warn!(error = %e, "Catalog reload failed; keeping the previous one.");
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Rate limits at the edge, checked after an event passed its resource's rules and before it
+//! is published. GCRA per rule and key: in process with `governor`, or shared in Redis (one
+//! script call per request, all of its rules at once) where several ingest instances must
+//! agree. A refused request is answered 429 with `Retry-After`, `RateLimit` and
+//! `RateLimit-Policy` and publishes nothing.
+
+use redis::aio::ConnectionManager;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tally_schema::resources::{LimitBy, RateLimit, RouteLimit};
+use tally_schema::{Event, Kind};
+
+/// Where limiter state lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimitStore {
+    /// In this process: exact for one instance, each instance counts alone.
+    #[default]
+    Memory,
+    /// In Redis: every instance shares the same counts (one round trip per limited request).
+    Redis,
+}
+
+/// A refused request: which policy, its quota, and when to retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limited {
+    pub policy: String,
+    pub quota: u32,
+    pub window_secs: u64,
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("rate-limit store: {0}")]
+pub struct LimitError(#[from] redis::RedisError);
+
+/// One rule as it applies to one event: its identity (which limiter) and the counted key.
+struct Applied {
+    policy: String,
+    rule: RateLimit,
+    key: String,
+}
+
+type Keyed = governor::DefaultKeyedRateLimiter<String>;
+
+enum Backend {
+    Memory(RwLock<HashMap<String, Arc<Keyed>>>),
+    Redis {
+        conn: ConnectionManager,
+        script: redis::Script,
+        prefix: String,
+    },
+}
+
+pub struct RateLimiter {
+    routes: HashMap<Kind, Vec<RateLimit>>,
+    backend: Backend,
+}
+
+/// The actor an event is counted for: voter, session, team or user.
+fn actor(event: &Event) -> &str {
+    match event {
+        Event::PollVote(v) => v.voter.as_str(),
+        Event::PairVote(v) => v.session.as_str(),
+        Event::Score(s) => s.team.as_str(),
+        Event::Registration(r) => r.user.as_str(),
+        Event::MediaUploaded(m) => m.user.as_ref().map_or("", |u| u.as_str()),
+    }
+}
+
+/// The rules for `event`: the route's, each replaced by the resource's rule of the same `by`.
+fn rules_for(
+    routes: &HashMap<Kind, Vec<RateLimit>>,
+    event: &Event,
+    resource: &[RateLimit],
+    ip: IpAddr,
+) -> Vec<Applied> {
+    let kind = event.kind().as_str();
+    let scope = event.scope();
+    let route = routes.get(&event.kind()).map(Vec::as_slice).unwrap_or(&[]);
+    let from_route = route
+        .iter()
+        .filter(|r| !resource.iter().any(|o| o.by == r.by))
+        .map(|r| (format!("{kind}.{}", r.by.as_str()), *r));
+    let from_resource = resource
+        .iter()
+        .map(|r| (format!("{kind}.{scope}.{}", r.by.as_str()), *r));
+    from_route
+        .chain(from_resource)
+        .map(|(policy, rule)| {
+            // The quota is part of the limiter's identity: a changed limit starts afresh.
+            let key = match rule.by {
+                LimitBy::Actor => format!("{scope}\u{1f}{}", actor(event)),
+                LimitBy::Ip => ip.to_string(),
+                LimitBy::Scope => scope.to_owned(),
+            };
+            Applied { policy, rule, key }
+        })
+        .collect()
+}
+
+impl RateLimiter {
+    pub fn new(
+        routes: &[RouteLimit],
+        store: LimitStore,
+        redis: Option<(ConnectionManager, String)>,
+    ) -> Self {
+        let mut by_kind: HashMap<Kind, Vec<RateLimit>> = HashMap::new();
+        for r in routes {
+            let rules = by_kind.entry(r.kind).or_default();
+            // A later rule with the same `by` replaces an earlier one.
+            rules.retain(|o| o.by != r.limit.by);
+            rules.push(r.limit);
+        }
+        let backend = match (store, redis) {
+            (LimitStore::Redis, Some((conn, prefix))) => Backend::Redis {
+                conn,
+                script: redis::Script::new(include_str!("../scripts/gcra.lua")),
+                prefix: format!("{prefix}:ratelimit"),
+            },
+            _ => Backend::Memory(RwLock::default()),
+        };
+        Self {
+            routes: by_kind,
+            backend,
+        }
+    }
+
+    /// Admits or refuses one event. With no rule for it this costs one hash lookup.
+    pub async fn check(
+        &self,
+        event: &Event,
+        resource: &[RateLimit],
+        ip: IpAddr,
+    ) -> Result<Result<(), Limited>, LimitError> {
+        if resource.is_empty() && !self.routes.contains_key(&event.kind()) {
+            return Ok(Ok(()));
+        }
+        let applied = rules_for(&self.routes, event, resource, ip);
+        match &self.backend {
+            Backend::Memory(limiters) => Ok(self.check_memory(limiters, &applied)),
+            Backend::Redis {
+                conn,
+                script,
+                prefix,
+            } => check_redis(conn, script, prefix, &applied).await,
+        }
+    }
+
+    fn check_memory(
+        &self,
+        limiters: &RwLock<HashMap<String, Arc<Keyed>>>,
+        applied: &[Applied],
+    ) -> Result<(), Limited> {
+        use governor::clock::Clock;
+        let clock = governor::clock::DefaultClock::default();
+        for a in applied {
+            let id = format!("{}|{:?}", a.policy, a.rule);
+            let limiter = limiters
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned();
+            let limiter = match limiter {
+                Some(l) => l,
+                None => limiters
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(id)
+                    .or_insert_with(|| Arc::new(governor::RateLimiter::keyed(quota(&a.rule))))
+                    .clone(),
+            };
+            // Rules are checked in turn; one that refuses leaves the earlier ones charged
+            // (governor has no "peek"), which only ever errs towards fewer requests.
+            if let Err(not_until) = limiter.check_key(&a.key) {
+                return Err(limited(a, not_until.wait_time_from(clock.now())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets keys whose state is back to fresh, so memory follows recent clients only.
+    pub fn sweep(&self) {
+        if let Backend::Memory(limiters) = &self.backend {
+            let limiters: Vec<Arc<Keyed>> = limiters
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let mut keys = 0;
+            for l in limiters {
+                l.retain_recent();
+                l.shrink_to_fit();
+                keys += l.len();
+            }
+            metrics::gauge!("tally_ingest_rate_limit_keys").set(keys as f64);
+        }
+    }
+}
+
+fn quota(rule: &RateLimit) -> governor::Quota {
+    let burst = NonZeroU32::new(rule.burst()).unwrap_or(NonZeroU32::MIN);
+    governor::Quota::with_period(rule.emission_interval())
+        .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MAX))
+        .allow_burst(burst)
+}
+
+fn limited(a: &Applied, retry_after: Duration) -> Limited {
+    Limited {
+        policy: a.policy.clone(),
+        quota: a.rule.limit,
+        window_secs: a.rule.per.seconds(),
+        retry_after,
+    }
+}
+
+async fn check_redis(
+    conn: &ConnectionManager,
+    script: &redis::Script,
+    prefix: &str,
+    applied: &[Applied],
+) -> Result<Result<(), Limited>, LimitError> {
+    let mut invocation = script.prepare_invoke();
+    for a in applied {
+        invocation.key(format!(
+            "{prefix}:{}:{}/{:?}/{}:{}",
+            a.policy,
+            a.rule.limit,
+            a.rule.per,
+            a.rule.burst(),
+            a.key
+        ));
+        let emission_us = a.rule.emission_interval().as_micros().max(1) as u64;
+        invocation.arg(emission_us).arg(a.rule.burst());
+    }
+    let mut conn = conn.clone();
+    let (refused, wait_us): (usize, u64) = invocation.invoke_async(&mut conn).await?;
+    Ok(match refused {
+        0 => Ok(()),
+        i => Err(limited(&applied[i - 1], Duration::from_micros(wait_us))),
+    })
+}
+
+/// Runs [`RateLimiter::sweep`] every `every` until the task is dropped.
+pub async fn sweep_forever(limiter: Arc<RateLimiter>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        limiter.sweep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(voter: &str) -> Event {
+        let body =
+            serde_json::json!({"type": "poll_vote", "poll": "p", "voter": voter, "options": ["a"]});
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn limiter(specs: &[&str]) -> RateLimiter {
+        let routes: Vec<RouteLimit> = specs.iter().map(|s| s.parse().unwrap()).collect();
+        RateLimiter::new(&routes, LimitStore::Memory, None)
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[tokio::test]
+    async fn each_actor_has_its_own_allowance() {
+        let l = limiter(&["poll_vote:actor=2/minute"]);
+        for _ in 0..2 {
+            assert_eq!(l.check(&vote("ann"), &[], IP).await.unwrap(), Ok(()));
+        }
+        let refused = l.check(&vote("ann"), &[], IP).await.unwrap().unwrap_err();
+        assert_eq!(
+            (refused.policy.as_str(), refused.quota, refused.window_secs),
+            ("poll_vote.actor", 2, 60)
+        );
+        assert!(
+            refused.retry_after > Duration::from_secs(20)
+                && refused.retry_after <= Duration::from_secs(30)
+        );
+        assert_eq!(
+            l.check(&vote("bob"), &[], IP).await.unwrap(),
+            Ok(()),
+            "others are unaffected"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resource_rule_replaces_the_route_rule_of_the_same_kind() {
+        let l = limiter(&["poll_vote:actor=1/minute", "poll_vote:ip=100/second"]);
+        let generous = [RateLimit {
+            by: LimitBy::Actor,
+            limit: 3,
+            per: tally_schema::resources::Per::Minute,
+            burst: None,
+        }];
+        for _ in 0..3 {
+            assert_eq!(l.check(&vote("ann"), &generous, IP).await.unwrap(), Ok(()));
+        }
+        let refused = l
+            .check(&vote("ann"), &generous, IP)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused.policy, "poll_vote.p.actor");
+    }
+
+    #[tokio::test]
+    async fn events_without_rules_pass() {
+        let l = limiter(&["registration:ip=1/hour"]);
+        for _ in 0..10 {
+            assert_eq!(l.check(&vote("ann"), &[], IP).await.unwrap(), Ok(()));
+        }
+    }
+}

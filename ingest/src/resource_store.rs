@@ -1,0 +1,190 @@
+//! Postgres access for the admin side: resource definitions and API keys. Never on the event
+//! hot path (the catalog holds definitions in memory).
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tally_schema::resources::{Resource, ResourceKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Postgres: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored {kind} '{id}' does not decode: {reason}")]
+    Corrupt {
+        kind: String,
+        id: String,
+        reason: String,
+    },
+}
+
+/// A stored definition and its version (bumped by every change).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stored {
+    pub version: i64,
+    pub definition: Resource,
+}
+
+fn decode(kind: &str, id: &str, json: &str) -> Result<Resource, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+        reason,
+    };
+    let kind = ResourceKind::parse(kind).ok_or_else(|| corrupt("unknown kind".into()))?;
+    Resource::decode(kind, json.as_bytes()).map_err(|e| corrupt(e.to_string()))
+}
+
+pub async fn list_all(pool: &PgPool) -> Result<Vec<Resource>, StoreError> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT kind, id, definition::text FROM resources")
+            .fetch_all(pool)
+            .await?;
+    rows.iter().map(|(k, id, d)| decode(k, id, d)).collect()
+}
+
+pub async fn list(pool: &PgPool, kind: ResourceKind) -> Result<Vec<Stored>, StoreError> {
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT id, version, definition::text FROM resources WHERE kind = $1 ORDER BY id",
+    )
+    .bind(kind.as_str())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|(id, version, d)| {
+            Ok(Stored {
+                version: *version,
+                definition: decode(kind.as_str(), id, d)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn get(
+    pool: &PgPool,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Option<Stored>, StoreError> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "SELECT version, definition::text FROM resources WHERE kind = $1 AND id = $2",
+    )
+    .bind(kind.as_str())
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(version, d)| {
+        Ok(Stored {
+            version,
+            definition: decode(kind.as_str(), id, &d)?,
+        })
+    })
+    .transpose()
+}
+
+/// Inserts a new definition; `None` when one with that id exists already.
+pub async fn create(pool: &PgPool, resource: &Resource) -> Result<Option<Stored>, StoreError> {
+    let json = serde_json::to_string(resource).expect("definitions serialize");
+    let inserted = sqlx::query(
+        "INSERT INTO resources (kind, id, definition) VALUES ($1, $2, $3::jsonb)
+         ON CONFLICT (kind, id) DO NOTHING",
+    )
+    .bind(resource.kind().as_str())
+    .bind(resource.id())
+    .bind(json)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok((inserted == 1).then(|| Stored {
+        version: 1,
+        definition: resource.clone(),
+    }))
+}
+
+/// Changes a definition under a row lock: `change` sees the current one and returns the new
+/// one or refuses. `Ok(None)` when there is no such resource.
+pub async fn update<E>(
+    pool: &PgPool,
+    kind: ResourceKind,
+    id: &str,
+    change: impl FnOnce(Resource) -> Result<Resource, E>,
+) -> Result<Option<Result<Stored, E>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "SELECT version, definition::text FROM resources WHERE kind = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(kind.as_str())
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((version, json)) = row else {
+        return Ok(None);
+    };
+    let next = match change(decode(kind.as_str(), id, &json)?) {
+        Ok(next) => next,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    let json = serde_json::to_string(&next).expect("definitions serialize");
+    sqlx::query(
+        "UPDATE resources SET definition = $3::jsonb, version = version + 1, updated_at = $4
+         WHERE kind = $1 AND id = $2",
+    )
+    .bind(kind.as_str())
+    .bind(id)
+    .bind(json)
+    .bind(Utc::now())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Ok(Stored {
+        version: version + 1,
+        definition: next,
+    })))
+}
+
+/// The role of every active key, with its hash, for a constant-time comparison.
+pub async fn active_keys(pool: &PgPool) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT role, key_hash FROM api_keys WHERE revoked_at IS NULL")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Stores a new key's hash under a unique name.
+pub async fn create_key(
+    pool: &PgPool,
+    name: &str,
+    role: &str,
+    key_hash: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, $2, $3, $4)")
+        .bind(uuid::Uuid::now_v7())
+        .bind(name)
+        .bind(role)
+        .bind(key_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Revokes a key by name; false when no active key has that name.
+pub async fn revoke_key(pool: &PgPool, name: &str) -> Result<bool, StoreError> {
+    let n = sqlx::query(
+        "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL",
+    )
+    .bind(name)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Name, role, creation time and whether revoked, of every key (never the hash).
+pub async fn list_keys(
+    pool: &PgPool,
+) -> Result<Vec<(String, String, chrono::DateTime<Utc>, bool)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT name, role, created_at, revoked_at IS NOT NULL FROM api_keys ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?)
+}
