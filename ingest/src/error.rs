@@ -39,7 +39,7 @@ pub enum ApiError {
 }
 
 /// The JSON error body, shared by every route and by per-item batch results.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: &'static str,
     pub message: String,

@@ -7,6 +7,7 @@
 //! - [`resource_store`]: Postgres for definitions and API keys (admin side only).
 //! - [`auth`]: admin API keys (bearer, hashed, constant-time).
 //! - [`rate_limit`]: GCRA limits per actor, IP and scope, in process or shared in Redis.
+//! - [`api_doc`]: the OpenAPI document's shared parts (`/openapi.json` is generated from the routes).
 //! - [`extract`]: the strict JSON body and `Idempotency-Key` extractors.
 //! - [`publisher`]: JetStream publishing with the ack awaited and a bounded timeout.
 //! - [`error`]: the one HTTP error type and its JSON body.
@@ -14,6 +15,7 @@
 //! - [`views`]: the live views in Redis that the read API serves.
 //! - [`live`]: fan-out of view changes to SSE clients.
 
+pub mod api_doc;
 pub mod auth;
 pub mod catalog;
 pub mod config;

@@ -135,7 +135,12 @@ impl IntoResponse for Accepted {
 }
 
 pub fn accepted_body(stored: &Stored) -> serde_json::Value {
-    serde_json::json!({ "id": stored.id, "seq": stored.seq, "duplicate": stored.duplicate })
+    let body = crate::api_doc::AcceptedBody {
+        id: stored.id,
+        seq: stored.seq,
+        duplicate: stored.duplicate,
+    };
+    serde_json::to_value(body).expect("a plain struct serializes")
 }
 
 /// The whole HTTP application; tests drive it with `oneshot` or over a socket.
@@ -143,7 +148,16 @@ pub fn app(state: AppState) -> Router {
     let config = &state.config;
     let request_timeout = Duration::from_millis(config.request_timeout_ms);
     let retry_after = config.retry_after_secs;
-    routes::router(config)
+    let (router, doc) = routes::router(config).split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { Json(doc) }
+            }),
+        )
         .fallback(|| async {
             ApiError::NotFound {
                 field: String::new(),

@@ -5,11 +5,15 @@ use axum::{Router, http::header, response::IntoResponse, routing::get};
 /// `/healthz` (the process answers) and `/metrics` (Prometheus text format).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(|| async { HEALTHY }))
         .route("/metrics", get(render_metrics))
 }
 
-async fn render_metrics() -> impl IntoResponse {
+/// The body of `/healthz`.
+pub const HEALTHY: &str = "ok";
+
+/// `/metrics`: the process's Prometheus registry.
+pub async fn render_metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::telemetry::metrics().render(),

@@ -140,6 +140,7 @@ fn field_error(err: serde_path_to_error::Error<serde_json::Error>) -> FieldError
 }
 
 /// `POST /v1/polls/{poll}/votes`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollVoteBody {
@@ -190,6 +191,7 @@ impl PollVoteBody {
 }
 
 /// `POST /v1/arenas/{arena}/votes`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairVoteBody {
@@ -225,6 +227,7 @@ impl PairVoteBody {
 }
 
 /// `POST /v1/tournaments/{tournament}/scores`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreBody {
@@ -263,6 +266,7 @@ impl ScoreBody {
 }
 
 /// `POST /v1/tournaments/{tournament}/registrations`
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationBody {
@@ -290,9 +294,11 @@ impl RegistrationBody {
 }
 
 /// `POST /v1/events`: items are decoded one by one, so one bad item fails alone.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<BatchItem>, min_items = 1, max_items = 1000))]
     pub events: Vec<Box<serde_json::value::RawValue>>,
 }
 
@@ -317,6 +323,7 @@ impl Validate for BatchBody {
 }
 
 /// One item of a batch, as a client builds it: the single-route body plus `type` and scope.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BatchItem {

@@ -46,6 +46,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $max:expr, $ok:expr, $allowed:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -130,6 +131,7 @@ member_ids!(
 
 /// A client-chosen idempotency key: 1–255 visible ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct IdempotencyKey(String);
 

@@ -49,6 +49,7 @@ impl ResourceKind {
 }
 
 /// When results of a poll may be read by the public.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
@@ -62,6 +63,7 @@ pub enum Visibility {
 }
 
 /// A poll: its options, how many a voter may pick, when it is open, who sees results.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Poll {
@@ -87,6 +89,7 @@ pub struct Poll {
 }
 
 /// An arena: the items voters compare two at a time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Arena {
@@ -103,6 +106,7 @@ pub struct Arena {
 }
 
 /// How a team's score events combine into its standing (as in Nakama's leaderboards).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoreOperator {
@@ -116,6 +120,7 @@ pub enum ScoreOperator {
 }
 
 /// Which end of the standings leads.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SortOrder {
@@ -127,6 +132,7 @@ pub enum SortOrder {
 }
 
 /// How registration places are given out (issue 5 draws them).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegistrationMode {
@@ -136,6 +142,7 @@ pub enum RegistrationMode {
 }
 
 /// A priority group and its weight in a lottery.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriorityGroup {
@@ -144,6 +151,7 @@ pub struct PriorityGroup {
 }
 
 /// A match and the teams that play it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchDef {
@@ -153,6 +161,7 @@ pub struct MatchDef {
 
 /// A tournament: teams and matches (empty lists accept any), how scores combine, and its
 /// registration window.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tournament {
@@ -182,6 +191,7 @@ pub struct Tournament {
 }
 
 /// Whose requests a rate limit counts together.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitBy {
@@ -203,6 +213,7 @@ impl LimitBy {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Per {
@@ -223,6 +234,7 @@ impl Per {
 
 /// `limit` requests per `per`, with bursts of up to `burst` (default: `limit`), counted by
 /// `by` (GCRA: requests are spread evenly, a burst borrows from the coming window).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {

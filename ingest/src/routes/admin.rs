@@ -8,38 +8,119 @@ use crate::error::ApiError;
 use crate::extract::JsonBytes;
 use crate::resource_store::{self, Stored};
 use crate::server::AppState;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use tally_schema::api::FieldError;
 use tally_schema::resources::{Resource, ResourceKind};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    let mut router = Router::new();
-    for kind in ResourceKind::ALL {
-        let base = format!("/admin/v1/{}", kind.plural());
-        router = router
-            .route(
-                &base,
-                get(move |s, c| list(kind, s, c)).post(move |s, c, b| create(kind, s, c, b)),
-            )
-            .route(
-                &format!("{base}/{{id}}"),
-                get(move |s, c, p| read(kind, s, c, p))
-                    .put(move |s, c, p, b| replace(kind, s, c, p, b)),
-            )
-            .route(
-                &format!("{base}/{{id}}/open"),
-                post(move |s, c, p| set_open(kind, true, s, c, p)),
-            )
-            .route(
-                &format!("{base}/{{id}}/close"),
-                post(move |s, c, p| set_open(kind, false, s, c, p)),
-            );
-    }
-    router
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(polls::router())
+        .merge(arenas::router())
+        .merge(tournaments::router())
 }
+
+/// The six routes of one kind, each documented with that kind's definition as its body.
+macro_rules! admin_routes {
+    ($module:ident, $kind:expr, $definition:ty,
+     $base:literal, $one:literal, $open:literal, $close:literal) => {
+        mod $module {
+            use super::*;
+            type Reply = Result<Json<serde_json::Value>, ApiError>;
+
+            /// Every definition of this kind.
+            #[utoipa::path(get, path = $base, tag = "admin", operation_id = concat!("list_", stringify!($module)), security(("admin_key" = [])),
+                responses(crate::api_doc::AdminResponses))]
+            pub async fn list(s: State<AppState>, c: Caller) -> Reply {
+                super::list($kind, s, c).await
+            }
+
+            /// Creates a definition (201; 409 if the id exists).
+            #[utoipa::path(post, path = $base, tag = "admin", operation_id = concat!("create_", stringify!($module)), security(("admin_key" = [])),
+                request_body = $definition, responses(crate::api_doc::AdminResponses))]
+            pub async fn create(
+                s: State<AppState>,
+                c: Caller,
+                b: JsonBytes,
+            ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+                super::create($kind, s, c, b).await
+            }
+
+            /// One definition and its version.
+            #[utoipa::path(get, path = $one, tag = "admin", operation_id = concat!("read_", stringify!($module)), security(("admin_key" = [])),
+                params(("id" = String, Path)), responses(crate::api_doc::AdminResponses))]
+            pub async fn read(s: State<AppState>, c: Caller, p: Path<String>) -> Reply {
+                super::read($kind, s, c, p).await
+            }
+
+            /// Replaces a definition (the id in the body must match).
+            #[utoipa::path(put, path = $one, tag = "admin", operation_id = concat!("replace_", stringify!($module)), security(("admin_key" = [])),
+                params(("id" = String, Path)), request_body = $definition,
+                responses(crate::api_doc::AdminResponses))]
+            pub async fn replace(
+                s: State<AppState>,
+                c: Caller,
+                p: Path<String>,
+                b: JsonBytes,
+            ) -> Reply {
+                super::replace($kind, s, c, p, b).await
+            }
+
+            /// Opens the window now.
+            #[utoipa::path(post, path = $open, tag = "admin", operation_id = concat!("open_", stringify!($module)), security(("admin_key" = [])),
+                params(("id" = String, Path)), responses(crate::api_doc::AdminResponses))]
+            pub async fn open(s: State<AppState>, c: Caller, p: Path<String>) -> Reply {
+                super::set_open($kind, true, s, c, p).await
+            }
+
+            /// Closes the window now.
+            #[utoipa::path(post, path = $close, tag = "admin", operation_id = concat!("close_", stringify!($module)), security(("admin_key" = [])),
+                params(("id" = String, Path)), responses(crate::api_doc::AdminResponses))]
+            pub async fn close(s: State<AppState>, c: Caller, p: Path<String>) -> Reply {
+                super::set_open($kind, false, s, c, p).await
+            }
+
+            pub fn router() -> OpenApiRouter<AppState> {
+                OpenApiRouter::new()
+                    .routes(routes!(list, create))
+                    .routes(routes!(read, replace))
+                    .routes(routes!(open))
+                    .routes(routes!(close))
+            }
+        }
+    };
+}
+
+admin_routes!(
+    polls,
+    ResourceKind::Poll,
+    tally_schema::resources::Poll,
+    "/admin/v1/polls",
+    "/admin/v1/polls/{id}",
+    "/admin/v1/polls/{id}/open",
+    "/admin/v1/polls/{id}/close"
+);
+admin_routes!(
+    arenas,
+    ResourceKind::Arena,
+    tally_schema::resources::Arena,
+    "/admin/v1/arenas",
+    "/admin/v1/arenas/{id}",
+    "/admin/v1/arenas/{id}/open",
+    "/admin/v1/arenas/{id}/close"
+);
+admin_routes!(
+    tournaments,
+    ResourceKind::Tournament,
+    tally_schema::resources::Tournament,
+    "/admin/v1/tournaments",
+    "/admin/v1/tournaments/{id}",
+    "/admin/v1/tournaments/{id}/open",
+    "/admin/v1/tournaments/{id}/close"
+);
 
 fn body(kind: ResourceKind, stored: &Stored) -> Json<serde_json::Value> {
     Json(serde_json::json!({

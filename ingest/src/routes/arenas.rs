@@ -3,16 +3,20 @@
 use crate::error::ApiError;
 use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
 use crate::server::{Accepted, AppState};
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::post;
 use tally_schema::api::PairVoteBody;
 use tally_schema::ids::ArenaId;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/arenas/{arena}/votes", post(vote))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(vote))
 }
 
+/// "winner beat loser", from one session.
+#[utoipa::path(post, path = "/v1/arenas/{arena}/votes", tag = "events", operation_id = "vote_in_arena",
+    params(("arena" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = PairVoteBody, responses(crate::api_doc::WriteResponses))]
 async fn vote(
     State(state): State<AppState>,
     Path(arena): Path<String>,

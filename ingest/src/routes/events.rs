@@ -5,16 +5,27 @@
 use crate::error::ApiError;
 use crate::extract::{ClientIp, JsonBody};
 use crate::server::{AppState, accepted_body};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use tally_schema::api::{BatchBody, decode_batch_item};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events", post(batch))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(batch))
 }
 
+/// Up to 1000 events of any kinds; each is checked and published on its own.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = BatchBody,
+    responses(
+        (status = 202, description = "Every item stored: {accepted, rejected, results[]}"),
+        (status = 207, description = "Some items refused; each result has its status and error"),
+        (status = 400, description = "Malformed JSON", body = crate::api_doc::ErrorResponse),
+        (status = 413, description = "Body too large", body = crate::api_doc::ErrorResponse),
+        (status = 415, description = "Not application/json", body = crate::api_doc::ErrorResponse),
+        (status = 422, description = "Not a list of 1 to 1000 events", body = crate::api_doc::ErrorResponse),
+    ))]
 async fn batch(
     State(state): State<AppState>,
     client: ClientIp,

@@ -7,24 +7,21 @@ use crate::error::ApiError;
 use crate::extract::scope;
 use crate::routes::reads::check_results_visible;
 use crate::server::AppState;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
-use axum::routing::get;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::convert::Infallible;
 use tally_schema::LiveView;
 use tally_schema::ids::{PollId, TournamentId};
 use tokio_stream::wrappers::WatchStream;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/polls/{poll}/stream", get(poll_stream))
-        .route(
-            "/v1/tournaments/{tournament}/standings/stream",
-            get(standings_stream),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(poll_stream))
+        .routes(routes!(standings_stream))
 }
 
 type Events = Sse<KeepAliveStream<BoxStream<'static, Result<Event, Infallible>>>>;
@@ -37,6 +34,12 @@ fn follow(state: &AppState, view: LiveView, scope: &str, name: &'static str) -> 
     Sse::new(updates.boxed()).keep_alive(KeepAlive::default())
 }
 
+/// Server-sent events `results`: the poll's results each time they change.
+#[utoipa::path(get, path = "/v1/polls/{poll}/stream", tag = "live",
+    params(("poll" = String, Path)), security((), ("admin_key" = [])),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 403, description = "Results hidden", body = crate::api_doc::ErrorResponse),
+        (status = 404, description = "No such poll", body = crate::api_doc::ErrorResponse)))]
 async fn poll_stream(
     State(state): State<AppState>,
     Path(poll): Path<String>,
@@ -54,6 +57,11 @@ async fn poll_stream(
     ))
 }
 
+/// Server-sent events `standings`: the top 50 each time they change.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/standings/stream", tag = "live",
+    params(("tournament" = String, Path)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such tournament", body = crate::api_doc::ErrorResponse)))]
 async fn standings_stream(
     State(state): State<AppState>,
     Path(tournament): Path<String>,

@@ -13,12 +13,14 @@ pub mod tournaments;
 use crate::config::IngestConfig;
 use crate::extract::BodyLimit;
 use crate::server::AppState;
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
-pub fn router(config: &IngestConfig) -> Router<AppState> {
+/// Every route, each registered with its OpenAPI description.
+pub fn router(config: &IngestConfig) -> OpenApiRouter<AppState> {
     let single = config.body_limit_bytes;
-    Router::new()
+    OpenApiRouter::with_openapi(crate::api_doc::ApiDoc::openapi())
         .merge(with_limit(polls::router(), single))
         .merge(with_limit(arenas::router(), single))
         .merge(with_limit(tournaments::router(), single))
@@ -30,7 +32,7 @@ pub fn router(config: &IngestConfig) -> Router<AppState> {
         .merge(ops::router())
 }
 
-fn with_limit(router: Router<AppState>, limit: usize) -> Router<AppState> {
+fn with_limit(router: OpenApiRouter<AppState>, limit: usize) -> OpenApiRouter<AppState> {
     router
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))

@@ -5,19 +5,19 @@
 use crate::error::ApiError;
 use crate::extract::scope;
 use crate::server::AppState;
-use axum::Router;
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use tally_schema::ids::{PollId, TournamentId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const PAGE: &str = include_str!("../../static/live.html");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/live/polls/{poll}", get(poll_page))
-        .route("/live/tournaments/{tournament}", get(tournament_page))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(poll_page))
+        .routes(routes!(tournament_page))
 }
 
 fn page() -> impl IntoResponse {
@@ -30,11 +30,17 @@ fn page() -> impl IntoResponse {
     )
 }
 
+/// A page of live bars for one poll.
+#[utoipa::path(get, path = "/live/polls/{poll}", tag = "live", params(("poll" = String, Path)),
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
 async fn poll_page(Path(poll): Path<String>) -> Result<impl IntoResponse, ApiError> {
     scope::<PollId>("poll", poll)?;
     Ok(page())
 }
 
+/// A page of live standings for one tournament.
+#[utoipa::path(get, path = "/live/tournaments/{tournament}", tag = "live", params(("tournament" = String, Path)),
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
 async fn tournament_page(Path(tournament): Path<String>) -> Result<impl IntoResponse, ApiError> {
     scope::<TournamentId>("tournament", tournament)?;
     Ok(page())

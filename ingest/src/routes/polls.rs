@@ -3,16 +3,20 @@
 use crate::error::ApiError;
 use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
 use crate::server::{Accepted, AppState};
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::post;
 use tally_schema::api::PollVoteBody;
 use tally_schema::ids::PollId;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/polls/{poll}/votes", post(vote))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(vote))
 }
 
+/// A vote: the voter's options (a later vote of the same voter replaces it).
+#[utoipa::path(post, path = "/v1/polls/{poll}/votes", tag = "events", operation_id = "vote_in_poll",
+    params(("poll" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = PollVoteBody, responses(crate::api_doc::WriteResponses))]
 async fn vote(
     State(state): State<AppState>,
     Path(poll): Path<String>,

@@ -8,31 +8,26 @@ use crate::error::ApiError;
 use crate::extract::scope;
 use crate::server::AppState;
 use crate::views::{ViewError, poll_view, standings_view};
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_schema::api::FieldError;
 use tally_schema::ids::{ArenaId, PollId, SessionId, TeamId, TournamentId, VoterId};
 use tally_schema::resources::{SortOrder, Visibility};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest `limit` and `radius` a read accepts.
 const MAX_LIMIT: usize = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/polls/{poll}/results", get(poll_results))
-        .route("/v1/arenas/{arena}/ranking", get(arena_ranking))
-        .route(
-            "/v1/arenas/{arena}/sessions/{session}/ranking",
-            get(session_ranking),
-        )
-        .route("/v1/tournaments/{tournament}/standings", get(standings))
-        .route(
-            "/v1/tournaments/{tournament}/registrations",
-            get(registrations),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(poll_results))
+        .routes(routes!(arena_ranking))
+        .routes(routes!(session_ranking))
+        .routes(routes!(standings))
+        .routes(routes!(registrations))
 }
 
 /// Query parameters, taken as text so a bad value gets our field-level error.
@@ -128,6 +123,10 @@ pub async fn check_results_visible(
     }
 }
 
+/// Votes per option, most first, if the poll's visibility allows.
+#[utoipa::path(get, path = "/v1/polls/{poll}/results", tag = "reads",
+    params(("poll" = String, Path), ("voter" = Option<String>, Query, description = "who asks (polls visible after voting)")),
+    security((), ("admin_key" = [])), responses(crate::api_doc::ReadResponses))]
 async fn poll_results(
     State(state): State<AppState>,
     Path(poll): Path<String>,
@@ -145,6 +144,9 @@ async fn poll_results(
     Ok(Json(poll_view(poll.as_str(), options)))
 }
 
+/// Live Elo ranking, and the latest Bradley–Terry fit beside it.
+#[utoipa::path(get, path = "/v1/arenas/{arena}/ranking", tag = "reads",
+    params(("arena" = String, Path), ("limit" = Option<u32>, Query)), responses(crate::api_doc::ReadResponses))]
 async fn arena_ranking(
     State(state): State<AppState>,
     Path(arena): Path<String>,
@@ -173,6 +175,9 @@ async fn arena_ranking(
     })))
 }
 
+/// One session's personal Elo ranking.
+#[utoipa::path(get, path = "/v1/arenas/{arena}/sessions/{session}/ranking", tag = "reads",
+    params(("arena" = String, Path), ("session" = String, Path), ("limit" = Option<u32>, Query)), responses(crate::api_doc::ReadResponses))]
 async fn session_ranking(
     State(state): State<AppState>,
     Path((arena, session)): Path<(String, String)>,
@@ -196,6 +201,9 @@ async fn session_ranking(
     ))
 }
 
+/// The top of the standings, or the teams around one team, in the tournament's sort order.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/standings", tag = "reads",
+    params(("tournament" = String, Path), ("limit" = Option<u32>, Query), ("around" = Option<String>, Query), ("radius" = Option<u32>, Query)), responses(crate::api_doc::ReadResponses))]
 async fn standings(
     State(state): State<AppState>,
     Path(tournament): Path<String>,
@@ -241,6 +249,9 @@ async fn standings(
     Ok(Json(standings_view(tournament.as_str(), teams)))
 }
 
+/// Registrations per priority group and in total.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/registrations", tag = "reads",
+    params(("tournament" = String, Path)), responses(crate::api_doc::ReadResponses))]
 async fn registrations(
     State(state): State<AppState>,
     Path(tournament): Path<String>,

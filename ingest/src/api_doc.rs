@@ -1,0 +1,128 @@
+//! The OpenAPI document: the routes come from the handlers' `#[utoipa::path]` annotations as
+//! each router registers them (utoipa-axum), so a route cannot exist undocumented; this module
+//! adds what is shared — the title, the admin key scheme and the common response sets.
+
+use crate::error::ErrorBody;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
+use uuid::Uuid;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tally",
+        description = "Burst event ingestion: votes, scores and registrations, acknowledged only once stored.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&AdminKey),
+    components(schemas(AcceptedBody, ErrorResponse)),
+    tags(
+        (name = "events", description = "Writes: 202 only after JetStream stored the event"),
+        (name = "reads", description = "Live views from Redis"),
+        (name = "live", description = "Server-sent events and the live page"),
+        (name = "admin", description = "Polls, arenas and tournaments (API key)"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct AdminKey;
+
+impl Modify for AdminKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `202 Accepted`: where the event is on the stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedBody {
+    /// The event id (from the idempotency key when one was sent).
+    pub id: Uuid,
+    /// The event's stream sequence.
+    pub seq: u64,
+    /// The key was seen before: the event was stored once, earlier.
+    pub duplicate: bool,
+}
+
+/// Every error: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// What a single-event write may answer.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // only describes responses
+pub enum WriteResponses {
+    #[response(status = 202, description = "Stored on the stream")]
+    Accepted(AcceptedBody),
+    #[response(status = 400, description = "Malformed JSON")]
+    Malformed(ErrorResponse),
+    #[response(status = 404, description = "No such poll, arena or tournament")]
+    NotFound(ErrorResponse),
+    #[response(
+        status = 409,
+        description = "Window closed (poll_closed, window_closed)"
+    )]
+    Closed(ErrorResponse),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorResponse),
+    #[response(status = 415, description = "Not application/json")]
+    NotJson(ErrorResponse),
+    #[response(status = 422, description = "A field with a bad value, named")]
+    Invalid(ErrorResponse),
+    #[response(
+        status = 429,
+        description = "Over a rate limit (Retry-After, RateLimit, RateLimit-Policy)"
+    )]
+    Limited(ErrorResponse),
+    #[response(status = 503, description = "Not stored; retry (Retry-After)")]
+    Unavailable(ErrorResponse),
+}
+
+/// What a read may answer.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ReadResponses {
+    #[response(status = 200, description = "The current view")]
+    Ok(#[to_schema] serde_json::Value),
+    #[response(status = 403, description = "Results hidden by the poll's visibility")]
+    Hidden(ErrorResponse),
+    #[response(status = 404, description = "No such resource")]
+    NotFound(ErrorResponse),
+    #[response(status = 422, description = "A bad query parameter, named")]
+    Invalid(ErrorResponse),
+    #[response(status = 503, description = "Redis unreachable")]
+    Unavailable(ErrorResponse),
+}
+
+/// What an admin call may answer.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum AdminResponses {
+    #[response(status = 200, description = "The definition, with its version")]
+    Ok(#[to_schema] serde_json::Value),
+    #[response(status = 201, description = "Created")]
+    Created(#[to_schema] serde_json::Value),
+    #[response(status = 401, description = "No key")]
+    Unauthorized(ErrorResponse),
+    #[response(status = 403, description = "Wrong key, or a viewer key on a write")]
+    Forbidden(ErrorResponse),
+    #[response(status = 404, description = "No such resource")]
+    NotFound(ErrorResponse),
+    #[response(
+        status = 409,
+        description = "Exists already, or an immutable field changed"
+    )]
+    Conflict(ErrorResponse),
+    #[response(status = 422, description = "A field with a bad value, named")]
+    Invalid(ErrorResponse),
+    #[response(status = 503, description = "Postgres unreachable")]
+    Unavailable(ErrorResponse),
+}
