@@ -28,6 +28,7 @@ pub enum Command {
     Keys {
         #[arg(
             long,
+            global = true,
             env = "TALLY_DATABASE_URL",
             default_value = "postgres://tally:tally@127.0.0.1:5432/tally"
         )]

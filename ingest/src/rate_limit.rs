@@ -36,11 +36,20 @@ pub struct Limited {
 #[error("rate-limit store: {0}")]
 pub struct LimitError(#[from] redis::RedisError);
 
-/// One rule as it applies to one event: its identity (which limiter) and the counted key.
+/// A configured route rule, with its name and (in process) its limiter made once.
+struct RouteRule {
+    policy: Arc<str>,
+    rule: RateLimit,
+    limiter: Option<Arc<Keyed>>,
+}
+
+/// One rule as it applies to one event: its name, the counted key, and the limiter when
+/// it is already known.
 struct Applied {
-    policy: String,
+    policy: Arc<str>,
     rule: RateLimit,
     key: String,
+    limiter: Option<Arc<Keyed>>,
 }
 
 type Keyed = governor::DefaultKeyedRateLimiter<String>;
@@ -55,7 +64,7 @@ enum Backend {
 }
 
 pub struct RateLimiter {
-    routes: HashMap<Kind, Vec<RateLimit>>,
+    routes: HashMap<Kind, Vec<RouteRule>>,
     backend: Backend,
 }
 
@@ -72,7 +81,7 @@ fn actor(event: &Event) -> &str {
 
 /// The rules for `event`: the route's, each replaced by the resource's rule of the same `by`.
 fn rules_for(
-    routes: &HashMap<Kind, Vec<RateLimit>>,
+    routes: &HashMap<Kind, Vec<RouteRule>>,
     event: &Event,
     resource: &[RateLimit],
     ip: IpAddr,
@@ -82,21 +91,26 @@ fn rules_for(
     let route = routes.get(&event.kind()).map(Vec::as_slice).unwrap_or(&[]);
     let from_route = route
         .iter()
-        .filter(|r| !resource.iter().any(|o| o.by == r.by))
-        .map(|r| (format!("{kind}.{}", r.by.as_str()), *r));
-    let from_resource = resource
-        .iter()
-        .map(|r| (format!("{kind}.{scope}.{}", r.by.as_str()), *r));
+        .filter(|r| !resource.iter().any(|o| o.by == r.rule.by))
+        .map(|r| (r.policy.clone(), r.rule, r.limiter.clone()));
+    let from_resource = resource.iter().map(|r| {
+        let policy: Arc<str> = format!("{kind}.{scope}.{}", r.by.as_str()).into();
+        (policy, *r, None)
+    });
     from_route
         .chain(from_resource)
-        .map(|(policy, rule)| {
-            // The quota is part of the limiter's identity: a changed limit starts afresh.
+        .map(|(policy, rule, limiter)| {
             let key = match rule.by {
                 LimitBy::Actor => format!("{scope}\u{1f}{}", actor(event)),
                 LimitBy::Ip => ip.to_string(),
                 LimitBy::Scope => scope.to_owned(),
             };
-            Applied { policy, rule, key }
+            Applied {
+                policy,
+                rule,
+                key,
+                limiter,
+            }
         })
         .collect()
 }
@@ -107,12 +121,17 @@ impl RateLimiter {
         store: LimitStore,
         redis: Option<(ConnectionManager, String)>,
     ) -> Self {
-        let mut by_kind: HashMap<Kind, Vec<RateLimit>> = HashMap::new();
+        let mut by_kind: HashMap<Kind, Vec<RouteRule>> = HashMap::new();
         for r in routes {
             let rules = by_kind.entry(r.kind).or_default();
             // A later rule with the same `by` replaces an earlier one.
-            rules.retain(|o| o.by != r.limit.by);
-            rules.push(r.limit);
+            rules.retain(|o| o.rule.by != r.limit.by);
+            rules.push(RouteRule {
+                policy: format!("{}.{}", r.kind.as_str(), r.limit.by.as_str()).into(),
+                rule: r.limit,
+                limiter: (store == LimitStore::Memory)
+                    .then(|| Arc::new(governor::RateLimiter::keyed(quota(&r.limit)))),
+            });
         }
         let backend = match (store, redis) {
             (LimitStore::Redis, Some((conn, prefix))) => Backend::Redis {
@@ -157,20 +176,9 @@ impl RateLimiter {
         use governor::clock::Clock;
         let clock = governor::clock::DefaultClock::default();
         for a in applied {
-            let id = format!("{}|{:?}", a.policy, a.rule);
-            let limiter = limiters
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .cloned();
-            let limiter = match limiter {
-                Some(l) => l,
-                None => limiters
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(id)
-                    .or_insert_with(|| Arc::new(governor::RateLimiter::keyed(quota(&a.rule))))
-                    .clone(),
+            let limiter = match &a.limiter {
+                Some(l) => l.clone(),
+                None => resource_limiter(limiters, a),
             };
             // Rules are checked in turn; one that refuses leaves the earlier ones charged
             // (governor has no "peek"), which only ever errs towards fewer requests.
@@ -184,11 +192,17 @@ impl RateLimiter {
     /// Forgets keys whose state is back to fresh, so memory follows recent clients only.
     pub fn sweep(&self) {
         if let Backend::Memory(limiters) = &self.backend {
+            let route = self
+                .routes
+                .values()
+                .flatten()
+                .filter_map(|r| r.limiter.clone());
             let limiters: Vec<Arc<Keyed>> = limiters
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .values()
                 .cloned()
+                .chain(route)
                 .collect();
             let mut keys = 0;
             for l in limiters {
@@ -201,6 +215,21 @@ impl RateLimiter {
     }
 }
 
+/// The limiter of a resource's own rule, made on first use; the quota is part of its
+/// identity, so a changed limit starts afresh.
+fn resource_limiter(limiters: &RwLock<HashMap<String, Arc<Keyed>>>, a: &Applied) -> Arc<Keyed> {
+    let id = format!("{}|{:?}", a.policy, a.rule);
+    if let Some(l) = limiters.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return l.clone();
+    }
+    limiters
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(id)
+        .or_insert_with(|| Arc::new(governor::RateLimiter::keyed(quota(&a.rule))))
+        .clone()
+}
+
 fn quota(rule: &RateLimit) -> governor::Quota {
     let burst = NonZeroU32::new(rule.burst()).unwrap_or(NonZeroU32::MIN);
     governor::Quota::with_period(rule.emission_interval())
@@ -210,7 +239,7 @@ fn quota(rule: &RateLimit) -> governor::Quota {
 
 fn limited(a: &Applied, retry_after: Duration) -> Limited {
     Limited {
-        policy: a.policy.clone(),
+        policy: a.policy.to_string(),
         quota: a.rule.limit,
         window_secs: a.rule.per.seconds(),
         retry_after,

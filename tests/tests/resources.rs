@@ -689,3 +689,63 @@ async fn changed_votes_agree_in_postgres_redis_and_clickhouse_under_redelivery()
     aggregator.stop().await;
     ingest.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tally_cli_makes_keys_and_manages_resources_through_the_api() {
+    use clap::Parser;
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let keys_before: (i64,) = sqlx::query_as("SELECT count(*) FROM api_keys")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let cli = |args: &[&str]| tally_cli::Cli::parse_from([&["tally"], args].concat());
+    tally_cli::run(cli(&[
+        "keys",
+        "create",
+        "--name",
+        "ops",
+        "--role",
+        "viewer",
+        "--database-url",
+        &env.database_url,
+    ]))
+    .await
+    .unwrap();
+    let keys_after: (i64,) = sqlx::query_as("SELECT count(*) FROM api_keys")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys_after.0, keys_before.0 + 1);
+
+    let key = env.api_key(Role::Admin).await;
+    let base = ingest.base_url();
+    let file = std::env::temp_dir().join(format!("{}-poll.json", env.name));
+    std::fs::write(&file, r#"{"id": "cli", "options": ["yes", "no"]}"#).unwrap();
+    let api = |args: &[&str]| cli(&[&["--api", &base, "--key", &key], args].concat());
+    tally_cli::run(api(&["polls", "create", file.to_str().unwrap()]))
+        .await
+        .unwrap();
+    tally_cli::run(api(&["polls", "close", "cli"]))
+        .await
+        .unwrap();
+    // A refused call is an error (exit status 1), with the API's answer printed.
+    assert!(
+        tally_cli::run(api(&["polls", "create", file.to_str().unwrap()]))
+            .await
+            .is_err()
+    );
+    std::fs::remove_file(&file).unwrap();
+    let admin = AdminClient::new(&ingest, Some(key));
+    let (status, body) = admin.send(Method::GET, "/admin/v1/polls/cli", None).await;
+    assert_eq!(status, 200);
+    assert!(body["definition"]["closes_at"].is_string(), "{body}");
+    let (status, body) = post(
+        &reqwest::Client::new(),
+        &ingest.url("/v1/polls/cli/votes"),
+        &json!({"voter": "v", "options": ["yes"]}),
+    )
+    .await;
+    assert_eq!((status, error(&body).0.as_str()), (409, "poll_closed"));
+    ingest.stop().await;
+}
