@@ -14,7 +14,9 @@
 --           b = voter; the voter's previous options (if any) lose the vote they had
 --   score_add | score_replace | score_max | score_min :
 --           key = standings sorted set, a = team, b = points
---   reg   : key = counts hash, a = group ('' for none)
+--   reg   : key = counts hash, key2 = registrant -> position hash, a = group ('' for none),
+--           b = user; a user counts once, at the position of their first registration in
+--           stream order (first-come places are positions up to the capacity)
 --   pair  : key = arena ratings, key2 = the session's ratings, a = winner, b = loser
 --   none  : no effect (the sequence still counts as applied)
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -59,9 +61,12 @@ for i = 5, #ARGV, 7 do
     elseif kind == 'score_min' then
       redis.call('ZADD', key, 'LT', b, a)
     elseif kind == 'reg' then
-      redis.call('HINCRBY', key, '_total', 1)
-      if a ~= '' then
-        redis.call('HINCRBY', key, a, 1)
+      if redis.call('HEXISTS', key2, b) == 0 then
+        local position = redis.call('HINCRBY', key, '_total', 1)
+        redis.call('HSET', key2, b, position)
+        if a ~= '' then
+          redis.call('HINCRBY', key, a, 1)
+        end
       end
     elseif kind == 'pair' then
       elo(key, a, b)

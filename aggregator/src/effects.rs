@@ -41,9 +41,9 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
             seq,
             "reg".into(),
             keys.registrations(r.tournament.as_str()),
-            none(),
+            keys.registrants(r.tournament.as_str()),
             r.group.as_ref().map(|g| g.to_string()).unwrap_or_default(),
-            none(),
+            r.user.to_string(),
         ],
         Event::PairVote(p) => [
             seq,

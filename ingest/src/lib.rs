@@ -6,6 +6,7 @@
 //! - [`catalog`]: resource definitions in memory, and the rules every event is checked against.
 //! - [`resource_store`]: Postgres for definitions and API keys (admin side only).
 //! - [`auth`]: admin API keys (bearer, hashed, constant-time).
+//! - [`registration`]: what a registrant's position means (placed, waitlisted, received).
 //! - [`rate_limit`]: GCRA limits per actor, IP and scope, in process or shared in Redis.
 //! - [`api_doc`]: the OpenAPI document's shared parts (`/openapi.json` is generated from the routes).
 //! - [`extract`]: the strict JSON body and `Idempotency-Key` extractors.
@@ -24,6 +25,7 @@ pub mod extract;
 pub mod live;
 pub mod publisher;
 pub mod rate_limit;
+pub mod registration;
 pub mod resource_store;
 pub mod routes;
 pub mod server;

@@ -77,6 +77,12 @@ impl AppState {
         client: ClientIp,
     ) -> Result<Stored, ApiError> {
         let (event, limits) = self.catalog.admit(event, chrono::Utc::now())?;
+        // One registration per user and tournament: its id is derived from both, so a repeat
+        // is the same event (answered `duplicate: true`) and every store holds it once.
+        let key = match &event {
+            Event::Registration(r) => Some(registration_key(r)),
+            _ => key,
+        };
         match self.limiter.check(&event, &limits, client.0).await {
             Ok(Ok(())) => {}
             Ok(Err(limited)) => return Err(ApiError::RateLimited(limited)),
@@ -123,6 +129,11 @@ impl AppState {
             retry_after_secs: self.config.retry_after_secs,
         }
     }
+}
+
+fn registration_key(r: &tally_schema::event::Registration) -> IdempotencyKey {
+    IdempotencyKey::try_from(format!("registration:{}:{}", r.tournament, r.user))
+        .expect("scope and member ids make a valid key")
 }
 
 /// `202 Accepted` with the event id and stream sequence.

@@ -68,6 +68,16 @@ impl Views {
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    /// A user's position among a tournament's registrants (1 = first in stream order).
+    pub async fn registrant_position(
+        &self,
+        tournament: &str,
+        user: &str,
+    ) -> Result<Option<u64>, ViewError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hget(self.keys.registrants(tournament), user).await?)
+    }
+
     /// Whether `voter` has a vote counted in `poll`.
     pub async fn has_voted(&self, poll: &str, voter: &str) -> Result<bool, ViewError> {
         let mut conn = self.conn.clone();

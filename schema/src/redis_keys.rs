@@ -32,9 +32,14 @@ impl Keys {
         format!("{}:standings:{tournament}", self.prefix)
     }
 
-    /// Hash: group → registrations, and `_total`.
+    /// Hash: group → registrants, and `_total` (each user counted once).
     pub fn registrations(&self, tournament: &str) -> String {
         format!("{}:registrations:{tournament}", self.prefix)
+    }
+
+    /// Hash: user → their position among the tournament's registrants, in stream order.
+    pub fn registrants(&self, tournament: &str) -> String {
+        format!("{}:registrations:{tournament}:positions", self.prefix)
     }
 
     /// Sorted set: item → Elo rating over every vote of the arena.

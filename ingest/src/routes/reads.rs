@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_schema::api::FieldError;
-use tally_schema::ids::{ArenaId, PollId, SessionId, TeamId, TournamentId, VoterId};
+use tally_schema::ids::{ArenaId, PollId, SessionId, TeamId, TournamentId, UserId, VoterId};
 use tally_schema::resources::{SortOrder, Visibility};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(session_ranking))
         .routes(routes!(standings))
         .routes(routes!(registrations))
+        .routes(routes!(registration_status))
 }
 
 /// Query parameters, taken as text so a bad value gets our field-level error.
@@ -267,5 +268,33 @@ async fn registrations(
         groups.into_iter().map(|(g, n)| (g, n.into())).collect();
     Ok(Json(
         json!({ "tournament": tournament, "total": total, "groups": groups }),
+    ))
+}
+
+/// One user's registration: first-come places follow stream order (position up to the
+/// capacity: `placed`, beyond it: `waitlisted`); in a lottery, `received` until the draw.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/registrations/{user}", tag = "reads",
+    params(("tournament" = String, Path), ("user" = String, Path)),
+    responses(crate::api_doc::ReadResponses))]
+async fn registration_status(
+    State(state): State<AppState>,
+    Path((tournament, user)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let user: UserId = scope("user", user)?;
+    let snapshot = state.catalog.snapshot();
+    let definition = snapshot.tournament(tournament.as_str())?;
+    let position = state
+        .views
+        .registrant_position(tournament.as_str(), user.as_str())
+        .await
+        .map_err(|e| unavailable(&state, e))?
+        .ok_or_else(|| ApiError::NotFound {
+            field: "user".into(),
+            message: format!("'{user}' has not registered (or it is not processed yet)"),
+        })?;
+    let status = crate::registration::status(definition, position);
+    Ok(Json(
+        json!({ "tournament": tournament, "user": user, "registration": status }),
     ))
 }
