@@ -51,6 +51,16 @@ pub enum Command {
         #[command(subcommand)]
         action: ResourceAction,
     },
+    /// Recomputes a lottery draw from its published audit record alone and says whether the
+    /// winners and the waitlist match (exit status 1 if not).
+    VerifyDraw {
+        /// The tournament, read from `<api>/v1/tournaments/<id>/draw`.
+        #[arg(required_unless_present = "file")]
+        tournament: Option<String>,
+        /// Or a saved audit record.
+        #[arg(long)]
+        file: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -100,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             action,
         } => return keys(&database_url, action).await,
+        Command::VerifyDraw { tournament, file } => {
+            return verify_draw(&cli.api, tournament, file).await;
+        }
         Command::Polls { action } => (ResourceKind::Poll, action),
         Command::Arenas { action } => (ResourceKind::Arena, action),
         Command::Tournaments { action } => (ResourceKind::Tournament, action),
@@ -136,6 +149,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("the API answered {status}");
     }
     Ok(())
+}
+
+async fn verify_draw(
+    api: &str,
+    tournament: Option<String>,
+    file: Option<String>,
+) -> anyhow::Result<()> {
+    use tally_schema::lottery::{AuditRecord, verify};
+    let text = match (file, tournament) {
+        (Some(file), _) => read(&file)?,
+        (None, Some(t)) => {
+            let url = format!("{}/v1/tournaments/{t}/draw", api.trim_end_matches('/'));
+            reqwest::get(&url)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?
+                .error_for_status()?
+                .text()
+                .await?
+        }
+        (None, None) => bail!("name a tournament or --file"),
+    };
+    let record: AuditRecord = serde_json::from_str(&text)
+        .context("not a drawn lottery's audit record (is it drawn yet?)")?;
+    let problems = verify(&record);
+    if problems.is_empty() {
+        println!(
+            "verified: {} — {} registrants, {} winners, {} on the waitlist",
+            record.tournament,
+            record.registrants.len(),
+            record.winners.len(),
+            record.waitlist.len()
+        );
+        return Ok(());
+    }
+    for p in &problems {
+        println!("MISMATCH: {p}");
+    }
+    bail!("the draw of {} does not verify", record.tournament)
 }
 
 fn read(file: &str) -> anyhow::Result<String> {

@@ -188,3 +188,82 @@ pub async fn list_keys(
     .fetch_all(pool)
     .await?)
 }
+
+/// Makes a lottery tournament's secret seed and stores it with its commitment, once: the
+/// commitment is public from then on, the seed only after the draw.
+pub async fn ensure_lottery_commitment(
+    pool: &PgPool,
+    resource: &Resource,
+) -> Result<(), StoreError> {
+    use rand::RngCore;
+    use tally_schema::resources::RegistrationMode;
+    let Resource::Tournament(t) = resource else {
+        return Ok(());
+    };
+    if t.mode != RegistrationMode::Lottery {
+        return Ok(());
+    }
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    sqlx::query(
+        "INSERT INTO lottery_draws (tournament, algorithm, seed, commitment)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tournament) DO NOTHING",
+    )
+    .bind(t.id.as_str())
+    .bind(tally_schema::lottery::ALGORITHM)
+    .bind(seed.as_slice())
+    .bind(tally_schema::lottery::commitment(&seed).as_slice())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The audit record of a tournament's draw: the commitment before it, everything after.
+pub async fn draw_record(
+    pool: &PgPool,
+    tournament: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    type Row = (
+        String,
+        Vec<u8>,
+        Vec<u8>,
+        chrono::DateTime<Utc>,
+        Option<chrono::DateTime<Utc>>,
+        Option<Vec<u8>>,
+        Option<i32>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT algorithm, seed, commitment, committed_at, drawn_at, digest, capacity,
+                json_build_object('weights', weights, 'registrants', registrants,
+                                  'winners', winners, 'waitlist', waitlist)::text
+         FROM lottery_draws WHERE tournament = $1",
+    )
+    .bind(tournament)
+    .fetch_optional(pool)
+    .await?;
+    let Some((algorithm, seed, commitment, committed_at, drawn_at, digest, capacity, rest)) = row
+    else {
+        return Ok(None);
+    };
+    use tally_schema::lottery::hex;
+    let mut record = serde_json::json!({
+        "tournament": tournament,
+        "algorithm": algorithm,
+        "commitment": hex(&commitment),
+        "committed_at": committed_at,
+        "status": if drawn_at.is_some() { "drawn" } else { "committed" },
+    });
+    if let (Some(drawn_at), Some(digest)) = (drawn_at, digest) {
+        let rest: serde_json::Value =
+            serde_json::from_str(rest.as_deref().unwrap_or("{}")).unwrap_or_default();
+        record["drawn_at"] = serde_json::json!(drawn_at);
+        record["seed"] = hex(&seed).into();
+        record["digest"] = hex(&digest).into();
+        record["capacity"] = capacity.into();
+        for field in ["weights", "registrants", "winners", "waitlist"] {
+            record[field] = rest[field].clone();
+        }
+    }
+    Ok(Some(record))
+}

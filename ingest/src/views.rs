@@ -78,6 +78,17 @@ impl Views {
         Ok(conn.hget(self.keys.registrants(tournament), user).await?)
     }
 
+    /// A user's lottery result, once drawn.
+    pub async fn draw_result(
+        &self,
+        tournament: &str,
+        user: &str,
+    ) -> Result<Option<serde_json::Value>, ViewError> {
+        let mut conn = self.conn.clone();
+        let text: Option<String> = conn.hget(self.keys.draw_results(tournament), user).await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     /// Whether `voter` has a vote counted in `poll`.
     pub async fn has_voted(&self, poll: &str, voter: &str) -> Result<bool, ViewError> {
         let mut conn = self.conn.clone();

@@ -2,6 +2,7 @@
 //!
 //! - [`ids`]: typed, validated identifiers (scopes are safe NATS subject tokens).
 //! - [`event`]: the envelope every event travels in and the event kinds.
+//! - [`lottery`]: the verifiable draw (`tally-draw-v1`) that workers run and anyone can check.
 //! - [`stream`]: the JetStream stream definition and the subject scheme.
 //! - [`api`]: the HTTP request bodies and their field-level validation.
 //! - [`resources`]: polls, arenas and tournaments as defined by operators, and their rules.
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod event;
 pub mod ids;
+pub mod lottery;
 pub mod redis_keys;
 pub mod resources;
 pub mod stream;
@@ -39,9 +41,15 @@ pub fn clickhouse_ddl() -> Vec<String> {
         .collect()
 }
 
-/// The Postgres migrations, applied with `MIGRATOR.run(&pool)`.
+/// The Postgres migrations, applied with `MIGRATOR.run(&pool)`. apalis-postgres keeps its own
+/// migrations in the same `_sqlx_migrations` table, so each migrator ignores the other's.
 #[cfg(feature = "migrations")]
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("postgres/migrations");
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| {
+        let mut migrator = sqlx::migrate!("postgres/migrations");
+        migrator.set_ignore_missing(true);
+        migrator
+    });
 
 #[cfg(test)]
 mod tests {

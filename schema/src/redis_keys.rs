@@ -42,6 +42,11 @@ impl Keys {
         format!("{}:registrations:{tournament}:positions", self.prefix)
     }
 
+    /// Hash: user → their lottery result as JSON (written by the draw job).
+    pub fn draw_results(&self, tournament: &str) -> String {
+        format!("{}:draw:{tournament}", self.prefix)
+    }
+
     /// Sorted set: item → Elo rating over every vote of the arena.
     pub fn arena_elo(&self, arena: &str) -> String {
         format!("{}:elo:{arena}", self.prefix)

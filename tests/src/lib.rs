@@ -162,6 +162,7 @@ impl TestEnv {
             },
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             ranking: Default::default(),
+            lottery_schedule: "* * * * * *".into(),
             redis: tally_kit::redis::RedisConfig {
                 url: redis_url(),
                 prefix: self.name.clone(),

@@ -43,6 +43,9 @@ pub struct WorkersConfig {
     pub writer: WriterConfig,
     #[command(flatten)]
     pub ranking: crate::ranking::job::RankingConfig,
+    /// How often the scheduler looks for lotteries to draw (cron with seconds).
+    #[arg(long, env = "TALLY_LOTTERY_SCHEDULE", default_value = "*/5 * * * * *")]
+    pub lottery_schedule: String,
     /// Where the ranking job publishes its results for the read API.
     #[command(flatten)]
     pub redis: tally_kit::redis::RedisConfig,

@@ -4,6 +4,7 @@
 //! - [`store`]: Postgres — connection, migrations, the idempotent batch insert.
 //! - [`batch_insert`]: the apalis job that writes a batch and acks it after commit.
 //! - [`dead_letter`]: where undecodable messages go.
+//! - [`lottery`]: the draw job (apalis-postgres) and the scheduler that queues it.
 //! - [`ranking`]: the scheduled Bradley–Terry job over each arena's pair votes.
 //!
 //! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
@@ -14,6 +15,7 @@
 pub mod batch_insert;
 pub mod config;
 pub mod dead_letter;
+pub mod lottery;
 pub mod ranking;
 pub mod store;
 
@@ -58,10 +60,26 @@ pub enum WorkersError {
 
 /// Applies migrations and declares the streams. Idempotent.
 pub async fn setup(config: &WorkersConfig) -> Result<(), WorkersError> {
-    PgStore::connect(&config.database_url, 1).await?;
+    let store = PgStore::connect(&config.database_url, 1).await?;
+    setup_jobs(store.pool()).await?;
     let (_client, js) = tally_kit::nats::connect(&config.nats, "tally-workers-setup", 16).await?;
     tally_kit::nats::ensure_streams(&js, &config.nats.spec()).await?;
     Ok(())
+}
+
+/// apalis' job tables (schema `apalis`), beside Tally's own migrations.
+async fn setup_jobs(pool: &sqlx::PgPool) -> Result<(), WorkersError> {
+    let mut migrator = apalis_postgres::PostgresStorage::migrations();
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await.map_err(store::StoreError::from)?;
+    Ok(())
+}
+
+fn cron_schedule(text: &str) -> Result<cron::Schedule, WorkersError> {
+    <cron::Schedule as std::str::FromStr>::from_str(text).map_err(|e| WorkersError::Schedule {
+        schedule: text.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Runs the Postgres writer until `shutdown` resolves; the batch being written finishes first.
@@ -71,6 +89,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkersError> {
     let store = PgStore::connect(&config.database_url, config.pg_max_connections).await?;
+    setup_jobs(store.pool()).await?;
     let (client, js) = tally_kit::nats::connect(&config.nats, "tally-workers", 1024).await?;
     let spec = config.nats.spec();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
@@ -94,7 +113,7 @@ pub async fn run(
     let writer = Arc::new(Writer {
         store,
         dead_letters: dead_letter::DeadLetters::new(
-            js,
+            js.clone(),
             &spec,
             &writer_config.consumer,
             writer_config.poison_max_deliveries,
@@ -106,13 +125,18 @@ pub async fn run(
         keys: config.redis.keys(),
         config: config.ranking.clone(),
     });
-    let schedule = <cron::Schedule as std::str::FromStr>::from_str(
-        &config.ranking.ranking_schedule,
-    )
-    .map_err(|e| WorkersError::Schedule {
-        schedule: config.ranking.ranking_schedule.clone(),
-        reason: e.to_string(),
-    })?;
+    let schedule = cron_schedule(&config.ranking.ranking_schedule)?;
+    let drawer = Arc::new(lottery::Drawer {
+        pool: writer.store.pool().clone(),
+        redis: redis::Client::open(config.redis.url.as_str())?,
+        keys: config.redis.keys(),
+        js,
+        stream: spec.name.clone(),
+        writer_consumer: writer_config.consumer.clone(),
+    });
+    let draw_jobs = apalis_postgres::PostgresStorage::<lottery::DrawJob>::new(writer.store.pool());
+    let lottery_schedule = cron_schedule(&config.lottery_schedule)?;
+    let (draw_drawer, draw_backend) = (drawer.clone(), draw_jobs.clone());
     let batches = Arc::new(Mutex::new(rx));
     tracing::info!(consumer = %writer_config.consumer, stream = %spec.name, "Postgres writer running.");
     let result = Monitor::new()
@@ -141,6 +165,32 @@ pub async fn run(
                 .catch_panic()
                 .data(ranker.clone())
                 .build(ranking::job::rank_tick)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("lottery-scheduler")
+                .backend(apalis_cron::CronScheduler::new(lottery_schedule.clone()))
+                .enable_tracing()
+                .catch_panic()
+                .data(drawer.clone())
+                .data(draw_jobs.clone())
+                .build(lottery::schedule_draws)
+        })
+        .register(move |_restarts| {
+            let backoff = ExponentialBackoffMaker::new(
+                Duration::from_millis(500),
+                Duration::from_secs(30),
+                0.5,
+                HasherRng::default(),
+            )
+            .expect("valid backoff bounds")
+            .make_backoff();
+            WorkerBuilder::new("lottery-draw")
+                .backend(draw_backend.clone())
+                .retry(RetryPolicy::retries(30).with_backoff(backoff))
+                .enable_tracing()
+                .catch_panic()
+                .data(draw_drawer.clone())
+                .build(lottery::run_draw)
         })
         .shutdown_timeout(Duration::from_secs(30))
         .run_with_signal(async move {

@@ -185,6 +185,9 @@ async fn create(
                 resource.id()
             ),
         })?;
+    resource_store::ensure_lottery_commitment(&state.pool, &stored.definition)
+        .await
+        .map_err(|e| state.store_unavailable(e))?;
     state.resource_changed(&stored.definition).await;
     Ok((StatusCode::CREATED, body(kind, &stored)))
 }
@@ -210,6 +213,9 @@ async fn replace(
     .await
     .map_err(|e| state.store_unavailable(e))?
     .ok_or_else(|| not_found(kind, &id))??;
+    resource_store::ensure_lottery_commitment(&state.pool, &changed.definition)
+        .await
+        .map_err(|e| state.store_unavailable(e))?;
     state.resource_changed(&changed.definition).await;
     Ok(body(kind, &changed))
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_schema::api::FieldError;
 use tally_schema::ids::{ArenaId, PollId, SessionId, TeamId, TournamentId, UserId, VoterId};
-use tally_schema::resources::{SortOrder, Visibility};
+use tally_schema::resources::{RegistrationMode, SortOrder, Visibility};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(standings))
         .routes(routes!(registrations))
         .routes(routes!(registration_status))
+        .routes(routes!(draw))
 }
 
 /// Query parameters, taken as text so a bad value gets our field-level error.
@@ -293,8 +294,40 @@ async fn registration_status(
             field: "user".into(),
             message: format!("'{user}' has not registered (or it is not processed yet)"),
         })?;
-    let status = crate::registration::status(definition, position);
+    let drawn = match definition.mode {
+        RegistrationMode::Lottery => state
+            .views
+            .draw_result(tournament.as_str(), user.as_str())
+            .await
+            .map_err(|e| unavailable(&state, e))?,
+        RegistrationMode::FirstCome => None,
+    };
+    let status = match drawn {
+        Some(result) => result,
+        None => json!(crate::registration::status(definition, position)),
+    };
     Ok(Json(
         json!({ "tournament": tournament, "user": user, "registration": status }),
     ))
+}
+
+/// A lottery's audit record: the seed's commitment before the draw; after it the seed, the
+/// digest of the frozen registrant list, the list, the weights and the results, so anyone can
+/// recompute the draw (`tally verify-draw`).
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/draw", tag = "reads",
+    params(("tournament" = String, Path)), responses(crate::api_doc::ReadResponses))]
+async fn draw(
+    State(state): State<AppState>,
+    Path(tournament): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    state.catalog.snapshot().tournament(tournament.as_str())?;
+    crate::resource_store::draw_record(&state.pool, tournament.as_str())
+        .await
+        .map_err(|e| state.store_unavailable(e))?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound {
+            field: "tournament".into(),
+            message: format!("'{tournament}' is not a lottery"),
+        })
 }

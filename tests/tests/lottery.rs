@@ -1,0 +1,195 @@
+//! The lottery: 10,000 registrants for 700 places. The seed's commitment is public before the
+//! window closes; at the close the apalis draw job (Postgres backend) draws once, the audit
+//! record verifies from its published data alone, and a second trigger changes nothing.
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+use tally_ingest::auth::Role;
+use tally_tests::{AdminClient, Aggregator, Ingest, TestEnv, Writer, post};
+
+async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = http.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let writer = Writer::start(env.workers_config()).await; // lottery scheduler every second
+    let aggregator = Aggregator::start(env.aggregator_config()).await; // registrant positions
+    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "lucky", "capacity": 700, "mode": "lottery",
+                   "groups": [{"id": "members", "weight": 2}]}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let draw_url = ingest.url("/v1/tournaments/lucky/draw");
+    let (status, committed) = get(&http, &draw_url).await;
+    assert_eq!(status, 200, "{committed}");
+    assert_eq!(committed["status"], "committed");
+    assert_eq!(committed["commitment"].as_str().unwrap().len(), 64);
+    assert!(
+        committed.get("seed").is_none(),
+        "the seed stays secret until the draw"
+    );
+
+    let url = ingest.url("/v1/tournaments/lucky/registrations");
+    let acked: Vec<Value> = futures::stream::iter(0..10_000)
+        .map(|u| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let mut body = json!({"user": format!("u{u:05}")});
+                if u % 5 == 0 {
+                    body["group"] = "members".into();
+                }
+                let (status, answer) = post(&http, &url, &body).await;
+                assert_eq!(status, 202, "{answer}");
+                answer
+            }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    assert_eq!(acked.len(), 10_000);
+    let (_, before) = get(
+        &http,
+        &ingest.url("/v1/tournaments/lucky/registrations/u00001"),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut before = before;
+    while before["registration"]["status"] != "received" {
+        assert!(tokio::time::Instant::now() < deadline, "{before}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        before = get(
+            &http,
+            &ingest.url("/v1/tournaments/lucky/registrations/u00001"),
+        )
+        .await
+        .1;
+    }
+
+    // The window closes; the scheduler queues the draw, the job draws once.
+    let (status, _) = admin
+        .send(
+            reqwest::Method::POST,
+            "/admin/v1/tournaments/lucky/close",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, late) = post(&http, &url, &json!({"user": "late"})).await;
+    assert_eq!(
+        (status, late["error"]["code"].as_str()),
+        (409, Some("window_closed"))
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let (_, record) = get(&http, &draw_url).await;
+        if record["status"] == "drawn" {
+            break record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never drawn: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let winners: Vec<&str> = record["winners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let waitlist: Vec<&str> = record["waitlist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(winners.len(), 700);
+    assert_eq!(waitlist.len(), 9_300);
+    let everyone: HashSet<&str> = winners.iter().chain(&waitlist).copied().collect();
+    assert_eq!(everyone.len(), 10_000, "each registrant exactly once");
+    assert_eq!(record["commitment"], committed["commitment"]);
+
+    // Verified from the published record alone, by the library and by `tally verify-draw`.
+    let audit: tally_schema::lottery::AuditRecord = serde_json::from_value(record.clone()).unwrap();
+    assert!(tally_schema::lottery::verify(&audit).is_empty());
+    use clap::Parser;
+    let cli =
+        tally_cli::Cli::parse_from(["tally", "--api", &ingest.base_url(), "verify-draw", "lucky"]);
+    tally_cli::run(cli)
+        .await
+        .expect("tally verify-draw says verified");
+
+    // Members (weight 2) win more often than their share of registrants (20 %).
+    let members_won = winners
+        .iter()
+        .filter(|u| u[1..].parse::<u32>().unwrap() % 5 == 0)
+        .count();
+    assert!(members_won > 200, "members won {members_won} of 700");
+
+    // Each registrant's status: won, or waitlisted at their drawn position.
+    for (user, expected) in [
+        (winners[0], json!("won")),
+        (waitlist[0], json!("waitlisted")),
+    ] {
+        let (_, body) = get(
+            &http,
+            &ingest.url(&format!("/v1/tournaments/lucky/registrations/{user}")),
+        )
+        .await;
+        assert_eq!(body["registration"]["status"], expected, "{body}");
+    }
+    let (_, body) = get(
+        &http,
+        &ingest.url(&format!(
+            "/v1/tournaments/lucky/registrations/{}",
+            waitlist[41]
+        )),
+    )
+    .await;
+    assert_eq!(body["registration"]["position"], 42);
+
+    // A second trigger draws nothing new.
+    let drawer = tally_workers::lottery::Drawer {
+        pool: env.pool.clone(),
+        redis: redis::Client::open(tally_tests::redis_url()).unwrap(),
+        keys: tally_schema::redis_keys::Keys::new(env.name.clone()),
+        js: env.js.clone(),
+        stream: env.nats.stream.clone(),
+        writer_consumer: "postgres-writer".into(),
+    };
+    let again = drawer.draw("lucky").await.unwrap();
+    assert!(!again.fresh);
+    assert_eq!(again.winners, winners);
+    let (_, after) = get(&http, &draw_url).await;
+    assert_eq!(after, record, "the audit record is unchanged");
+    // The draw ran as a job in apalis' Postgres tables, and finished.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let statuses: Vec<(String,)> = sqlx::query_as("SELECT status::text FROM apalis.jobs")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+        if statuses.iter().any(|(s,)| s == "Done") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "draw jobs: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    aggregator.stop().await;
+    writer.stop().await;
+    ingest.stop().await;
+}
