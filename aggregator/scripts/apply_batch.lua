@@ -17,6 +17,10 @@
 --   reg   : key = counts hash, key2 = registrant -> position hash, a = group ('' for none),
 --           b = user; a user counts once, at the position of their first registration in
 --           stream order (first-come places are positions up to the capacity)
+--   rstatus : key = status hash (user -> JSON), key2 = promoted user ('' for none), a = user,
+--           b = {"user": <status>, "promoted": <status>|null}; stream order decides races:
+--           the draw sets a status once, a claim applies only to a won place, a release only
+--           to a place still unclaimed (and then promotes a user still waitlisted)
 --   pair  : key = arena ratings, key2 = the session's ratings, a = winner, b = loser
 --   none  : no effect (the sequence still counts as applied)
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -66,6 +70,29 @@ for i = 5, #ARGV, 7 do
         redis.call('HSET', key2, b, position)
         if a ~= '' then
           redis.call('HINCRBY', key, a, 1)
+        end
+      end
+    elseif kind == 'rstatus' then
+      local v = cjson.decode(b)
+      local function status_of(user)
+        local current = redis.call('HGET', key, user)
+        return current and cjson.decode(current).status or nil
+      end
+      local change, current = v.user.status, status_of(a)
+      if change == 'won' or change == 'waitlisted' then
+        if not current then
+          redis.call('HSET', key, a, cjson.encode(v.user))
+        end
+      elseif change == 'claimed' then
+        if current == 'won' then
+          redis.call('HSET', key, a, cjson.encode(v.user))
+        end
+      elseif change == 'released' then
+        if current == 'won' then
+          redis.call('HSET', key, a, cjson.encode(v.user))
+          if key2 ~= '' and status_of(key2) == 'waitlisted' then
+            redis.call('HSET', key, key2, cjson.encode(v.promoted))
+          end
         end
       end
     elseif kind == 'pair' then

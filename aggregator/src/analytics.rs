@@ -34,6 +34,13 @@ impl EventRow {
             Event::PairVote(v) => (s(&v.session), vec![s(&v.winner), s(&v.loser)], 0),
             Event::Score(v) => (s(&v.team), vec![s(&v.match_id)], v.points),
             Event::Registration(v) => (s(&v.user), v.group.iter().map(|g| s(g)).collect(), 0),
+            Event::RegistrationStatus(v) => (
+                s(&v.user),
+                std::iter::once(v.status.as_str().to_owned())
+                    .chain(v.promoted.iter().map(|p| s(p)))
+                    .collect(),
+                v.position.map_or(0, i64::from),
+            ),
             Event::MediaUploaded(v) => (
                 v.user.as_ref().map(|u| s(u)).unwrap_or_default(),
                 vec![s(&v.media)],

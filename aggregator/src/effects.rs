@@ -54,7 +54,35 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
             p.loser.to_string(),
         ],
         Event::MediaUploaded(_) => [seq, "none".into(), none(), none(), none(), none()],
+        Event::RegistrationStatus(s) => [
+            seq,
+            "rstatus".into(),
+            keys.draw_results(s.tournament.as_str()),
+            s.promoted
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            s.user.to_string(),
+            status_values(s).to_string(),
+        ],
     }
+}
+
+/// The status view values a change writes: the user's, and the promoted user's.
+pub fn status_values(s: &tally_schema::event::RegistrationStatus) -> serde_json::Value {
+    use serde_json::json;
+    use tally_schema::event::StatusChange;
+    let user = match s.status {
+        StatusChange::Won => json!({"status": "won", "deadline": s.deadline}),
+        StatusChange::Waitlisted => json!({"status": "waitlisted", "position": s.position}),
+        StatusChange::Claimed => json!({"status": "claimed"}),
+        StatusChange::Released => json!({"status": "released"}),
+    };
+    let promoted = s
+        .promoted
+        .as_ref()
+        .map(|_| json!({"status": "won", "deadline": s.deadline, "promoted": true}));
+    json!({"user": user, "promoted": promoted})
 }
 
 /// Elo after "winner beat loser": both move by K × (1 − the winner's expected score).

@@ -7,7 +7,9 @@
 use crate::leaderboard::{RedisError, RedisSink};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tally_schema::event::{MediaUploaded, PairVote, PollVote, Registration, Score};
+use tally_schema::event::{
+    MediaUploaded, PairVote, PollVote, Registration, RegistrationStatus, Score, StatusChange,
+};
 use tally_schema::resources::ScoreEffect;
 use tally_schema::{Envelope, Event, StoredEvent};
 use uuid::Uuid;
@@ -42,6 +44,7 @@ struct Row {
     b: Option<String>,
     c: Option<String>,
     n: Option<i64>,
+    d: Option<DateTime<Utc>>,
 }
 
 pub async fn rebuild(pool: &PgPool, sink: &RedisSink) -> Result<Rebuilt, RebuildError> {
@@ -120,6 +123,18 @@ fn stored_event(row: Row) -> Result<StoredEvent, RebuildError> {
             content_type: text(row.c, "content type")?,
             bytes: u64::try_from(row.n.unwrap_or(0)).unwrap_or(0),
             user: None,
+        }),
+        "registration_status" => Event::RegistrationStatus(RegistrationStatus {
+            tournament: id(row.scope).map_err(bad)?,
+            user: id(text(row.a, "user")?).map_err(bad)?,
+            status: row
+                .b
+                .as_deref()
+                .and_then(StatusChange::parse)
+                .ok_or_else(|| bad("unknown status".into()))?,
+            promoted: row.c.map(id).transpose().map_err(bad)?,
+            deadline: row.d,
+            position: row.n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0),
         }),
         other => return Err(bad(format!("unknown kind {other}"))),
     };

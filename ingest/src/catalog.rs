@@ -164,6 +164,11 @@ impl Catalog {
                 t.check_registration(&r.user, r.group.as_ref(), now)?;
                 (Event::Registration(r), t.rate_limits.clone())
             }
+            // Made by the workers and by the claim route, never taken from a client body.
+            Event::RegistrationStatus(s) => {
+                let t = snapshot.tournament(s.tournament.as_str())?;
+                (Event::RegistrationStatus(s), t.rate_limits.clone())
+            }
             Event::MediaUploaded(m) => {
                 let t = snapshot.tournament(m.tournament.as_str())?;
                 (Event::MediaUploaded(m), t.rate_limits.clone())

@@ -76,6 +76,7 @@ fn actor(event: &Event) -> &str {
         Event::Score(s) => s.team.as_str(),
         Event::Registration(r) => r.user.as_str(),
         Event::MediaUploaded(m) => m.user.as_ref().map_or("", |u| u.as_str()),
+        Event::RegistrationStatus(s) => s.user.as_str(),
     }
 }
 

@@ -122,6 +122,53 @@ pub struct MediaUploaded {
     pub user: Option<UserId>,
 }
 
+/// What happened to a registration after the draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusChange {
+    /// Drawn a place; must claim it before `deadline`.
+    Won,
+    /// Drawn onto the waitlist at `position`.
+    Waitlisted,
+    /// Confirmed a won place.
+    Claimed,
+    /// Did not claim in time; the place goes to `promoted` (the next on the waitlist), who
+    /// must claim it before `deadline`.
+    Released,
+}
+
+impl StatusChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Won => "won",
+            Self::Waitlisted => "waitlisted",
+            Self::Claimed => "claimed",
+            Self::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Won, Self::Waitlisted, Self::Claimed, Self::Released]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// A registrant's status changed: published by the draw job, a claim (ingest) or the release
+/// job, so analysts see every change and the status views follow the stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegistrationStatus {
+    pub tournament: TournamentId,
+    pub user: UserId,
+    pub status: StatusChange,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<UserId>,
+}
+
 /// Every kind of event Tally carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -131,6 +178,7 @@ pub enum Event {
     Score(Score),
     Registration(Registration),
     MediaUploaded(MediaUploaded),
+    RegistrationStatus(RegistrationStatus),
 }
 
 /// The kind of an event, without its payload: names subjects, tables and metric labels.
@@ -141,15 +189,17 @@ pub enum Kind {
     Score,
     Registration,
     MediaUploaded,
+    RegistrationStatus,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::PollVote,
         Kind::PairVote,
         Kind::Score,
         Kind::Registration,
         Kind::MediaUploaded,
+        Kind::RegistrationStatus,
     ];
 
     /// The `type` tag on the wire and the metric label.
@@ -160,6 +210,7 @@ impl Kind {
             Kind::Score => "score",
             Kind::Registration => "registration",
             Kind::MediaUploaded => "media_uploaded",
+            Kind::RegistrationStatus => "registration_status",
         }
     }
 
@@ -171,6 +222,7 @@ impl Kind {
             Kind::Score => "score",
             Kind::Registration => "registration",
             Kind::MediaUploaded => "media",
+            Kind::RegistrationStatus => "registration_status",
         }
     }
 }
@@ -183,6 +235,7 @@ impl Event {
             Event::Score(_) => Kind::Score,
             Event::Registration(_) => Kind::Registration,
             Event::MediaUploaded(_) => Kind::MediaUploaded,
+            Event::RegistrationStatus(_) => Kind::RegistrationStatus,
         }
     }
 
@@ -194,6 +247,7 @@ impl Event {
             Event::Score(e) => e.tournament.as_str(),
             Event::Registration(e) => e.tournament.as_str(),
             Event::MediaUploaded(e) => e.tournament.as_str(),
+            Event::RegistrationStatus(e) => e.tournament.as_str(),
         }
     }
 }

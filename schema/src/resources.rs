@@ -186,6 +186,10 @@ pub struct Tournament {
     pub mode: RegistrationMode,
     #[serde(default)]
     pub groups: Vec<PriorityGroup>,
+    /// Lottery: how long a winner (or a user promoted from the waitlist) has to claim the
+    /// place, in seconds (default 48 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_window_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
 }
@@ -509,6 +513,15 @@ impl Tournament {
         }
     }
 
+    pub const DEFAULT_CLAIM_WINDOW_SECS: u64 = 48 * 3600;
+
+    pub fn claim_window(&self) -> chrono::Duration {
+        let secs = self
+            .claim_window_secs
+            .unwrap_or(Self::DEFAULT_CLAIM_WINDOW_SECS);
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+    }
+
     pub fn score_effect(&self) -> ScoreEffect {
         match (self.score_operator, self.sort) {
             (ScoreOperator::Incr, _) => ScoreEffect::Add,
@@ -744,6 +757,16 @@ impl Validate for Tournament {
         }
         self.registration_window().check("registration_closes_at")?;
         check_limits(&self.rate_limits)?;
+        if self
+            .claim_window_secs
+            .is_some_and(|s| s == 0 || s > 365 * 86400)
+        {
+            return Err(FieldError::invalid(
+                "invalid_value",
+                "claim_window_secs",
+                "must be between 1 second and a year",
+            ));
+        }
         if self.capacity == Some(0) {
             return Err(FieldError::invalid(
                 "invalid_value",

@@ -163,6 +163,7 @@ impl TestEnv {
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             ranking: Default::default(),
             lottery_schedule: "* * * * * *".into(),
+            views_consumer: "redis-sink".into(),
             redis: tally_kit::redis::RedisConfig {
                 url: redis_url(),
                 prefix: self.name.clone(),

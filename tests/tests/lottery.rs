@@ -167,6 +167,8 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
         js: env.js.clone(),
         stream: env.nats.stream.clone(),
         writer_consumer: "postgres-writer".into(),
+        views_consumer: "redis-sink".into(),
+        spec: env.nats.spec(),
     };
     let again = drawer.draw("lucky").await.unwrap();
     assert!(!again.fresh);

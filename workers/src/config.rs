@@ -46,6 +46,10 @@ pub struct WorkersConfig {
     /// How often the scheduler looks for lotteries to draw (cron with seconds).
     #[arg(long, env = "TALLY_LOTTERY_SCHEDULE", default_value = "*/5 * * * * *")]
     pub lottery_schedule: String,
+    /// The aggregator's Redis-sink consumer: releasing unclaimed places waits until it has
+    /// applied the whole stream.
+    #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = "redis-sink")]
+    pub views_consumer: String,
     /// Where the ranking job publishes its results for the read API.
     #[command(flatten)]
     pub redis: tally_kit::redis::RedisConfig,

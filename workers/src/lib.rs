@@ -133,6 +133,8 @@ pub async fn run(
         js,
         stream: spec.name.clone(),
         writer_consumer: writer_config.consumer.clone(),
+        views_consumer: config.views_consumer.clone(),
+        spec: spec.clone(),
     });
     let draw_jobs = apalis_postgres::PostgresStorage::<lottery::DrawJob>::new(writer.store.pool());
     let lottery_schedule = cron_schedule(&config.lottery_schedule)?;
@@ -185,7 +187,14 @@ pub async fn run(
             .expect("valid backoff bounds")
             .make_backoff();
             WorkerBuilder::new("lottery-draw")
-                .backend(draw_backend.clone())
+                // Poll every second rather than backing off to a minute when idle: a draw
+                // should follow the close within seconds.
+                .backend(apalis_core::backend::ext::poll_strategy::PollWith::new(
+                    draw_backend.clone(),
+                    apalis_core::backend::ext::poll_strategy::IntervalStrategy::new(
+                        Duration::from_secs(1),
+                    ),
+                ))
                 .retry(RetryPolicy::retries(30).with_backoff(backoff))
                 .enable_tracing()
                 .catch_panic()

@@ -11,9 +11,12 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use tally_schema::event::{RegistrationStatus, StatusChange};
+use tally_schema::ids::{IdempotencyKey, TournamentId};
 use tally_schema::lottery::{self, Registrant};
 use tally_schema::redis_keys::Keys;
 use tally_schema::resources::{RegistrationMode, Resource, ResourceKind, Tournament};
+use tally_schema::{Envelope, Event};
 
 /// Draw the lottery of one tournament.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +42,13 @@ pub enum DrawError {
     Corrupt(String),
 }
 
-/// seed, drawn_at, winners, waitlist of a `lottery_draws` row.
+/// seed, drawn_at, winners, waitlist, statuses published, of a `lottery_draws` row.
 type DrawRow = (
     Vec<u8>,
     Option<DateTime<Utc>>,
     Option<String>,
     Option<String>,
+    bool,
 );
 
 /// What a finished draw says.
@@ -64,14 +68,19 @@ pub struct Drawer {
     pub stream: String,
     /// The Postgres writer's durable consumer: the draw waits for it.
     pub writer_consumer: String,
+    /// The Redis sink's consumer: releases wait for its watermark.
+    pub views_consumer: String,
+    pub spec: tally_schema::StreamSpec,
 }
 
-async fn lottery_tournaments(pool: &PgPool) -> Result<Vec<Tournament>, DrawError> {
+/// Lottery tournaments: those not drawn yet, or (with `drawn`) every one.
+async fn lottery_tournaments(pool: &PgPool, drawn: bool) -> Result<Vec<Tournament>, DrawError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT r.id, r.definition::text FROM resources r
          JOIN lottery_draws d ON d.tournament = r.id
-         WHERE r.kind = 'tournament' AND d.drawn_at IS NULL",
+         WHERE r.kind = 'tournament' AND ($1 OR d.drawn_at IS NULL)",
     )
+    .bind(drawn)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
@@ -92,7 +101,7 @@ fn is_due(t: &Tournament, now: DateTime<Utc>) -> bool {
 impl Drawer {
     /// Lottery tournaments whose window has closed and that are not drawn yet.
     pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<String>, DrawError> {
-        Ok(lottery_tournaments(&self.pool)
+        Ok(lottery_tournaments(&self.pool, false)
             .await?
             .into_iter()
             .filter(|t| is_due(t, now))
@@ -134,18 +143,27 @@ impl Drawer {
     pub async fn draw(&self, tournament: &str) -> Result<Drawn, DrawError> {
         let mut tx = self.pool.begin().await?;
         let row: Option<DrawRow> = sqlx::query_as(
-            "SELECT seed, drawn_at, winners::text, waitlist::text FROM lottery_draws
-                 WHERE tournament = $1 FOR UPDATE",
+            "SELECT seed, drawn_at, winners::text, waitlist::text,
+                    statuses_published_at IS NOT NULL
+             FROM lottery_draws WHERE tournament = $1 FOR UPDATE",
         )
         .bind(tournament)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((seed, drawn_at, winners, waitlist)) = row else {
+        let Some((seed, drawn_at, winners, waitlist, statuses_published)) = row else {
             return Err(DrawError::NoCommitment(tournament.to_owned()));
         };
         if let Some(drawn_at) = drawn_at {
-            // Drawn before: the stored result stands; make sure Redis shows it.
+            // Drawn before: the stored result stands; make sure its statuses went out.
             tx.rollback().await?;
+            let claim_window = lottery_tournaments(&self.pool, true)
+                .await?
+                .into_iter()
+                .find(|t| t.id.as_str() == tournament)
+                .map_or(
+                    chrono::Duration::seconds(Tournament::DEFAULT_CLAIM_WINDOW_SECS as i64),
+                    |t| t.claim_window(),
+                );
             let parse = |v: Option<String>| -> Vec<String> {
                 serde_json::from_str(v.as_deref().unwrap_or("[]")).unwrap_or_default()
             };
@@ -154,10 +172,13 @@ impl Drawer {
                 waitlist: parse(waitlist),
                 fresh: false,
             };
-            self.publish(tournament, &drawn, drawn_at).await?;
+            if !statuses_published {
+                self.publish(tournament, &drawn, drawn_at, claim_window)
+                    .await?;
+            }
             return Ok(drawn);
         }
-        let definition = lottery_tournaments(&self.pool)
+        let definition = lottery_tournaments(&self.pool, false)
             .await?
             .into_iter()
             .find(|t| t.id.as_str() == tournament)
@@ -216,38 +237,202 @@ impl Drawer {
             "Lottery drawn."
         );
         metrics::counter!("tally_workers_lottery_draws_total").increment(1);
-        self.publish(tournament, &drawn, now).await?;
+        self.publish(tournament, &drawn, now, definition.claim_window())
+            .await?;
         Ok(drawn)
     }
 
-    /// Each registrant's result, for the status endpoint.
+    /// Publishes each registrant's result as a status event (ids derived from tournament and
+    /// user, so a repeat within JetStream's window is stored once; the Redis sink also sets a
+    /// drawn status only once).
     async fn publish(
         &self,
         tournament: &str,
         drawn: &Drawn,
         drawn_at: DateTime<Utc>,
+        claim_window: chrono::Duration,
     ) -> Result<(), DrawError> {
-        let mut fields: Vec<(String, String)> = drawn
-            .winners
+        let t: TournamentId = tournament
+            .try_into()
+            .map_err(|e| DrawError::Corrupt(format!("{tournament}: {e}")))?;
+        let deadline = drawn_at + claim_window;
+        let winners = drawn.winners.iter().map(|u| (u, StatusChange::Won, None));
+        let waitlist = drawn
+            .waitlist
             .iter()
-            .map(|u| {
-                let status = serde_json::json!({"status": "won", "drawn_at": drawn_at});
-                (u.clone(), status.to_string())
+            .enumerate()
+            .map(|(i, u)| (u, StatusChange::Waitlisted, Some(i as u32 + 1)));
+        let changes: Vec<RegistrationStatus> = winners
+            .chain(waitlist)
+            .map(|(user, status, position)| {
+                Ok(RegistrationStatus {
+                    tournament: t.clone(),
+                    user: user
+                        .as_str()
+                        .try_into()
+                        .map_err(|e| DrawError::Corrupt(format!("{user}: {e}")))?,
+                    status,
+                    position,
+                    deadline: (status == StatusChange::Won).then_some(deadline),
+                    promoted: None,
+                })
             })
-            .collect();
-        fields.extend(drawn.waitlist.iter().enumerate().map(|(i, u)| {
-            let status =
-                serde_json::json!({"status": "waitlisted", "position": i + 1, "drawn_at": drawn_at});
-            (u.clone(), status.to_string())
-        }));
-        let mut conn = self.redis.get_multiplexed_async_connection().await?;
-        for chunk in fields.chunks(1000) {
-            let _: () = conn
-                .hset_multiple(self.keys.draw_results(tournament), chunk)
-                .await?;
-        }
+            .collect::<Result<_, DrawError>>()?;
+        self.publish_changes(changes, "drawn").await?;
+        sqlx::query("UPDATE lottery_draws SET statuses_published_at = now() WHERE tournament = $1")
+            .bind(tournament)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
+
+    /// Publishes status events, many acknowledgements in flight at once.
+    async fn publish_changes(
+        &self,
+        changes: Vec<RegistrationStatus>,
+        step: &str,
+    ) -> Result<(), DrawError> {
+        use futures::StreamExt;
+        let spec = &self.spec;
+        let results: Vec<Result<(), DrawError>> = futures::stream::iter(changes)
+            .map(|change| {
+                let key = format!("status:{}:{}:{step}", change.tournament, change.user);
+                let id = IdempotencyKey::try_from(key.clone())
+                    .map(|k| k.event_id())
+                    .map_err(|e| DrawError::Corrupt(e.to_string()));
+                async move {
+                    let envelope = Envelope::keyed(id?, Event::RegistrationStatus(change));
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
+                    let ack = self
+                        .js
+                        .publish_with_headers(
+                            spec.subject_for(&envelope.event),
+                            headers,
+                            envelope.to_json().into(),
+                        )
+                        .await
+                        .map_err(|e| DrawError::JetStream(e.to_string()))?;
+                    ack.await.map_err(|e| DrawError::JetStream(e.to_string()))?;
+                    Ok(())
+                }
+            })
+            .buffer_unordered(256)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Releases every won place whose claim deadline has passed, each to the next user on the
+    /// waitlist (with a new deadline). Decides from the status view only once the Redis sink
+    /// has applied the whole stream, so it never acts on a claim it has not seen.
+    #[tracing::instrument(name = "lottery_release", skip(self))]
+    pub async fn release_expired(&self, now: DateTime<Utc>) -> Result<usize, DrawError> {
+        let drawn: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.id, r.definition::text FROM resources r
+             JOIN lottery_draws d ON d.tournament = r.id
+             WHERE r.kind = 'tournament' AND d.statuses_published_at IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if drawn.is_empty() {
+            return Ok(0);
+        }
+        self.wait_for_views().await?;
+        let mut conn = self.redis.get_multiplexed_async_connection().await?;
+        let mut released = 0;
+        for (id, json) in drawn {
+            let Ok(Resource::Tournament(t)) =
+                Resource::decode(ResourceKind::Tournament, json.as_bytes())
+            else {
+                return Err(DrawError::Corrupt(id));
+            };
+            let statuses: HashMap<String, String> =
+                conn.hgetall(self.keys.draw_results(&id)).await?;
+            // A claim accepted just before the deadline may still be on its way to the views.
+            let plan = release_plan(&statuses, now - RELEASE_GRACE);
+            let deadline = now + t.claim_window();
+            let changes: Vec<RegistrationStatus> = plan
+                .into_iter()
+                .filter_map(|(user, promoted)| {
+                    Some(RegistrationStatus {
+                        tournament: t.id.clone(),
+                        user: user.as_str().try_into().ok()?,
+                        status: StatusChange::Released,
+                        position: None,
+                        deadline: promoted.is_some().then_some(deadline),
+                        promoted: promoted.and_then(|p| p.as_str().try_into().ok()),
+                    })
+                })
+                .collect();
+            released += changes.len();
+            self.publish_changes(changes, "released").await?;
+        }
+        Ok(released)
+    }
+
+    /// Waits until the Redis sink's watermark covers the stream's last event.
+    async fn wait_for_views(&self) -> Result<(), DrawError> {
+        let js_err = |e: &dyn std::fmt::Display| DrawError::JetStream(e.to_string());
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| js_err(&e))?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| js_err(&e))?
+            .state
+            .last_sequence;
+        let mut conn = self.redis.get_multiplexed_async_connection().await?;
+        let applied: Option<u64> = conn
+            .get(self.keys.applied_seq(&self.views_consumer))
+            .await?;
+        let applied = applied.unwrap_or(0);
+        match applied >= last {
+            true => Ok(()),
+            false => Err(DrawError::NotCaughtUp {
+                acked: applied,
+                last,
+            }),
+        }
+    }
+}
+
+/// How long after a deadline a place is released: longer than ingest's publish timeout.
+const RELEASE_GRACE: chrono::Duration = chrono::Duration::seconds(5);
+
+/// Which won places to release now, and to whom: expired winners (earliest deadline first)
+/// paired with waitlisted users in waitlist order; a release with no one left promotes nobody.
+pub fn release_plan(
+    statuses: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Vec<(String, Option<String>)> {
+    let parsed: Vec<(&String, serde_json::Value)> = statuses
+        .iter()
+        .filter_map(|(u, j)| Some((u, serde_json::from_str(j).ok()?)))
+        .collect();
+    let mut expired: Vec<(DateTime<Utc>, &String)> = parsed
+        .iter()
+        .filter(|(_, v)| v["status"] == "won")
+        .filter_map(|(u, v)| {
+            let deadline: DateTime<Utc> = v["deadline"].as_str()?.parse().ok()?;
+            (deadline <= now).then_some((deadline, *u))
+        })
+        .collect();
+    expired.sort();
+    let mut waiting: Vec<(u64, &String)> = parsed
+        .iter()
+        .filter(|(_, v)| v["status"] == "waitlisted")
+        .filter_map(|(u, v)| Some((v["position"].as_u64()?, *u)))
+        .collect();
+    waiting.sort();
+    let mut next = waiting.into_iter().map(|(_, u)| u.clone());
+    expired
+        .into_iter()
+        .map(|(_, u)| (u.clone(), next.next()))
+        .collect()
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -289,6 +474,13 @@ pub async fn schedule_draws(
         tracing::info!(tournament, "Registration closed; draw job queued.");
         jobs.push(DrawJob { tournament }).await?;
     }
+    match drawer.release_expired(Utc::now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(released = n, "Unclaimed places released to the waitlist."),
+        // The views are behind: try again at the next tick.
+        Err(DrawError::NotCaughtUp { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 
@@ -300,4 +492,37 @@ pub async fn run_draw(
 ) -> Result<(), apalis::prelude::BoxDynError> {
     drawer.draw(&job.tournament).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_winners_pass_their_places_down_the_waitlist_in_order() {
+        let at = |s: &str| format!("2030-01-01T00:00:{s}Z");
+        let statuses: HashMap<String, String> = [
+            ("a", json!({"status": "won", "deadline": at("10")})),
+            ("b", json!({"status": "won", "deadline": at("05")})),
+            ("c", json!({"status": "won", "deadline": at("50")})),
+            ("d", json!({"status": "claimed"})),
+            ("w2", json!({"status": "waitlisted", "position": 2})),
+            ("w1", json!({"status": "waitlisted", "position": 1})),
+        ]
+        .into_iter()
+        .map(|(u, v)| (u.to_owned(), v.to_string()))
+        .collect();
+        let now: DateTime<Utc> = at("20").parse().unwrap();
+        assert_eq!(
+            release_plan(&statuses, now),
+            vec![
+                ("b".to_owned(), Some("w1".to_owned())),
+                ("a".to_owned(), Some("w2".to_owned()))
+            ]
+        );
+        let later: DateTime<Utc> = "2030-01-01T00:01:00Z".parse().unwrap();
+        assert_eq!(release_plan(&statuses, later)[2], ("c".to_owned(), None));
+    }
+
+    use serde_json::json;
 }

@@ -149,6 +149,16 @@ async fn insert_kind(
                 None,
                 None,
             ],
+            Event::RegistrationStatus(s) => {
+                numbers.push(s.position.map_or(0, i64::from));
+                [
+                    text(s.tournament.as_str()),
+                    text(s.user.as_str()),
+                    text(s.status.as_str()),
+                    s.promoted.as_ref().map(|u| u.to_string()),
+                    s.deadline.map(|d| d.to_rfc3339()),
+                ]
+            }
             Event::MediaUploaded(m) => {
                 numbers.push(i64::try_from(m.bytes).unwrap_or(i64::MAX));
                 [
@@ -189,6 +199,14 @@ async fn insert_kind(
             .bind(a)
             .bind(b)
             .bind(c),
+        Kind::RegistrationStatus => common
+            .bind(include_str!("../queries/insert_registration_statuses.sql"))
+            .bind(a)
+            .bind(b)
+            .bind(c)
+            .bind(d)
+            .bind(e)
+            .bind(numbers),
         Kind::MediaUploaded => common
             .bind(include_str!("../queries/insert_media_uploads.sql"))
             .bind(a)

@@ -4,8 +4,10 @@ use crate::error::ApiError;
 use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
 use crate::server::{Accepted, AppState};
 use axum::extract::{Path, State};
+use tally_schema::Event;
 use tally_schema::api::{RegistrationBody, ScoreBody};
-use tally_schema::ids::TournamentId;
+use tally_schema::event::{RegistrationStatus, StatusChange};
+use tally_schema::ids::{IdempotencyKey, TournamentId, UserId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -13,6 +15,65 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(score))
         .routes(routes!(register))
+        .routes(routes!(claim))
+}
+
+/// A lottery winner (or a user promoted from the waitlist) confirms the place before the
+/// claim deadline. Claiming again answers the same event.
+#[utoipa::path(post, path = "/v1/tournaments/{tournament}/registrations/{user}/claim",
+    tag = "events", params(("tournament" = String, Path), ("user" = String, Path)),
+    responses(crate::api_doc::WriteResponses))]
+async fn claim(
+    State(state): State<AppState>,
+    Path((tournament, user)): Path<(String, String)>,
+    client: ClientIp,
+) -> Result<Accepted, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let user: UserId = scope("user", user)?;
+    let refuse = |code, message: String| ApiError::Conflict { code, message };
+    let result = state
+        .views
+        .draw_result(tournament.as_str(), user.as_str())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Redis read failed; answering 503.");
+            ApiError::Unavailable {
+                reason: "views_unavailable",
+                retry_after_secs: state.config.retry_after_secs,
+            }
+        })?
+        .ok_or_else(|| refuse("not_claimable", format!("'{user}' has no drawn place")))?;
+    match result["status"].as_str() {
+        Some("claimed") => {}
+        Some("won") => {
+            let deadline = result["deadline"]
+                .as_str()
+                .and_then(|d| d.parse::<chrono::DateTime<chrono::Utc>>().ok());
+            if deadline.is_some_and(|d| chrono::Utc::now() > d) {
+                return Err(refuse(
+                    "claim_expired",
+                    "the claim deadline has passed".into(),
+                ));
+            }
+        }
+        other => {
+            return Err(refuse(
+                "not_claimable",
+                format!("the registration is {}", other.unwrap_or("unknown")),
+            ));
+        }
+    }
+    let key = IdempotencyKey::try_from(format!("status:{tournament}:{user}:claimed"))
+        .expect("ids make a valid key");
+    let event = Event::RegistrationStatus(RegistrationStatus {
+        tournament,
+        user,
+        status: StatusChange::Claimed,
+        position: None,
+        deadline: None,
+        promoted: None,
+    });
+    Ok(Accepted(state.accept(event, Some(key), client).await?))
 }
 
 /// Points for a team in a match; combined by the tournament's score operator.

@@ -12,6 +12,8 @@ CREATE TABLE lottery_draws (
     -- When the scheduler last queued a draw job (at most one every five minutes).
     draw_requested_at timestamptz,
     drawn_at     timestamptz,
+    -- When every registrant's drawn status was on the stream.
+    statuses_published_at timestamptz,
     digest       bytea,
     capacity     integer,
     weights      jsonb,

@@ -1,0 +1,184 @@
+//! Claims and the waitlist: winners confirm before their deadline; a place left unclaimed is
+//! released by the scheduled job to the next user on the waitlist, who gets a deadline of
+//! their own. Every change is an event on the stream, seen by the status endpoint and
+//! Postgres, and the places held never exceed the capacity.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use tally_ingest::auth::Role;
+use tally_tests::{AdminClient, Aggregator, Ingest, TestEnv, Writer, post};
+
+async fn status(http: &reqwest::Client, ingest: &Ingest, user: &str) -> Value {
+    let url = ingest.url(&format!("/v1/tournaments/cup2/registrations/{user}"));
+    let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    body["registration"].clone()
+}
+
+async fn wait_status(http: &reqwest::Client, ingest: &Ingest, user: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(http, ingest, user).await;
+        if s["status"] == want {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{user}: {s}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let writer = Writer::start(env.workers_config()).await;
+    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "cup2", "capacity": 2, "mode": "lottery", "claim_window_secs": 2}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    for u in 1..=5 {
+        let (s, body) = post(
+            &http,
+            &ingest.url("/v1/tournaments/cup2/registrations"),
+            &json!({"user": format!("u{u}")}),
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+    }
+    wait_status(&http, &ingest, "u5", "received").await;
+    admin
+        .send(
+            reqwest::Method::POST,
+            "/admin/v1/tournaments/cup2/close",
+            None,
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let record: Value = http
+            .get(ingest.url("/v1/tournaments/cup2/draw"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if record["status"] == "drawn" {
+            break record;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let jobs: Vec<(String, Option<String>, i32)> =
+                sqlx::query_as("SELECT status::text, last_result::text, attempts FROM apalis.jobs")
+                    .fetch_all(&env.pool)
+                    .await
+                    .unwrap();
+            let draws: Vec<(Option<chrono::DateTime<chrono::Utc>>,)> =
+                sqlx::query_as("SELECT draw_requested_at FROM lottery_draws")
+                    .fetch_all(&env.pool)
+                    .await
+                    .unwrap();
+            let drawer = tally_workers::lottery::Drawer {
+                pool: env.pool.clone(),
+                redis: redis::Client::open(tally_tests::redis_url()).unwrap(),
+                keys: tally_schema::redis_keys::Keys::new(env.name.clone()),
+                js: env.js.clone(),
+                stream: env.nats.stream.clone(),
+                writer_consumer: "postgres-writer".into(),
+                views_consumer: "redis-sink".into(),
+                spec: env.nats.spec(),
+            };
+            let direct = drawer.draw("cup2").await;
+            panic!("never drawn: jobs {jobs:?}, draws {draws:?}, direct {direct:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let names = |field: &str| -> Vec<String> {
+        record[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (winners, waitlist) = (names("winners"), names("waitlist"));
+    let (keeper, sleeper) = (&winners[0], &winners[1]);
+    let won = wait_status(&http, &ingest, keeper, "won").await;
+    assert!(won["deadline"].is_string(), "{won}");
+    assert_eq!(
+        wait_status(&http, &ingest, &waitlist[0], "waitlisted").await["position"],
+        1
+    );
+
+    // The first winner claims (twice: the same event); a waitlisted user cannot.
+    let claim =
+        |user: &str| ingest.url(&format!("/v1/tournaments/cup2/registrations/{user}/claim"));
+    let (s, first) = post(&http, &claim(keeper), &json!(null)).await;
+    assert_eq!(s, 202, "{first}");
+    let (s, again) = post(&http, &claim(keeper), &json!(null)).await;
+    assert_eq!((s, &again["id"]), (202, &first["id"]));
+    let (s, refused) = post(&http, &claim(&waitlist[0]), &json!(null)).await;
+    assert_eq!(
+        (s, refused["error"]["code"].as_str()),
+        (409, Some("not_claimable"))
+    );
+    wait_status(&http, &ingest, keeper, "claimed").await;
+
+    // The second winner lets the deadline pass: the place goes to the first on the waitlist.
+    wait_status(&http, &ingest, sleeper, "released").await;
+    let promoted = wait_status(&http, &ingest, &waitlist[0], "won").await;
+    assert_eq!(promoted["promoted"], true);
+    let (s, late) = post(&http, &claim(sleeper), &json!(null)).await;
+    assert_eq!(
+        (s, late["error"]["code"].as_str()),
+        (409, Some("not_claimable"))
+    );
+    let (s, body) = post(&http, &claim(&waitlist[0]), &json!(null)).await;
+    assert_eq!(s, 202, "{body}");
+    wait_status(&http, &ingest, &waitlist[0], "claimed").await;
+    // Both places are claimed: nobody else is promoted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut held = 0;
+    for user in winners.iter().chain(&waitlist) {
+        let s = status(&http, &ingest, user).await;
+        if s["status"] == "won" || s["status"] == "claimed" {
+            held += 1;
+        }
+    }
+    assert_eq!(held, 2, "never more places than the capacity");
+    assert_eq!(
+        status(&http, &ingest, &waitlist[1]).await["status"],
+        "waitlisted"
+    );
+
+    // Every change reached Postgres as an event.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM registration_statuses GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+        let want: Vec<(String, i64)> = vec![
+            ("claimed".into(), 2),
+            ("released".into(), 1),
+            ("waitlisted".into(), 3),
+            ("won".into(), 2),
+        ];
+        if rows == want {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    aggregator.stop().await;
+    writer.stop().await;
+    ingest.stop().await;
+}
