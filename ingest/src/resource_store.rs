@@ -267,3 +267,35 @@ pub async fn draw_record(
     }
     Ok(Some(record))
 }
+
+/// The apalis job view: counts per type and state, and the newest jobs (payload left out).
+/// Empty until the workers have created apalis' tables.
+pub async fn jobs(
+    pool: &PgPool,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<serde_json::Value, StoreError> {
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('apalis.jobs') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(serde_json::json!({"counts": [], "jobs": []}));
+    }
+    let (counts,): (String,) = sqlx::query_as(
+        "SELECT coalesce(json_agg(c ORDER BY c.job_type, c.status), '[]')::text FROM
+           (SELECT job_type, status, count(*) AS jobs FROM apalis.jobs GROUP BY 1, 2) c",
+    )
+    .fetch_one(pool)
+    .await?;
+    let (jobs,): (String,) = sqlx::query_as(
+        "SELECT coalesce(json_agg(j.row ORDER BY j.run_at DESC), '[]')::text FROM
+           (SELECT to_jsonb(x) - 'job' AS row, x.run_at FROM apalis.jobs x
+            WHERE $1::text IS NULL OR x.status = $1 ORDER BY x.run_at DESC LIMIT $2) j",
+    )
+    .bind(status)
+    .bind(limit)
+    .fetch_one(pool)
+    .await?;
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap_or_default();
+    Ok(serde_json::json!({"counts": parse(&counts), "jobs": parse(&jobs)}))
+}

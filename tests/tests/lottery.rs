@@ -175,6 +175,30 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
     assert_eq!(again.winners, winners);
     let (_, after) = get(&http, &draw_url).await;
     assert_eq!(after, record, "the audit record is unchanged");
+    // The operators' job view shows it, behind the admin key.
+    let (status, view) = admin
+        .send(reqwest::Method::GET, "/admin/v1/jobs", None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert!(
+        view["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["job_type"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("DrawJob")),
+        "{view}"
+    );
+    let anonymous = AdminClient::new(&ingest, None);
+    assert_eq!(
+        anonymous
+            .send(reqwest::Method::GET, "/admin/v1/jobs", None)
+            .await
+            .0,
+        401
+    );
     // The draw ran as a job in apalis' Postgres tables, and finished.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

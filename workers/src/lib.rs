@@ -196,6 +196,8 @@ pub async fn run(
                     ),
                 ))
                 .retry(RetryPolicy::retries(30).with_backoff(backoff))
+                // A draw reads one tournament's registrants; a minute means something hangs.
+                .timeout(Duration::from_secs(60))
                 .enable_tracing()
                 .catch_panic()
                 .data(draw_drawer.clone())

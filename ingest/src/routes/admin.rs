@@ -21,6 +21,34 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(polls::router())
         .merge(arenas::router())
         .merge(tournaments::router())
+        .routes(routes!(jobs))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct JobQuery {
+    /// Only jobs in this state (Pending, Running, Done, Failed, Killed).
+    status: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+/// The workers' apalis jobs (draws, and later media): a count per type and state, and the
+/// newest jobs with their attempts and last result — the operators' job view.
+#[utoipa::path(get, path = "/admin/v1/jobs", tag = "admin", security(("admin_key" = [])),
+    params(JobQuery), responses(crate::api_doc::AdminResponses))]
+async fn jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<JobQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let axum::extract::Query(query) = query
+        .map_err(|e| ApiError::from(FieldError::invalid("invalid_value", "", e.body_text())))?;
+    let limit = i64::from(query.limit.unwrap_or(100).clamp(1, 1000));
+    let view = resource_store::jobs(&state.pool, query.status.as_deref(), limit)
+        .await
+        .map_err(|e| state.store_unavailable(e))?;
+    Ok(Json(view))
 }
 
 /// The six routes of one kind, each documented with that kind's definition as its body.
