@@ -113,8 +113,26 @@ impl Live {
     /// Listens to the aggregator's notifications until the subscription ends.
     pub async fn run(self, mut notifications: async_nats::Subscriber, spec: StreamSpec) {
         while let Some(message) = notifications.next().await {
-            if let Some((view, scope)) = spec.parse_live_subject(&message.subject) {
-                self.refresh((view, scope.to_owned())).await;
+            match spec.parse_live_subject(&message.subject) {
+                // One notification per tournament: every follower of a status in it refreshes.
+                Some((LiveView::RegistrationStatus, tournament)) => {
+                    let prefix = format!("{tournament}{USER_SEPARATOR}");
+                    let followed: Vec<Topic> = self
+                        .topics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .keys()
+                        .filter(|(v, s)| {
+                            *v == LiveView::RegistrationStatus && s.starts_with(&prefix)
+                        })
+                        .cloned()
+                        .collect();
+                    for topic in followed {
+                        self.refresh(topic).await;
+                    }
+                }
+                Some((view, scope)) => self.refresh((view, scope.to_owned())).await,
+                None => {}
             }
         }
     }
@@ -129,6 +147,11 @@ pub async fn render(
 ) -> Result<String, ViewError> {
     let value = match view {
         LiveView::PollResults => poll_view(scope, views.poll_results(scope).await?),
+        LiveView::RegistrationStatus => {
+            let (tournament, user) = scope.split_once(USER_SEPARATOR).unwrap_or((scope, ""));
+            let status = views.draw_result(tournament, user).await?;
+            serde_json::json!({ "tournament": tournament, "user": user, "registration": status })
+        }
         LiveView::Standings => {
             let teams = views
                 .top(&views.keys().standings(scope), LIVE_STANDINGS, order)
@@ -138,6 +161,9 @@ pub async fn render(
     };
     Ok(value.to_string())
 }
+
+/// Separates tournament and user in a registration-status topic (no id contains it).
+pub const USER_SEPARATOR: char = '\u{1f}';
 
 /// Teams in a live standings update.
 pub const LIVE_STANDINGS: usize = 50;

@@ -86,6 +86,7 @@ impl StreamSpec {
         let view = match view {
             "poll" => LiveView::PollResults,
             "standings" => LiveView::Standings,
+            "registrations" => LiveView::RegistrationStatus,
             _ => return None,
         };
         Some((view, scope))
@@ -111,6 +112,8 @@ impl StreamSpec {
 pub enum LiveView {
     PollResults,
     Standings,
+    /// Registration statuses of a tournament (each follower reads their own).
+    RegistrationStatus,
 }
 
 impl LiveView {
@@ -118,6 +121,7 @@ impl LiveView {
         match self {
             LiveView::PollResults => "poll",
             LiveView::Standings => "standings",
+            LiveView::RegistrationStatus => "registrations",
         }
     }
 
@@ -126,6 +130,9 @@ impl LiveView {
         match event {
             Event::PollVote(v) => Some((LiveView::PollResults, v.poll.as_str())),
             Event::Score(s) => Some((LiveView::Standings, s.tournament.as_str())),
+            Event::RegistrationStatus(s) => {
+                Some((LiveView::RegistrationStatus, s.tournament.as_str()))
+            }
             _ => None,
         }
     }

@@ -564,3 +564,30 @@ impl AdminClient {
         assert_eq!(status, 201, "create {plural}: {body}");
     }
 }
+
+/// Reads server-sent events until one's data satisfies `done`, within 15 s.
+pub async fn wait_for_event(
+    events: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    use futures::StreamExt;
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("no matching event within 15 s")
+            .expect("the stream stayed open")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let value: serde_json::Value = serde_json::from_str(data).unwrap();
+                if done(&value) {
+                    return value;
+                }
+            }
+        }
+    }
+}

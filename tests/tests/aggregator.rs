@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tally_aggregator::effects::elo_update;
 use tally_schema::redis_keys::Keys;
-use tally_tests::{Aggregator, Ingest, TestEnv, post, post_votes};
+use tally_tests::{Aggregator, Ingest, TestEnv, post, post_votes, wait_for_event};
 
 /// Waits until the Redis sink has applied everything up to `seq`.
 async fn wait_applied(env: &TestEnv, seq: u64) {
@@ -527,33 +527,6 @@ async fn the_read_api_serves_the_live_views() {
 
     aggregator.stop().await;
     ingest.stop().await;
-}
-
-/// Reads server-sent events until one's data satisfies `done`, within 15 s.
-async fn wait_for_event(
-    events: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    use futures::StreamExt;
-    let mut buffer = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let chunk = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .expect("no matching event within 15 s")
-            .expect("the stream stayed open")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
-                let value: serde_json::Value = serde_json::from_str(data).unwrap();
-                if done(&value) {
-                    return value;
-                }
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,7 +130,19 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
     );
     wait_status(&http, &ingest, keeper, "claimed").await;
 
-    // The second winner lets the deadline pass: the place goes to the first on the waitlist.
+    // The second winner lets the deadline pass: the place goes to the first on the waitlist,
+    // who also hears it on their status stream.
+    let response = reqwest::get(ingest.url(&format!(
+        "/v1/tournaments/cup2/registrations/{}/stream",
+        waitlist[0]
+    )))
+    .await
+    .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = response.bytes_stream();
+    let heard =
+        tally_tests::wait_for_event(&mut events, |v| v["registration"]["status"] == "won").await;
+    assert_eq!(heard["registration"]["promoted"], true);
     wait_status(&http, &ingest, sleeper, "released").await;
     let promoted = wait_status(&http, &ingest, &waitlist[0], "won").await;
     assert_eq!(promoted["promoted"], true);

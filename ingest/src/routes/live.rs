@@ -22,6 +22,29 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(poll_stream))
         .routes(routes!(standings_stream))
+        .routes(routes!(registration_stream))
+}
+
+/// Server-sent events `status`: one registrant's lottery status each time it changes (won,
+/// waitlisted, claimed, released, promoted).
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/registrations/{user}/stream", tag = "live",
+    params(("tournament" = String, Path), ("user" = String, Path)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such tournament", body = crate::api_doc::ErrorResponse)))]
+async fn registration_stream(
+    State(state): State<AppState>,
+    Path((tournament, user)): Path<(String, String)>,
+) -> Result<Events, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let user: tally_schema::ids::UserId = scope("user", user)?;
+    state.catalog.snapshot().tournament(tournament.as_str())?;
+    let topic = format!("{tournament}{}{user}", crate::live::USER_SEPARATOR);
+    Ok(follow(
+        &state,
+        LiveView::RegistrationStatus,
+        &topic,
+        "status",
+    ))
 }
 
 type Events = Sse<KeepAliveStream<BoxStream<'static, Result<Event, Infallible>>>>;
