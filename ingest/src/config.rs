@@ -65,6 +65,9 @@ pub struct IngestConfig {
     /// of the peer address.
     #[arg(long, env = "TALLY_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Largest uploaded image, in bytes.
+    #[arg(long, env = "TALLY_MEDIA_BODY_LIMIT_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub media_body_limit_bytes: usize,
     /// Body limit of the admin routes, in bytes.
     #[arg(long, env = "TALLY_ADMIN_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     pub admin_body_limit_bytes: usize,
@@ -91,6 +94,7 @@ impl IngestConfig {
             pg_max_connections: 4,
             catalog_refresh_secs: 30,
             admin_body_limit_bytes: 256 * 1024,
+            media_body_limit_bytes: 10 * 1024 * 1024,
             rate_limits: Vec::new(),
             rate_limit_store: crate::rate_limit::LimitStore::Memory,
             client_ip_header: None,

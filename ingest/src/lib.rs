@@ -14,6 +14,7 @@
 //! - [`error`]: the one HTTP error type and its JSON body.
 //! - [`telemetry`]: request metrics by route and status.
 //! - [`views`]: the live views in Redis that the read API serves.
+//! - [`media`]: uploaded images — type from the bytes, object names.
 //! - [`live`]: fan-out of view changes to SSE clients.
 
 pub mod api_doc;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod live;
+pub mod media;
 pub mod publisher;
 pub mod rate_limit;
 pub mod registration;

@@ -123,7 +123,17 @@ impl RateLimiter {
         redis: Option<(ConnectionManager, String)>,
     ) -> Self {
         let mut by_kind: HashMap<Kind, Vec<RouteRule>> = HashMap::new();
-        for r in routes {
+        // Uploads are costly: each user gets 10 a minute unless configured otherwise.
+        let media_default = RouteLimit {
+            kind: Kind::MediaUploaded,
+            limit: RateLimit {
+                by: LimitBy::Actor,
+                limit: 10,
+                per: tally_schema::resources::Per::Minute,
+                burst: None,
+            },
+        };
+        for r in std::iter::once(&media_default).chain(routes) {
             let rules = by_kind.entry(r.kind).or_default();
             // A later rule with the same `by` replaces an earlier one.
             rules.retain(|o| o.rule.by != r.limit.by);

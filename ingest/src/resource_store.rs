@@ -299,3 +299,32 @@ pub async fn jobs(
     let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap_or_default();
     Ok(serde_json::json!({"counts": parse(&counts), "jobs": parse(&jobs)}))
 }
+
+/// An upload as Postgres holds it (written by the workers from the media-uploaded event).
+pub async fn media_upload(
+    pool: &PgPool,
+    media: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        tournament: String,
+        content_type: String,
+        bytes: i64,
+        received_at: chrono::DateTime<Utc>,
+        user_id: Option<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT tournament, content_type, bytes, received_at, user_id
+         FROM media_uploads WHERE media_id = $1",
+    )
+    .bind(media)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| {
+        serde_json::json!({
+            "media": media, "tournament": r.tournament, "status": "stored",
+            "content_type": r.content_type, "bytes": r.bytes, "received_at": r.received_at,
+            "user": r.user_id, "variants": {},
+        })
+    }))
+}

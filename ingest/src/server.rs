@@ -34,7 +34,19 @@ pub struct Inner {
     pub pool: sqlx::PgPool,
     pub catalog: Catalog,
     pub limiter: Arc<RateLimiter>,
+    /// Uploaded originals (and, later, their variants).
+    pub media: async_nats::jetstream::object_store::ObjectStore,
     nats: async_nats::Client,
+}
+
+/// The connections and components [`AppState::new`] assembles.
+pub struct Parts {
+    pub publisher: Publisher,
+    pub views: Views,
+    pub catalog: Catalog,
+    pub limiter: Arc<RateLimiter>,
+    pub media: async_nats::jetstream::object_store::ObjectStore,
+    pub nats: async_nats::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,13 +59,17 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(
         config: IngestConfig,
-        publisher: Publisher,
-        views: Views,
-        catalog: Catalog,
-        limiter: Arc<RateLimiter>,
-        nats: async_nats::Client,
+        parts: Parts,
         closing: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        let Parts {
+            publisher,
+            views,
+            catalog,
+            limiter,
+            media,
+            nats,
+        } = parts;
         let live = Live::new(views.clone(), catalog.clone(), closing);
         Self(Arc::new(Inner {
             config,
@@ -63,6 +79,7 @@ impl AppState {
             pool: catalog.pool().clone(),
             catalog,
             limiter,
+            media,
             nats,
         }))
     }
@@ -76,13 +93,14 @@ impl AppState {
         key: Option<IdempotencyKey>,
         client: ClientIp,
     ) -> Result<Stored, ApiError> {
+        let event = self.check(event, client).await?;
+        self.publish(event, key).await
+    }
+
+    /// The resource's rules and the rate limits, without publishing (an upload checks first,
+    /// then stores the bytes, then publishes).
+    pub async fn check(&self, event: Event, client: ClientIp) -> Result<Event, ApiError> {
         let (event, limits) = self.catalog.admit(event, chrono::Utc::now())?;
-        // One registration per user and tournament: its id is derived from both, so a repeat
-        // is the same event (answered `duplicate: true`) and every store holds it once.
-        let key = match &event {
-            Event::Registration(r) => Some(registration_key(r)),
-            _ => key,
-        };
         match self.limiter.check(&event, &limits, client.0).await {
             Ok(Ok(())) => {}
             Ok(Err(limited)) => return Err(ApiError::RateLimited(limited)),
@@ -92,6 +110,21 @@ impl AppState {
                 metrics::counter!("tally_ingest_rate_limit_errors_total").increment(1);
             }
         }
+        Ok(event)
+    }
+
+    /// Publishes a checked event and waits for JetStream's ack.
+    pub async fn publish(
+        &self,
+        event: Event,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Stored, ApiError> {
+        // One registration per user and tournament: its id is derived from both, so a repeat
+        // is the same event (answered `duplicate: true`) and every store holds it once.
+        let key = match &event {
+            Event::Registration(r) => Some(registration_key(r)),
+            _ => key,
+        };
         let dedup = key.is_some();
         let envelope = match key {
             Some(key) => Envelope::keyed(key.event_id(), event),
@@ -233,6 +266,7 @@ pub async fn serve(
     let spec = config.nats.spec();
     let spec_live = spec.clone();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
+    let js_media = js.clone();
     let publisher = Publisher::new(client.clone(), js, spec, config.publish_timeout());
     let views = Views::connect(&config.redis.url, config.redis.keys()).await?;
     // Definitions are read at start and on change; a Postgres outage later leaves the hot
@@ -263,16 +297,17 @@ pub async fn serve(
         limiter.clone(),
         Duration::from_secs(10),
     ));
+    let media = tally_kit::nats::media_store(&js_media, &spec_live).await?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
-    let state = AppState::new(
-        config,
+    let parts = Parts {
         publisher,
         views,
         catalog,
         limiter,
-        client.clone(),
-        closing,
-    );
+        media,
+        nats: client.clone(),
+    };
+    let state = AppState::new(config, parts, closing);
     let notifications = client
         .subscribe(spec_live.live_subjects())
         .await

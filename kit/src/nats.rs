@@ -92,8 +92,33 @@ pub enum NatsError {
         stream: String,
         source: async_nats::jetstream::context::CreateStreamError,
     },
+    #[error("cannot open the media object store {bucket}: {reason}")]
+    ObjectStore { bucket: String, reason: String },
     #[error("NATS at {url} runs {version}; Tally needs 2.10 or newer (see deploy/stack.sh)")]
     TooOld { url: String, version: String },
+}
+
+/// Opens the media object store, creating it (file storage) when missing.
+pub async fn media_store(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+) -> Result<jetstream::object_store::ObjectStore, NatsError> {
+    let bucket = spec.media_bucket();
+    let failed = |reason: String| NatsError::ObjectStore {
+        bucket: bucket.clone(),
+        reason,
+    };
+    if let Ok(store) = js.get_object_store(&bucket).await {
+        return Ok(store);
+    }
+    js.create_object_store(jetstream::object_store::Config {
+        bucket: bucket.clone(),
+        description: Some("Tally: uploaded media, originals and variants".into()),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))
 }
 
 /// Connects and checks the server is new enough, refusing to boot on bad wiring.

@@ -92,6 +92,11 @@ impl StreamSpec {
         Some((view, scope))
     }
 
+    /// The JetStream object store of uploaded media (originals and variants).
+    pub fn media_bucket(&self) -> String {
+        format!("{}_MEDIA", self.name)
+    }
+
     /// The stream that keeps messages no consumer could decode.
     pub fn dead_letter_stream(&self) -> String {
         format!("{}_DLQ", self.name)

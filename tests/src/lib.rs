@@ -330,6 +330,7 @@ impl Drop for TestEnv {
                 {
                     let _ = js.delete_stream(&nats.stream).await;
                     let _ = js.delete_stream(nats.spec().dead_letter_stream()).await;
+                    let _ = js.delete_object_store(nats.spec().media_bucket()).await;
                 }
             });
         })

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod arenas;
 pub mod events;
 pub mod live;
+pub mod media;
 pub mod ops;
 pub mod page;
 pub mod polls;
@@ -26,6 +27,7 @@ pub fn router(config: &IngestConfig) -> OpenApiRouter<AppState> {
         .merge(with_limit(tournaments::router(), single))
         .merge(with_limit(events::router(), config.batch_body_limit_bytes))
         .merge(with_limit(admin::router(), config.admin_body_limit_bytes))
+        .merge(with_limit(media::router(), config.media_body_limit_bytes))
         .merge(reads::router())
         .merge(live::router())
         .merge(page::router())

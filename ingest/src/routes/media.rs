@@ -1,0 +1,220 @@
+//! Image uploads: `POST /v1/tournaments/{tournament}/media?user=…` with a JPEG, PNG or WebP
+//! body. The type is read from the bytes and must agree with `Content-Type`; the tournament's
+//! rules and the per-user limit are checked before anything is stored; the original goes to
+//! JetStream's object store, then a media-uploaded event goes on the stream.
+
+use crate::error::ApiError;
+use crate::extract::{BodyLimit, ClientIp, scope};
+use crate::media::{ACCEPTED, original_key, sniff};
+use crate::server::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use std::collections::HashMap;
+use tally_schema::Event;
+use tally_schema::api::FieldError;
+use tally_schema::event::MediaUploaded;
+use tally_schema::ids::{IdempotencyKey, MediaId, TournamentId, UserId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(status))
+        .routes(routes!(original))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Uploader {
+    /// Who uploads (the per-user limit counts by it).
+    user: Option<String>,
+}
+
+fn invalid(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+    FieldError::invalid(code, field, message).into()
+}
+
+/// Stores an image and announces it; thumbnails follow as a job.
+#[utoipa::path(post, path = "/v1/tournaments/{tournament}/media", tag = "events",
+    params(("tournament" = String, Path), Uploader),
+    request_body(content = Vec<u8>, content_type = "image/jpeg",
+        description = "A JPEG, PNG or WebP image (Content-Type must match the bytes)"),
+    responses(crate::api_doc::WriteResponses))]
+async fn upload(
+    State(state): State<AppState>,
+    Path(tournament): Path<String>,
+    query: Result<Query<Uploader>, axum::extract::rejection::QueryRejection>,
+    client: ClientIp,
+    Extension(BodyLimit(limit)): Extension<BodyLimit>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let Query(uploader) = query.map_err(|e| invalid("malformed_query", "", e.body_text()))?;
+    let user = uploader
+        .user
+        .ok_or_else(|| invalid("missing_field", "user", "name the uploader: ?user=…"))?;
+    let user =
+        UserId::try_from(user).map_err(|e| invalid("invalid_value", "user", e.to_string()))?;
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|v| ACCEPTED.contains(&v.as_str()))
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            invalid("unreadable_body", "", rejection.body_text())
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(invalid("empty", "body", "the body is empty"));
+    }
+    let sniffed = sniff(&bytes).ok_or_else(|| {
+        invalid(
+            "not_an_image",
+            "body",
+            "the bytes are not a JPEG, PNG or WebP image",
+        )
+    })?;
+    if sniffed != declared {
+        return Err(invalid(
+            "content_type_mismatch",
+            "Content-Type",
+            format!("the bytes are {sniffed}, not {declared}"),
+        ));
+    }
+    let media = MediaId::try_from(uuid::Uuid::now_v7().to_string()).expect("a uuid is a valid id");
+    let event = Event::MediaUploaded(MediaUploaded {
+        tournament,
+        media: media.clone(),
+        object_key: original_key(media.as_str()),
+        content_type: sniffed.to_owned(),
+        bytes: bytes.len() as u64,
+        user: Some(user),
+    });
+    // Rules and limits first: a refused upload stores nothing.
+    let event = state.check(event, client).await?;
+    let meta = async_nats::jetstream::object_store::ObjectMetadata {
+        name: original_key(media.as_str()),
+        metadata: HashMap::from([("content-type".to_owned(), sniffed.to_owned())]),
+        ..Default::default()
+    };
+    state
+        .media
+        .put(meta, &mut bytes.as_ref())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Object store refused an upload; answering 503.");
+            ApiError::Unavailable {
+                reason: "object_store_unavailable",
+                retry_after_secs: state.config.retry_after_secs,
+            }
+        })?;
+    let key = IdempotencyKey::try_from(format!("media:{media}")).expect("a valid key");
+    let stored = state.publish(event, Some(key)).await?;
+    let mut answer = crate::server::accepted_body(&stored);
+    answer["media"] = media.to_string().into();
+    Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// What is known of an upload: stored (in Postgres) or just received.
+#[utoipa::path(get, path = "/v1/media/{media}", tag = "reads",
+    params(("media" = String, Path)), responses(crate::api_doc::ReadResponses))]
+async fn status(
+    State(state): State<AppState>,
+    Path(media): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let media: MediaId = scope("media", media)?;
+    let row = crate::resource_store::media_upload(&state.pool, media.as_str())
+        .await
+        .map_err(|e| state.store_unavailable(e))?;
+    if let Some(row) = row {
+        return Ok(Json(row));
+    }
+    match state.media.info(original_key(media.as_str())).await {
+        Ok(info) if !info.deleted => Ok(Json(serde_json::json!({
+            "media": media, "status": "received", "bytes": info.size,
+        }))),
+        _ => Err(ApiError::NotFound {
+            field: "media".into(),
+            message: format!("no such media: '{media}'"),
+        }),
+    }
+}
+
+/// The original image, as uploaded (immutable: cached for a year).
+#[utoipa::path(get, path = "/v1/media/{media}/original", tag = "reads",
+    params(("media" = String, Path)),
+    responses((status = 200, description = "The image", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such media", body = crate::api_doc::ErrorResponse)))]
+async fn original(
+    State(state): State<AppState>,
+    Path(media): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use tokio::io::AsyncReadExt;
+    let media: MediaId = scope("media", media)?;
+    let not_found = || ApiError::NotFound {
+        field: "media".into(),
+        message: format!("no such media: '{media}'"),
+    };
+    let etag = format!("\"{media}-original\"");
+    let mut object = state
+        .media
+        .get(original_key(media.as_str()))
+        .await
+        .map_err(|_| not_found())?;
+    let content_type = object
+        .info
+        .metadata
+        .get("content-type")
+        .cloned()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let mut cache = HeaderMap::new();
+    cache.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    cache.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("ascii etag"),
+    );
+    cache.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let mut bytes = Vec::with_capacity(object.info.size);
+    object.read_to_end(&mut bytes).await.map_err(|e| {
+        tracing::warn!(error = %e, "Reading an original failed.");
+        ApiError::Unavailable {
+            reason: "object_store_unavailable",
+            retry_after_secs: state.config.retry_after_secs,
+        }
+    })?;
+    cache.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    Ok((cache, bytes).into_response())
+}
