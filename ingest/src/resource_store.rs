@@ -312,19 +312,28 @@ pub async fn media_upload(
         bytes: i64,
         received_at: chrono::DateTime<Utc>,
         user_id: Option<String>,
+        status: Option<String>,
+        reason: Option<String>,
+        variants: Option<String>,
     }
     let row: Option<Row> = sqlx::query_as(
-        "SELECT tournament, content_type, bytes, received_at, user_id
-         FROM media_uploads WHERE media_id = $1",
+        "SELECT m.tournament, m.content_type, m.bytes, m.received_at, m.user_id, s.status,
+                s.reason, s.variants::text AS variants
+         FROM media_uploads m LEFT JOIN media_status s ON s.media_id = m.media_id
+         WHERE m.media_id = $1",
     )
     .bind(media)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|r| {
         serde_json::json!({
-            "media": media, "tournament": r.tournament, "status": "stored",
+            "media": media, "tournament": r.tournament,
+            // stored → queued (thumbnail job) → done | failed (with the reason)
+            "status": r.status.as_deref().unwrap_or("stored"), "reason": r.reason,
             "content_type": r.content_type, "bytes": r.bytes, "received_at": r.received_at,
-            "user": r.user_id, "variants": {},
+            "user": r.user_id,
+            "variants": r.variants.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+                .unwrap_or_else(|| serde_json::json!({})),
         })
     }))
 }

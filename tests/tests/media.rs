@@ -140,13 +140,12 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
             .json()
             .await
             .unwrap();
-        if body["status"] == "stored" {
+        if body["status"] != "received" {
             assert_eq!(body["content_type"], "image/png");
             assert_eq!(body["bytes"], 70);
             assert_eq!(body["user"], "ann");
             break;
         }
-        assert_eq!(body["status"], "received", "{body}");
         assert!(tokio::time::Instant::now() < deadline, "{body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -178,6 +177,161 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
     assert_eq!(status, 429);
     let unknown = http
         .get(ingest.url("/v1/media/0000-none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    writer.stop().await;
+    ingest.stop().await;
+}
+
+fn encoded(image: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut out), format)
+        .unwrap();
+    out
+}
+
+async fn media_status(
+    http: &reqwest::Client,
+    ingest: &Ingest,
+    media: &str,
+    until: &[&str],
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: Value = http
+            .get(ingest.url(&format!("/v1/media/{media}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if until.iter().any(|s| body["status"] == *s) {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{media}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
+    use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
+    let env = TestEnv::new().await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let writer = Writer::start(env.workers_config()).await;
+    let http = reqwest::Client::new();
+    let wide = encoded(
+        DynamicImage::ImageRgb8(RgbImage::new(3000, 1000)),
+        ImageFormat::Png,
+    );
+    let mut truncated = wide.clone();
+    truncated.truncate(wide.len() / 3);
+    let mut bomb = encoded(
+        DynamicImage::ImageRgb8(RgbImage::new(1, 1)),
+        ImageFormat::Png,
+    );
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let folder: Vec<(&str, &str, Vec<u8>, bool)> = vec![
+        ("wide", "image/png", wide, true),
+        (
+            "photo",
+            "image/jpeg",
+            encoded(
+                DynamicImage::ImageRgb8(RgbImage::new(500, 400)),
+                ImageFormat::Jpeg,
+            ),
+            true,
+        ),
+        (
+            "sticker",
+            "image/webp",
+            encoded(
+                DynamicImage::ImageRgba8(RgbaImage::new(300, 300)),
+                ImageFormat::WebP,
+            ),
+            true,
+        ),
+        ("truncated", "image/png", truncated, false),
+        ("bomb", "image/png", bomb, false),
+    ];
+    let mut uploads = Vec::new();
+    for (name, content_type, body, good) in folder {
+        let (status, answer) = upload(
+            &http,
+            &ingest,
+            &format!("/v1/tournaments/cup/media?user={name}"),
+            content_type,
+            body,
+        )
+        .await;
+        assert_eq!(status, 202, "{name}: {answer}");
+        uploads.push((name, answer["media"].as_str().unwrap().to_owned(), good));
+    }
+    for (name, media, good) in &uploads {
+        let status = media_status(&http, &ingest, media, &["done", "failed"]).await;
+        if !good {
+            assert_eq!(status["status"], "failed", "{name}: {status}");
+            assert!(
+                status["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "{status}"
+            );
+            continue;
+        }
+        assert_eq!(status["status"], "done", "{name}: {status}");
+        for variant in ["thumb", "medium", "large"] {
+            let response = http
+                .get(ingest.url(&format!("/v1/media/{media}/{variant}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{name} {variant}");
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let decoded = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+            let (w, h) = (decoded.width(), decoded.height());
+            match (*name, variant) {
+                (_, "thumb") => assert_eq!((w, h), (150, 150)),
+                ("wide", "medium") => assert_eq!((w, h), (800, 267)),
+                ("wide", "large") => assert_eq!((w, h), (1920, 640)),
+                ("photo", _) => assert_eq!((w, h), (500, 400), "never upscaled"),
+                ("sticker", _) => assert_eq!((w, h), (300, 300)),
+                _ => unreachable!(),
+            }
+            let expected = if *name == "sticker" {
+                "image/png"
+            } else {
+                "image/jpeg"
+            };
+            assert_eq!(content_type, expected, "{name} {variant}");
+        }
+    }
+    // The workers kept running: a good upload after the broken ones is processed too.
+    let (status, answer) = upload(
+        &http,
+        &ingest,
+        "/v1/tournaments/cup/media?user=late",
+        "image/png",
+        PNG.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let late = media_status(
+        &http,
+        &ingest,
+        answer["media"].as_str().unwrap(),
+        &["done", "failed"],
+    )
+    .await;
+    assert_eq!(late["status"], "done", "{late}");
+    let unknown = http
+        .get(ingest.url("/v1/media/x/poster"))
         .send()
         .await
         .unwrap();

@@ -5,6 +5,7 @@
 //! - [`batch_insert`]: the apalis job that writes a batch and acks it after commit.
 //! - [`dead_letter`]: where undecodable messages go.
 //! - [`lottery`]: the draw job (apalis-postgres) and the scheduler that queues it.
+//! - [`thumbnails`]: the thumbnail job (apalis-postgres) and the scheduler that queues it.
 //! - [`ranking`]: the scheduled Bradley–Terry job over each arena's pair votes.
 //!
 //! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
@@ -18,6 +19,7 @@ pub mod dead_letter;
 pub mod lottery;
 pub mod ranking;
 pub mod store;
+pub mod thumbnails;
 
 use apalis::layers::WorkerBuilderExt;
 use apalis::layers::retry::{
@@ -64,6 +66,19 @@ pub async fn setup(config: &WorkersConfig) -> Result<(), WorkersError> {
     setup_jobs(store.pool()).await?;
     let (_client, js) = tally_kit::nats::connect(&config.nats, "tally-workers-setup", 16).await?;
     tally_kit::nats::ensure_streams(&js, &config.nats.spec()).await?;
+    Ok(())
+}
+
+/// Each second: a thumbnail job for every upload not queued yet.
+async fn schedule_thumbnails(
+    _tick: apalis_cron::Tick,
+    thumbnailer: Data<Arc<thumbnails::Thumbnailer>>,
+    jobs: Data<apalis_postgres::PostgresStorage<thumbnails::ThumbnailJob>>,
+) -> Result<(), BoxDynError> {
+    let mut jobs = (*jobs).clone();
+    for job in thumbnailer.claim_new().await? {
+        jobs.push(job).await?;
+    }
     Ok(())
 }
 
@@ -138,6 +153,13 @@ pub async fn run(
     });
     let draw_jobs = apalis_postgres::PostgresStorage::<lottery::DrawJob>::new(writer.store.pool());
     let lottery_schedule = cron_schedule(&config.lottery_schedule)?;
+    let thumbnailer = Arc::new(thumbnails::Thumbnailer {
+        pool: writer.store.pool().clone(),
+        store: tally_kit::nats::media_store(&drawer.js, &spec).await?,
+    });
+    let thumbnail_jobs =
+        apalis_postgres::PostgresStorage::<thumbnails::ThumbnailJob>::new(writer.store.pool());
+    let (thumb_worker, thumb_backend) = (thumbnailer.clone(), thumbnail_jobs.clone());
     let (draw_drawer, draw_backend) = (drawer.clone(), draw_jobs.clone());
     let batches = Arc::new(Mutex::new(rx));
     tracing::info!(consumer = %writer_config.consumer, stream = %spec.name, "Postgres writer running.");
@@ -176,6 +198,33 @@ pub async fn run(
                 .data(drawer.clone())
                 .data(draw_jobs.clone())
                 .build(lottery::schedule_draws)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("thumbnail-scheduler")
+                .backend(apalis_cron::CronScheduler::new(
+                    cron_schedule("* * * * * *").expect("a valid schedule"),
+                ))
+                .enable_tracing()
+                .catch_panic()
+                .data(thumbnailer.clone())
+                .data(thumbnail_jobs.clone())
+                .build(schedule_thumbnails)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("thumbnails")
+                .backend(apalis_core::backend::ext::poll_strategy::PollWith::new(
+                    thumb_backend.clone(),
+                    apalis_core::backend::ext::poll_strategy::IntervalStrategy::new(
+                        Duration::from_secs(1),
+                    ),
+                ))
+                .concurrency(2)
+                .retry(RetryPolicy::retries(5))
+                .timeout(Duration::from_secs(60))
+                .enable_tracing()
+                .catch_panic()
+                .data(thumb_worker.clone())
+                .build(thumbnails::run_thumbnails)
         })
         .register(move |_restarts| {
             let backoff = ExponentialBackoffMaker::new(

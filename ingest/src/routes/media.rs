@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(upload))
         .routes(routes!(status))
-        .routes(routes!(original))
+        .routes(routes!(variant))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -155,29 +155,32 @@ async fn status(
     }
 }
 
-/// The original image, as uploaded (immutable: cached for a year).
-#[utoipa::path(get, path = "/v1/media/{media}/original", tag = "reads",
-    params(("media" = String, Path)),
+/// The original image or a variant (`thumb` 150×150, `medium` 800×600, `large` 1920×1080),
+/// immutable once made: cached for a year. A variant still being made is `404` (see
+/// `GET /v1/media/{media}`).
+#[utoipa::path(get, path = "/v1/media/{media}/{variant}", tag = "reads",
+    params(("media" = String, Path), ("variant" = String, Path, description = "original, thumb, medium or large")),
     responses((status = 200, description = "The image", content_type = "image/jpeg", body = Vec<u8>),
         (status = 304, description = "Not modified"),
         (status = 404, description = "No such media", body = crate::api_doc::ErrorResponse)))]
-async fn original(
+async fn variant(
     State(state): State<AppState>,
-    Path(media): Path<String>,
+    Path((media, variant)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     use tokio::io::AsyncReadExt;
     let media: MediaId = scope("media", media)?;
+    let key =
+        crate::media::object_key(media.as_str(), &variant).ok_or_else(|| ApiError::NotFound {
+            field: "variant".into(),
+            message: format!("variants are {}", crate::media::SERVED.join(", ")),
+        })?;
     let not_found = || ApiError::NotFound {
         field: "media".into(),
-        message: format!("no such media: '{media}'"),
+        message: format!("no {variant} of media '{media}' (yet)"),
     };
-    let etag = format!("\"{media}-original\"");
-    let mut object = state
-        .media
-        .get(original_key(media.as_str()))
-        .await
-        .map_err(|_| not_found())?;
+    let etag = format!("\"{media}-{variant}\"");
+    let mut object = state.media.get(key).await.map_err(|_| not_found())?;
     let content_type = object
         .info
         .metadata
