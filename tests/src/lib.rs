@@ -133,6 +133,39 @@ impl TestEnv {
         env
     }
 
+    /// Waits until the aggregator's Redis sink has applied everything up to `seq`.
+    pub async fn wait_applied(&self, seq: u64) {
+        use redis::AsyncCommands;
+        let mut redis = self.redis().await;
+        let key = tally_schema::redis_keys::Keys::new(self.name.clone()).applied_seq("redis-sink");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let applied: Option<u64> = redis.get(&key).await.expect("Redis answers");
+            if applied.unwrap_or(0) >= seq {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Redis sink stuck at {applied:?}, wanted {seq}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The workers' lottery drawer for this env, to trigger a draw by hand.
+    pub fn drawer(&self) -> tally_workers::lottery::Drawer {
+        tally_workers::lottery::Drawer {
+            pool: self.pool.clone(),
+            redis: redis::Client::open(redis_url()).expect("redis url"),
+            keys: tally_schema::redis_keys::Keys::new(self.name.clone()),
+            js: self.js.clone(),
+            stream: self.nats.stream.clone(),
+            writer_consumer: "postgres-writer".into(),
+            views_consumer: "redis-sink".into(),
+            spec: self.nats.spec(),
+        }
+    }
+
     /// A new API key with `role`, stored in this env's database.
     pub async fn api_key(&self, role: tally_ingest::auth::Role) -> String {
         let key = tally_ingest::auth::generate_key();

@@ -10,24 +10,6 @@ use tally_aggregator::effects::elo_update;
 use tally_schema::redis_keys::Keys;
 use tally_tests::{Aggregator, Ingest, TestEnv, post, post_votes, wait_for_event};
 
-/// Waits until the Redis sink has applied everything up to `seq`.
-async fn wait_applied(env: &TestEnv, seq: u64) {
-    let mut redis = env.redis().await;
-    let key = Keys::new(env.name.clone()).applied_seq("redis-sink");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let applied: Option<u64> = redis.get(&key).await.unwrap();
-        if applied.unwrap_or(0) >= seq {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis sink stuck at {applied:?}, wanted {seq}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tallies_standings_counts_and_elo_follow_the_events() {
     let env = TestEnv::new().await;
@@ -80,7 +62,7 @@ async fn tallies_standings_counts_and_elo_follow_the_events() {
         )
         .await;
     }
-    wait_applied(&env, last).await;
+    env.wait_applied(last).await;
 
     let mut redis = env.redis().await;
     let tally: HashMap<String, i64> = redis.hgetall(keys.poll_tally("final")).await.unwrap();
@@ -157,7 +139,7 @@ async fn a_crashed_aggregator_resumes_after_its_watermark_without_counting_twice
     }
     let acked = burst.await.unwrap();
     let aggregator = Aggregator::start(env.aggregator_config()).await;
-    wait_applied(&env, env.stream_messages().await).await;
+    env.wait_applied(env.stream_messages().await).await;
 
     // post_votes sends one vote for option "a" per request.
     let mut redis = env.redis().await;
@@ -261,7 +243,7 @@ async fn a_keyed_retry_after_the_duplicate_window_counts_once_in_redis() {
             .unwrap();
     }
     let aggregator = Aggregator::start(env.aggregator_config()).await;
-    wait_applied(&env, 3).await;
+    env.wait_applied(3).await;
     let mut redis = env.redis().await;
     let tally: HashMap<String, i64> = redis
         .hgetall(Keys::new(env.name.clone()).poll_tally("retry"))
@@ -332,7 +314,7 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
     let acked = burst.await.unwrap();
     let aggregator = Aggregator::start(env.aggregator_config()).await;
     let last = env.stream_messages().await;
-    wait_applied(&env, last).await;
+    env.wait_applied(last).await;
     env.assert_exactly_stored(&acked, Duration::from_secs(30))
         .await;
     // ClickHouse holds every event exactly once too, and its rollup agrees with Postgres.
@@ -477,7 +459,7 @@ async fn the_read_api_serves_the_live_views() {
         json!({"session": "s1", "winner": "x", "loser": "y"}),
     )
     .await;
-    wait_applied(&env, last).await;
+    env.wait_applied(last).await;
 
     let get = async |path: &str| -> (u16, serde_json::Value) {
         let response = reqwest::get(ingest.url(path)).await.unwrap();
@@ -614,7 +596,7 @@ async fn clickhouse_away_keeps_redis_live_and_catches_up_exactly_after() {
     };
 
     let first = post_votes(ingest.base_url(), "away", 300, 16).await;
-    wait_applied(&env, 300).await;
+    env.wait_applied(300).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while count().await < 300 {
         assert!(
@@ -626,7 +608,7 @@ async fn clickhouse_away_keeps_redis_live_and_catches_up_exactly_after() {
 
     proxy.cut(); // ClickHouse unreachable for the aggregator
     let second = post_votes(ingest.base_url(), "away", 700, 16).await;
-    wait_applied(&env, 1000).await; // Redis stays live meanwhile
+    env.wait_applied(1000).await; // Redis stays live meanwhile
     let mut redis = env.redis().await;
     let tally: HashMap<String, i64> = redis
         .hgetall(Keys::new(env.name.clone()).poll_tally("away"))

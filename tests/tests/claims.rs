@@ -84,16 +84,7 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
                     .fetch_all(&env.pool)
                     .await
                     .unwrap();
-            let drawer = tally_workers::lottery::Drawer {
-                pool: env.pool.clone(),
-                redis: redis::Client::open(tally_tests::redis_url()).unwrap(),
-                keys: tally_schema::redis_keys::Keys::new(env.name.clone()),
-                js: env.js.clone(),
-                stream: env.nats.stream.clone(),
-                writer_consumer: "postgres-writer".into(),
-                views_consumer: "redis-sink".into(),
-                spec: env.nats.spec(),
-            };
+            let drawer = env.drawer();
             let direct = drawer.draw("cup2").await;
             panic!("never drawn: jobs {jobs:?}, draws {draws:?}, direct {direct:?}");
         }

@@ -160,16 +160,7 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
     assert_eq!(body["registration"]["position"], 42);
 
     // A second trigger draws nothing new.
-    let drawer = tally_workers::lottery::Drawer {
-        pool: env.pool.clone(),
-        redis: redis::Client::open(tally_tests::redis_url()).unwrap(),
-        keys: tally_schema::redis_keys::Keys::new(env.name.clone()),
-        js: env.js.clone(),
-        stream: env.nats.stream.clone(),
-        writer_consumer: "postgres-writer".into(),
-        views_consumer: "redis-sink".into(),
-        spec: env.nats.spec(),
-    };
+    let drawer = env.drawer();
     let again = drawer.draw("lucky").await.unwrap();
     assert!(!again.fresh);
     assert_eq!(again.winners, winners);

@@ -392,7 +392,7 @@ async fn results_follow_the_polls_visibility_rule() {
         assert_eq!(status, 202, "{body}");
         last = body["seq"].as_u64().unwrap();
     }
-    wait_applied(&env, last).await;
+    env.wait_applied(last).await;
     let read = async |path: &str, key: Option<&str>| {
         let mut request = http.get(ingest.url(path));
         if let Some(key) = key {
@@ -426,20 +426,6 @@ async fn results_follow_the_polls_visibility_rule() {
     assert_eq!(read("/v1/polls/none/results", None).await.0, 404);
     aggregator.stop().await;
     ingest.stop().await;
-}
-
-async fn wait_applied(env: &TestEnv, seq: u64) {
-    let mut redis = env.redis().await;
-    let key = Keys::new(env.name.clone()).applied_seq("redis-sink");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let applied: Option<u64> = redis.get(&key).await.unwrap();
-        if applied.unwrap_or(0) >= seq {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "Redis sink stuck");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +476,7 @@ async fn score_operators_and_sort_order_shape_the_standings() {
         assert_eq!(status, 202, "{body}");
         last = body["seq"].as_u64().unwrap();
     }
-    wait_applied(&env, last).await;
+    env.wait_applied(last).await;
     let standings = async |t: &str| {
         let body: Value = http
             .get(ingest.url(&format!("/v1/tournaments/{t}/standings")))
@@ -649,7 +635,7 @@ async fn changed_votes_agree_in_postgres_redis_and_clickhouse_under_redelivery()
     env.assert_exactly_stored(&ids, Duration::from_secs(60))
         .await;
     let last = acked.iter().map(|a| a.1).max().unwrap();
-    wait_applied(&env, last).await;
+    env.wait_applied(last).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -109,8 +109,8 @@ impl Drawer {
             .collect())
     }
 
-    /// Every event accepted before now must be in Postgres before the list is frozen.
-    async fn wait_for_writer(&self) -> Result<(), DrawError> {
+    /// The event stream and the sequence of its last event.
+    async fn stream_end(&self) -> Result<(jetstream::stream::Stream, u64), DrawError> {
         let js_err = |e: &dyn std::fmt::Display| DrawError::JetStream(e.to_string());
         let mut stream = self
             .js
@@ -123,6 +123,13 @@ impl Drawer {
             .map_err(|e| js_err(&e))?
             .state
             .last_sequence;
+        Ok((stream, last))
+    }
+
+    /// Every event accepted before now must be in Postgres before the list is frozen.
+    async fn wait_for_writer(&self) -> Result<(), DrawError> {
+        let js_err = |e: &dyn std::fmt::Display| DrawError::JetStream(e.to_string());
+        let (stream, last) = self.stream_end().await?;
         let mut consumer: jetstream::consumer::PullConsumer = stream
             .get_consumer(&self.writer_consumer)
             .await
@@ -373,18 +380,7 @@ impl Drawer {
 
     /// Waits until the Redis sink's watermark covers the stream's last event.
     async fn wait_for_views(&self) -> Result<(), DrawError> {
-        let js_err = |e: &dyn std::fmt::Display| DrawError::JetStream(e.to_string());
-        let mut stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| js_err(&e))?;
-        let last = stream
-            .info()
-            .await
-            .map_err(|e| js_err(&e))?
-            .state
-            .last_sequence;
+        let (_, last) = self.stream_end().await?;
         let mut conn = self.redis.get_multiplexed_async_connection().await?;
         let applied: Option<u64> = conn
             .get(self.keys.applied_seq(&self.views_consumer))
