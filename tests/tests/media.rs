@@ -330,6 +330,18 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     )
     .await;
     assert_eq!(late["status"], "done", "{late}");
+    // A job lost after its upload was claimed is queued again after ten minutes.
+    let late_media = answer["media"].as_str().unwrap();
+    sqlx::query(
+        "UPDATE media_status SET status = 'queued', variants = NULL,
+                updated_at = now() - interval '11 minutes' WHERE media_id = $1",
+    )
+    .bind(late_media)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let again = media_status(&http, &ingest, late_media, &["done"]).await;
+    assert!(again["variants"]["thumb"].is_object(), "{again}");
     let unknown = http
         .get(ingest.url("/v1/media/x/poster"))
         .send()

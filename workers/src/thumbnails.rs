@@ -137,9 +137,11 @@ pub struct Thumbnailer {
 }
 
 impl Thumbnailer {
-    /// Queues a job for each upload nobody has queued yet.
+    /// Queues a job for each upload nobody has queued yet, and again for any queued more than
+    /// ten minutes ago without a result (its job was lost between claim and push, or its
+    /// worker died); a job run twice writes the same variants.
     pub async fn claim_new(&self) -> Result<Vec<ThumbnailJob>, ThumbnailError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let mut rows: Vec<(String, String)> = sqlx::query_as(
             "INSERT INTO media_status (media_id, status)
              SELECT m.media_id, 'queued' FROM media_uploads m
              LEFT JOIN media_status s ON s.media_id = m.media_id
@@ -151,6 +153,16 @@ impl Thumbnailer {
         )
         .fetch_all(&self.pool)
         .await?;
+        let stale: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE media_status s SET updated_at = now()
+             FROM media_uploads m
+             WHERE m.media_id = s.media_id AND s.status = 'queued'
+               AND s.updated_at < now() - interval '10 minutes'
+             RETURNING s.media_id, m.object_key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.extend(stale);
         Ok(rows
             .into_iter()
             .map(|(media, object_key)| ThumbnailJob { media, object_key })
