@@ -65,6 +65,14 @@ pub struct IngestConfig {
     /// of the peer address.
     #[arg(long, env = "TALLY_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// Origins allowed to call the API from a browser, comma-separated
+    /// (e.g. `https://vote.example.org`); none: no cross-origin access.
+    #[arg(
+        long = "cors-origin",
+        env = "TALLY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
     /// Largest uploaded image, in bytes.
     #[arg(long, env = "TALLY_MEDIA_BODY_LIMIT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub media_body_limit_bytes: usize,
@@ -95,6 +103,7 @@ impl IngestConfig {
             catalog_refresh_secs: 30,
             admin_body_limit_bytes: 256 * 1024,
             media_body_limit_bytes: 10 * 1024 * 1024,
+            cors_origins: Vec::new(),
             rate_limits: Vec::new(),
             rate_limit_store: crate::rate_limit::LimitStore::Memory,
             client_ip_header: None,

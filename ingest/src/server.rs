@@ -194,7 +194,8 @@ pub fn app(state: AppState) -> Router {
     let retry_after = config.retry_after_secs;
     let (router, doc) = routes::router(config).split_for_parts();
     let doc = Arc::new(doc);
-    router
+    let cors = cors(&config.cors_origins);
+    let router = router
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -219,8 +220,49 @@ pub fn app(state: AppState) -> Router {
                 .load_shed()
                 .concurrency_limit(config.max_concurrent_requests)
                 .timeout(request_timeout),
-        )
-        .with_state(state)
+        );
+    // Outermost, so a browser's preflight is answered before anything else.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+    .with_state(state)
+}
+
+/// Cross-origin access for the listed origins only (none: no CORS headers at all, so only
+/// same-origin pages such as the live page can call the API from a browser).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| match HeaderValue::from_str(o.trim()) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(origin = %o, "Ignoring an origin that is not a valid header value.");
+                None
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST, Method::PUT])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                HeaderName::from_static("ratelimit"),
+                HeaderName::from_static("ratelimit-policy"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 fn overloaded(e: BoxError, retry_after_secs: u64) -> Response {

@@ -323,3 +323,47 @@ async fn bad_input_gets_the_right_4xx_naming_the_field_and_publishes_nothing() {
     );
     ingest.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_origins_may_call_from_a_browser() {
+    let env = TestEnv::new().await;
+    let mut config = env.ingest_config();
+    config.cors_origins = vec!["https://vote.example.org".into()];
+    let ingest = Ingest::start(config).await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, ingest.url(VOTE))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,idempotency-key",
+            )
+            .send()
+    };
+    let allowed = preflight("https://vote.example.org").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://vote.example.org"
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    // An actual request from an allowed origin carries the header too.
+    let answer = http
+        .post(ingest.url(VOTE))
+        .header("origin", "https://vote.example.org")
+        .json(&serde_json::json!({"voter": "v", "options": ["a"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://vote.example.org"
+    );
+    ingest.stop().await;
+}
