@@ -73,6 +73,17 @@ pub struct IngestConfig {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// HMAC keys of server-to-server senders, `id:secret` comma-separated (see `signature`).
+    #[arg(
+        long = "signing-key",
+        env = "TALLY_SIGNING_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub signing_keys: Vec<String>,
+    /// Refuse unsigned writes (401) when signing keys are set.
+    #[arg(long, env = "TALLY_REQUIRE_SIGNATURE", default_value_t = false)]
+    pub require_signature: bool,
     /// Largest uploaded image, in bytes.
     #[arg(long, env = "TALLY_MEDIA_BODY_LIMIT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub media_body_limit_bytes: usize,
@@ -104,6 +115,8 @@ impl IngestConfig {
             admin_body_limit_bytes: 256 * 1024,
             media_body_limit_bytes: 10 * 1024 * 1024,
             cors_origins: Vec::new(),
+            signing_keys: Vec::new(),
+            require_signature: false,
             rate_limits: Vec::new(),
             rate_limit_store: crate::rate_limit::LimitStore::Memory,
             client_ip_header: None,

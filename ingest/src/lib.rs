@@ -7,6 +7,7 @@
 //! - [`resource_store`]: Postgres for definitions and API keys (admin side only).
 //! - [`auth`]: admin API keys (bearer, hashed, constant-time).
 //! - [`registration`]: what a registrant's position means (placed, waitlisted, received).
+//! - [`signature`]: optional HMAC-signed server-to-server writes.
 //! - [`rate_limit`]: GCRA limits per actor, IP and scope, in process or shared in Redis.
 //! - [`api_doc`]: the OpenAPI document's shared parts (`/openapi.json` is generated from the routes).
 //! - [`extract`]: the strict JSON body and `Idempotency-Key` extractors.
@@ -31,6 +32,7 @@ pub mod registration;
 pub mod resource_store;
 pub mod routes;
 pub mod server;
+pub mod signature;
 pub mod telemetry;
 pub mod views;
 

@@ -192,7 +192,10 @@ pub fn app(state: AppState) -> Router {
     let config = &state.config;
     let request_timeout = Duration::from_millis(config.request_timeout_ms);
     let retry_after = config.retry_after_secs;
-    let (router, doc) = routes::router(config).split_for_parts();
+    // Bad signing settings are refused when serve() starts; here they are known good.
+    let signing = crate::signature::Signing::new(&config.signing_keys, config.require_signature)
+        .unwrap_or_default();
+    let (router, doc) = routes::router(config, Arc::new(signing)).split_for_parts();
     let doc = Arc::new(doc);
     let cors = cors(&config.cors_origins);
     let router = router
@@ -291,6 +294,8 @@ pub enum ServeError {
     Catalog(#[from] crate::resource_store::StoreError),
     #[error("cannot subscribe to live-view notifications: {0}")]
     Subscribe(String),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -302,6 +307,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    crate::signature::Signing::new(&config.signing_keys, config.require_signature)
+        .map_err(ServeError::Config)?;
     let (client, js) =
         tally_kit::nats::connect(&config.nats, "tally-ingest", config.max_publishes_in_flight)
             .await?;

@@ -367,3 +367,76 @@ async fn only_listed_origins_may_call_from_a_browser() {
     );
     ingest.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_ingest_refuses_unsigned_forged_and_stale_writes() {
+    use tally_ingest::signature::sign;
+    let env = TestEnv::new().await;
+    let mut config = env.ingest_config();
+    config.signing_keys = vec!["partner:s3cret".into()];
+    config.require_signature = true;
+    let ingest = Ingest::start(config).await;
+    let http = reqwest::Client::new();
+    let body = br#"{"voter":"v","options":["a"]}"#.to_vec();
+    let now = chrono::Utc::now().timestamp();
+    let send = |ts: i64, signature: Option<String>, body: Vec<u8>| {
+        let mut request = http
+            .post(ingest.url(VOTE))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request
+                .header("tally-key-id", "partner")
+                .header("tally-timestamp", ts.to_string())
+                .header("tally-signature", signature);
+        }
+        request.send()
+    };
+    let before = env.stream_messages().await;
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or_default();
+        (
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    assert_eq!(
+        code(send(now, None, body.clone()).await.unwrap()).await,
+        (401, "unauthorized".into())
+    );
+    let forged = sign(b"guess", now, &body);
+    assert_eq!(
+        code(send(now, Some(forged), body.clone()).await.unwrap()).await,
+        (403, "invalid_signature".into())
+    );
+    let old = now - 600;
+    let stale = sign(b"s3cret", old, &body);
+    assert_eq!(
+        code(send(old, Some(stale), body.clone()).await.unwrap()).await,
+        (403, "stale_signature".into())
+    );
+    let good = sign(b"s3cret", now, &body);
+    let tampered = br#"{"voter":"v","options":["b"]}"#.to_vec();
+    assert_eq!(
+        code(send(now, Some(good.clone()), tampered).await.unwrap()).await,
+        (403, "invalid_signature".into())
+    );
+    assert_eq!(
+        env.stream_messages().await,
+        before,
+        "nothing refused was published"
+    );
+    assert_eq!(send(now, Some(good), body).await.unwrap().status(), 202);
+    // Reads need no signature.
+    let read = http
+        .get(ingest.url("/v1/polls/final/results"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    ingest.stop().await;
+}

@@ -14,20 +14,38 @@ pub mod tournaments;
 use crate::config::IngestConfig;
 use crate::extract::BodyLimit;
 use crate::server::AppState;
+use crate::signature::Signing;
 use axum::extract::DefaultBodyLimit;
+use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 /// Every route, each registered with its OpenAPI description.
-pub fn router(config: &IngestConfig) -> OpenApiRouter<AppState> {
+pub fn router(config: &IngestConfig, signing: Arc<Signing>) -> OpenApiRouter<AppState> {
     let single = config.body_limit_bytes;
+    // Writes may be signed (and must be, when required): checked inside the body limit.
+    let signed = |router: OpenApiRouter<AppState>| match signing.is_active() {
+        true => {
+            let signing = signing.clone();
+            router.layer(axum::middleware::from_fn(move |req, next| {
+                crate::signature::check(signing.clone(), req, next)
+            }))
+        }
+        false => router,
+    };
     OpenApiRouter::with_openapi(crate::api_doc::ApiDoc::openapi())
-        .merge(with_limit(polls::router(), single))
-        .merge(with_limit(arenas::router(), single))
-        .merge(with_limit(tournaments::router(), single))
-        .merge(with_limit(events::router(), config.batch_body_limit_bytes))
+        .merge(with_limit(signed(polls::router()), single))
+        .merge(with_limit(signed(arenas::router()), single))
+        .merge(with_limit(signed(tournaments::router()), single))
+        .merge(with_limit(
+            signed(events::router()),
+            config.batch_body_limit_bytes,
+        ))
         .merge(with_limit(admin::router(), config.admin_body_limit_bytes))
-        .merge(with_limit(media::router(), config.media_body_limit_bytes))
+        .merge(with_limit(
+            signed(media::router()),
+            config.media_body_limit_bytes,
+        ))
         .merge(reads::router())
         .merge(live::router())
         .merge(page::router())
