@@ -18,7 +18,10 @@ stop() {
   for svc in ingest workers aggregator; do
     local f="$STATE_DIR/pids/$svc.pid"
     if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
-      log "stopping $svc ($(cat "$f"))"; kill "$(cat "$f")"
+      local pid; pid=$(cat "$f")
+      log "stopping $svc ($pid)"; kill "$pid"
+      # Wait for the graceful stop: the next start needs its ports.
+      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -f "$f"
   done
@@ -48,6 +51,11 @@ for _ in $(seq 1 100); do
   curl -fsS "http://$INGEST_ADDR/readyz" >/dev/null 2>&1 && break; sleep 0.1
 done
 curl -fsS "http://$INGEST_ADDR/readyz" >/dev/null || { log "ingest did not become ready; see $STATE_DIR/logs/ingest.log"; exit 1; }
+for svc in "workers 9101" "aggregator 9102"; do
+  set -- $svc
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$2/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fsS "http://127.0.0.1:$2/healthz" >/dev/null || { log "$1 did not start; see $STATE_DIR/logs/$1.log"; exit 1; }
+done
 log "ingest on http://$INGEST_ADDR, workers metrics on http://127.0.0.1:9101/metrics"
 
 # An admin key for this machine, made once and kept only here (mode 600); the database holds
