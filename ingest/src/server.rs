@@ -36,6 +36,8 @@ pub struct Inner {
     pub limiter: Arc<RateLimiter>,
     /// Uploaded originals (and, later, their variants).
     pub media: async_nats::jetstream::object_store::ObjectStore,
+    /// Keys of signed server-to-server writes (checked by the write routes' middleware).
+    pub signing: Arc<crate::signature::Signing>,
     nats: async_nats::Client,
 }
 
@@ -46,6 +48,7 @@ pub struct Parts {
     pub catalog: Catalog,
     pub limiter: Arc<RateLimiter>,
     pub media: async_nats::jetstream::object_store::ObjectStore,
+    pub signing: Arc<crate::signature::Signing>,
     pub nats: async_nats::Client,
 }
 
@@ -68,6 +71,7 @@ impl AppState {
             catalog,
             limiter,
             media,
+            signing,
             nats,
         } = parts;
         let live = Live::new(views.clone(), catalog.clone(), closing);
@@ -80,6 +84,7 @@ impl AppState {
             catalog,
             limiter,
             media,
+            signing,
             nats,
         }))
     }
@@ -147,6 +152,15 @@ impl AppState {
         }
     }
 
+    /// Redis (the live views) could not be read: 503, the client may retry.
+    pub fn views_unavailable(&self, e: crate::views::ViewError) -> ApiError {
+        tracing::warn!(error = %e, "Redis read failed; answering 503.");
+        ApiError::Unavailable {
+            reason: "views_unavailable",
+            retry_after_secs: self.config.retry_after_secs,
+        }
+    }
+
     pub fn store_unavailable(&self, e: crate::resource_store::StoreError) -> ApiError {
         tracing::warn!(error = %e, "Postgres failed on an admin route; answering 503.");
         ApiError::Unavailable {
@@ -192,10 +206,7 @@ pub fn app(state: AppState) -> Router {
     let config = &state.config;
     let request_timeout = Duration::from_millis(config.request_timeout_ms);
     let retry_after = config.retry_after_secs;
-    // Bad signing settings are refused when serve() starts; here they are known good.
-    let signing = crate::signature::Signing::new(&config.signing_keys, config.require_signature)
-        .unwrap_or_default();
-    let (router, doc) = routes::router(config, Arc::new(signing)).split_for_parts();
+    let (router, doc) = routes::router(config, state.signing.clone()).split_for_parts();
     let doc = Arc::new(doc);
     let cors = cors(&config.cors_origins);
     let router = router
@@ -307,7 +318,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    crate::signature::Signing::new(&config.signing_keys, config.require_signature)
+    let signing = crate::signature::Signing::new(&config.signing_keys, config.require_signature)
         .map_err(ServeError::Config)?;
     let (client, js) =
         tally_kit::nats::connect(&config.nats, "tally-ingest", config.max_publishes_in_flight)
@@ -354,6 +365,7 @@ pub async fn serve(
         catalog,
         limiter,
         media,
+        signing: Arc::new(signing),
         nats: client.clone(),
     };
     let state = AppState::new(config, parts, closing);

@@ -90,6 +90,28 @@ async fn setup_jobs(pool: &sqlx::PgPool) -> Result<(), WorkersError> {
     Ok(())
 }
 
+/// Exponential backoff between `min` and `max`, with jitter, for retried jobs.
+fn backoff(
+    min: Duration,
+    max: Duration,
+) -> apalis::layers::retry::backoff::ExponentialBackoff<HasherRng> {
+    ExponentialBackoffMaker::new(min, max, 0.5, HasherRng::default())
+        .expect("min is below max and the jitter is within 0..=1")
+        .make_backoff()
+}
+
+/// A Postgres job queue polled every second, rather than backing off to a minute when idle:
+/// a draw should follow its close, and thumbnails their upload, within seconds.
+fn every_second<Args>(
+    jobs: apalis_postgres::PostgresStorage<Args>,
+) -> apalis_core::backend::ext::poll_strategy::PollWith<
+    apalis_postgres::PostgresStorage<Args>,
+    apalis_core::backend::ext::poll_strategy::IntervalStrategy,
+> {
+    use apalis_core::backend::ext::poll_strategy::{IntervalStrategy, PollWith};
+    PollWith::new(jobs, IntervalStrategy::new(Duration::from_secs(1)))
+}
+
 fn cron_schedule(text: &str) -> Result<cron::Schedule, WorkersError> {
     <cron::Schedule as std::str::FromStr>::from_str(text).map_err(|e| WorkersError::Schedule {
         schedule: text.to_owned(),
@@ -165,14 +187,7 @@ pub async fn run(
     tracing::info!(consumer = %writer_config.consumer, stream = %spec.name, "Postgres writer running.");
     let result = Monitor::new()
         .register(move |_restarts| {
-            let backoff = ExponentialBackoffMaker::new(
-                Duration::from_millis(200),
-                Duration::from_secs(5),
-                0.5,
-                HasherRng::default(),
-            )
-            .expect("valid backoff bounds")
-            .make_backoff();
+            let backoff = backoff(Duration::from_millis(200), Duration::from_secs(5));
             WorkerBuilder::new(writer_config.consumer.clone())
                 .backend(batch_backend(batches.clone()))
                 .concurrency(writer_config.concurrency)
@@ -212,12 +227,7 @@ pub async fn run(
         })
         .register(move |_restarts| {
             WorkerBuilder::new("thumbnails")
-                .backend(apalis_core::backend::ext::poll_strategy::PollWith::new(
-                    thumb_backend.clone(),
-                    apalis_core::backend::ext::poll_strategy::IntervalStrategy::new(
-                        Duration::from_secs(1),
-                    ),
-                ))
+                .backend(every_second(thumb_backend.clone()))
                 .concurrency(2)
                 .retry(RetryPolicy::retries(5))
                 .timeout(Duration::from_secs(60))
@@ -227,23 +237,9 @@ pub async fn run(
                 .build(thumbnails::run_thumbnails)
         })
         .register(move |_restarts| {
-            let backoff = ExponentialBackoffMaker::new(
-                Duration::from_millis(500),
-                Duration::from_secs(30),
-                0.5,
-                HasherRng::default(),
-            )
-            .expect("valid backoff bounds")
-            .make_backoff();
+            let backoff = backoff(Duration::from_millis(500), Duration::from_secs(30));
             WorkerBuilder::new("lottery-draw")
-                // Poll every second rather than backing off to a minute when idle: a draw
-                // should follow the close within seconds.
-                .backend(apalis_core::backend::ext::poll_strategy::PollWith::new(
-                    draw_backend.clone(),
-                    apalis_core::backend::ext::poll_strategy::IntervalStrategy::new(
-                        Duration::from_secs(1),
-                    ),
-                ))
+                .backend(every_second(draw_backend.clone()))
                 .retry(RetryPolicy::retries(30).with_backoff(backoff))
                 // A draw reads one tournament's registrants; a minute means something hangs.
                 .timeout(Duration::from_secs(60))

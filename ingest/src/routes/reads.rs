@@ -7,7 +7,7 @@ use crate::auth::MaybeCaller;
 use crate::error::ApiError;
 use crate::extract::scope;
 use crate::server::AppState;
-use crate::views::{ViewError, poll_view, standings_view};
+use crate::views::{poll_view, standings_view};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
@@ -71,14 +71,6 @@ fn malformed_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
     .into()
 }
 
-fn unavailable(state: &AppState, e: ViewError) -> ApiError {
-    tracing::warn!(error = %e, "Redis read failed; answering 503.");
-    ApiError::Unavailable {
-        reason: "views_unavailable",
-        retry_after_secs: state.config.retry_after_secs,
-    }
-}
-
 /// `?voter=` names the reader of a poll whose results show only after voting.
 #[derive(Debug, Default, Deserialize)]
 pub struct ResultParams {
@@ -108,7 +100,7 @@ pub async fn check_results_visible(
                 .views
                 .has_voted(poll.as_str(), voter.as_str())
                 .await
-                .map_err(|e| unavailable(state, e))?
+                .map_err(|e| state.views_unavailable(e))?
         }
         _ => false,
     };
@@ -142,7 +134,7 @@ async fn poll_results(
         .views
         .poll_results(poll.as_str())
         .await
-        .map_err(|e| unavailable(&state, e))?;
+        .map_err(|e| state.views_unavailable(e))?;
     Ok(Json(poll_view(poll.as_str(), options)))
 }
 
@@ -162,13 +154,13 @@ async fn arena_ranking(
         .views
         .top(&key, limit, SortOrder::Desc)
         .await
-        .map_err(|e| unavailable(&state, e))?;
+        .map_err(|e| state.views_unavailable(e))?;
     // The latest Bradley–Terry fit (scheduled job) beside the live Elo ranking.
     let fitted = state
         .views
         .document(&state.views.keys().bradley_terry(arena.as_str()))
         .await
-        .map_err(|e| unavailable(&state, e))?;
+        .map_err(|e| state.views_unavailable(e))?;
     Ok(Json(json!({
         "arena": arena,
         "rating": "elo",
@@ -197,7 +189,7 @@ async fn session_ranking(
         .views
         .top(&key, limit, SortOrder::Desc)
         .await
-        .map_err(|e| unavailable(&state, e))?;
+        .map_err(|e| state.views_unavailable(e))?;
     Ok(Json(
         json!({ "arena": arena, "session": session, "rating": "elo", "items": items }),
     ))
@@ -233,7 +225,7 @@ async fn standings(
                 .views
                 .around(&key, team.as_str(), radius, order)
                 .await
-                .map_err(|e| unavailable(&state, e))?
+                .map_err(|e| state.views_unavailable(e))?
                 .ok_or_else(|| ApiError::NotFound {
                     field: "around".into(),
                     message: format!("team '{team}' has no standing in this tournament"),
@@ -245,7 +237,7 @@ async fn standings(
                 .views
                 .top(&key, limit, order)
                 .await
-                .map_err(|e| unavailable(&state, e))?
+                .map_err(|e| state.views_unavailable(e))?
         }
     };
     Ok(Json(standings_view(tournament.as_str(), teams)))
@@ -264,7 +256,7 @@ async fn registrations(
         .views
         .registrations(tournament.as_str())
         .await
-        .map_err(|e| unavailable(&state, e))?;
+        .map_err(|e| state.views_unavailable(e))?;
     let groups: serde_json::Map<String, Value> =
         groups.into_iter().map(|(g, n)| (g, n.into())).collect();
     Ok(Json(
@@ -289,7 +281,7 @@ async fn registration_status(
         .views
         .registrant_position(tournament.as_str(), user.as_str())
         .await
-        .map_err(|e| unavailable(&state, e))?
+        .map_err(|e| state.views_unavailable(e))?
         .ok_or_else(|| ApiError::NotFound {
             field: "user".into(),
             message: format!("'{user}' has not registered (or it is not processed yet)"),
@@ -299,7 +291,7 @@ async fn registration_status(
             .views
             .draw_result(tournament.as_str(), user.as_str())
             .await
-            .map_err(|e| unavailable(&state, e))?,
+            .map_err(|e| state.views_unavailable(e))?,
         RegistrationMode::FirstCome => None,
     };
     let status = match drawn {

@@ -35,13 +35,7 @@ async fn claim(
         .views
         .draw_result(tournament.as_str(), user.as_str())
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "Redis read failed; answering 503.");
-            ApiError::Unavailable {
-                reason: "views_unavailable",
-                retry_after_secs: state.config.retry_after_secs,
-            }
-        })?
+        .map_err(|e| state.views_unavailable(e))?
         .ok_or_else(|| refuse("not_claimable", format!("'{user}' has no drawn place")))?;
     match result["status"].as_str() {
         Some("claimed") => {}
