@@ -206,6 +206,7 @@ case "${1:-up}" in
     log "environment written to $STATE_DIR/env"
     ;;
   env) print_env ;;
+  nats-binary) nats_binary ;;
   down)
     stop_pidfile "$STATE_DIR/pids/nats.pid" nats-server
     stop_pidfile "$STATE_DIR/pids/redis.pid" redis-server
@@ -216,5 +217,5 @@ case "${1:-up}" in
     ;;
   status)
     ss -ltn 2>/dev/null | grep -E ":($PG_PORT|$REDIS_PORT|4222|$NATS_OWN_PORT|$CH_HTTP_PORT) " || true ;;
-  *) echo "usage: $0 up|env|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|env|down|status|nats-binary" >&2; exit 2 ;;
 esac

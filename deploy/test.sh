@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tally-target}"
 deploy/stack.sh up
+# promtool, docker-compose, the tansu Kafka broker: built or unpacked once, outside the clone.
+deploy/tools.sh
 # The live page's test drives a real headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null && [ -z "${TALLY_CHROMIUM:-}" ]; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo

@@ -73,7 +73,11 @@ pub async fn run(
         config.redis_batch_spec(),
         tx,
     ));
-    let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));
+    let reporter = tokio::spawn(consumer::report_backlog(
+        js.clone(),
+        consumer,
+        Duration::from_secs(2),
+    ));
     let changed = live::Changed::default();
     let notifier = tokio::spawn(live::notify(
         client.clone(),
@@ -141,7 +145,11 @@ async fn run_clickhouse_sink(
         config.clickhouse_batch_spec(),
         tx,
     ));
-    let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));
+    let reporter = tokio::spawn(consumer::report_backlog(
+        js.clone(),
+        consumer,
+        Duration::from_secs(2),
+    ));
     ordered_sink::apply_batches(sink, rx, shutdown).await;
     puller.abort();
     reporter.abort();

@@ -115,13 +115,13 @@ struct InFlight;
 
 impl InFlight {
     fn enter() -> Self {
-        metrics::gauge!("tally_ingest_publishes_in_flight").increment(1.0);
+        metrics::gauge!("tally_ingest_publish_in_flight_messages").increment(1.0);
         InFlight
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!("tally_ingest_publishes_in_flight").decrement(1.0);
+        metrics::gauge!("tally_ingest_publish_in_flight_messages").decrement(1.0);
     }
 }

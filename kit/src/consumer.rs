@@ -162,20 +162,47 @@ pub fn batched<T, E: std::fmt::Display>(
     })
 }
 
-/// Publishes the consumer's backlog as a gauge every few seconds.
-pub async fn report_pending(mut consumer: Consumer, every: Duration) {
+/// Publishes the consumer's backlog and its stream's storage as gauges every few seconds:
+/// what the alert rules watch for a stalled sink and a filling stream.
+pub async fn report_backlog(js: jetstream::Context, mut consumer: Consumer, every: Duration) {
     loop {
         match consumer.info().await {
             Ok(info) => {
                 let name = info.name.clone();
+                let stream = info.stream_name.clone();
                 metrics::gauge!("tally_jetstream_consumer_pending_messages", "consumer" => name.clone())
                     .set(info.num_pending as f64);
                 metrics::gauge!("tally_jetstream_consumer_ack_pending_messages", "consumer" => name)
                     .set(info.num_ack_pending as f64);
+                report_stream(&js, stream).await;
             }
             Err(e) => tracing::debug!(error = %e, "Consumer info unavailable."),
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+async fn report_stream(js: &jetstream::Context, name: String) {
+    let info = match js.get_stream(&name).await {
+        Ok(mut stream) => stream.info().await.cloned(),
+        Err(e) => {
+            tracing::debug!(error = %e, "Stream info unavailable.");
+            return;
+        }
+    };
+    match info {
+        Ok(info) => {
+            metrics::gauge!("tally_jetstream_stream_bytes", "stream" => name.clone())
+                .set(info.state.bytes as f64);
+            metrics::gauge!("tally_jetstream_stream_messages", "stream" => name.clone())
+                .set(info.state.messages as f64);
+            // -1 means unlimited; report the limit only when there is one.
+            if info.config.max_bytes > 0 {
+                metrics::gauge!("tally_jetstream_stream_max_bytes", "stream" => name)
+                    .set(info.config.max_bytes as f64);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "Stream info unavailable."),
     }
 }
 

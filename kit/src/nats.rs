@@ -7,7 +7,7 @@ use tally_schema::StreamSpec;
 /// Where NATS is and how the event stream is laid out. Shared by every service.
 #[derive(Clone, Debug, clap::Args)]
 pub struct NatsConfig {
-    /// NATS server URL (JetStream 2.10 or newer).
+    /// NATS server URL (JetStream 2.10 or newer); a cluster's nodes comma-separated.
     #[arg(
         long = "nats-url",
         env = "TALLY_NATS_URL",
@@ -41,6 +41,13 @@ pub struct NatsConfig {
     /// Stream size cap in bytes; when full, ingest answers 503 instead of dropping old events.
     #[arg(long = "stream-max-bytes", env = "TALLY_STREAM_MAX_BYTES", default_value_t = 4 * 1024 * 1024 * 1024)]
     pub max_bytes: i64,
+    /// Replicas of the event, dead-letter and media streams (3 on a three-node cluster).
+    #[arg(
+        long = "stream-replicas",
+        env = "TALLY_STREAM_REPLICAS",
+        default_value_t = 1
+    )]
+    pub replicas: usize,
     /// Timeout for JetStream API calls and publish acknowledgements, in milliseconds.
     #[arg(
         long = "nats-timeout-ms",
@@ -61,6 +68,7 @@ impl NatsConfig {
             duplicate_window_secs: spec.duplicate_window.as_secs(),
             max_age_hours: spec.max_age.as_secs() / 3600,
             max_bytes: spec.max_bytes,
+            replicas: spec.replicas,
             timeout_ms: 2000,
         }
     }
@@ -72,7 +80,13 @@ impl NatsConfig {
             duplicate_window: Duration::from_secs(self.duplicate_window_secs),
             max_age: Duration::from_secs(self.max_age_hours * 3600),
             max_bytes: self.max_bytes,
+            replicas: self.replicas,
         }
+    }
+
+    /// The servers to connect to: `TALLY_NATS_URL` lists a cluster's nodes comma-separated.
+    pub fn servers(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).collect()
     }
 
     pub fn timeout(&self) -> Duration {
@@ -115,6 +129,7 @@ pub async fn media_store(
         bucket: bucket.clone(),
         description: Some("Tally: uploaded media, originals and variants".into()),
         storage: stream::StorageType::File,
+        num_replicas: spec.replicas,
         ..Default::default()
     })
     .await
@@ -134,7 +149,7 @@ pub async fn connect(
         // Keep retrying in the background after the first connection: a NATS restart must
         // not kill the service, only make it answer 503 until NATS is back.
         .retry_on_initial_connect()
-        .connect(&config.url)
+        .connect(config.servers())
         .await
         .map_err(|source| NatsError::Connect {
             url: config.url.clone(),
@@ -183,6 +198,7 @@ pub async fn ensure_streams(js: &jetstream::Context, spec: &StreamSpec) -> Resul
         duplicate_window: spec.duplicate_window,
         max_age: spec.max_age,
         max_bytes: spec.max_bytes,
+        num_replicas: spec.replicas,
         ..Default::default()
     };
     let dead_letters = stream::Config {
@@ -191,6 +207,7 @@ pub async fn ensure_streams(js: &jetstream::Context, spec: &StreamSpec) -> Resul
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         max_age: Duration::from_secs(30 * 24 * 3600),
+        num_replicas: spec.replicas,
         ..Default::default()
     };
     for config in [events, dead_letters] {

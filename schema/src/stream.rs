@@ -22,6 +22,9 @@ pub struct StreamSpec {
     /// Size cap. When full, publishes are refused (503) rather than old events discarded,
     /// because an old event may not have reached every sink yet.
     pub max_bytes: i64,
+    /// Copies of every message in a JetStream cluster (1 on a single server, 3 in production):
+    /// a publish is acknowledged once a majority holds it, so one lost node loses nothing.
+    pub replicas: usize,
 }
 
 impl Default for StreamSpec {
@@ -32,6 +35,7 @@ impl Default for StreamSpec {
             duplicate_window: Duration::from_secs(5 * 60),
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 4 * 1024 * 1024 * 1024,
+            replicas: 1,
         }
     }
 }

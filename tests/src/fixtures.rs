@@ -34,6 +34,7 @@ pub fn standard() -> Vec<Resource> {
         "crash",
         "kill",
         "outage",
+        "cluster",
         "nobody-voted",
     ] {
         all.push(json!({"id": poll, "options": poll_options(), "multiple": true}));

@@ -8,7 +8,9 @@
 //! - [`browser::Browser`]: headless Chromium over the DevTools protocol.
 
 pub mod browser;
+pub mod checker;
 pub mod fixtures;
+pub mod nats_cluster;
 pub mod proxy;
 
 use rand::Rng;
@@ -21,7 +23,8 @@ use tally_workers::config::{WorkersConfig, WriterConfig};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-/// Reads a `TALLY_*` variable, falling back to the file `deploy/stack.sh up` writes.
+/// Reads a `TALLY_*` variable, falling back to the files `deploy/stack.sh up` and
+/// `deploy/tools.sh` write.
 pub fn setting(name: &str, default: &str) -> String {
     if let Ok(v) = std::env::var(name) {
         return v;
@@ -32,11 +35,18 @@ pub fn setting(name: &str, default: &str) -> String {
             std::env::var("HOME").unwrap_or_default()
         )
     });
-    let file = std::fs::read_to_string(format!("{state}/env")).unwrap_or_default();
-    file.lines()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map_or_else(|| default.to_owned(), |(_, v)| v.to_owned())
+    // `env`: the servers (deploy/stack.sh); `tools.env`: the tools (deploy/tools.sh).
+    ["env", "tools.env"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("{state}/{f}")).unwrap_or_default())
+        .flat_map(|file| {
+            file.lines()
+                .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .find(|(k, _)| k == name)
+        .map_or_else(|| default.to_owned(), |(_, v)| v)
 }
 
 pub fn nats_url() -> String {
@@ -86,8 +96,15 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        Self::on_nats(&nats_url(), 1).await
+    }
+
+    /// An env whose streams live on the NATS server(s) at `url` (comma-separated for a
+    /// cluster), each with `replicas` copies.
+    pub async fn on_nats(url: &str, replicas: usize) -> Self {
         let name = format!("t{:08x}", rand::rng().random::<u32>());
-        let mut nats = NatsConfig::with_url(nats_url());
+        let mut nats = NatsConfig::with_url(url);
+        nats.replicas = replicas;
         nats.stream = name.to_uppercase();
         nats.subject_root = name.clone();
         // JetStream reserves max_bytes per stream up front; keep test streams small.

@@ -307,7 +307,7 @@ async fn ops_endpoints_answer() {
         "tally_ingest_requests_total",
         "tally_ingest_request_duration_seconds_bucket",
         "tally_ingest_publish_duration_seconds_bucket",
-        "tally_ingest_publishes_in_flight",
+        "tally_ingest_publish_in_flight_messages",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }

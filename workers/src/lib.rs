@@ -141,7 +141,11 @@ pub async fn run(
         writer_config.batch_spec(),
         tx,
     ));
-    let reporter = tokio::spawn(consumer::report_pending(consumer, Duration::from_secs(2)));
+    let reporter = tokio::spawn(consumer::report_backlog(
+        js.clone(),
+        consumer,
+        Duration::from_secs(2),
+    ));
     let shutdown = shutdown.shared();
     if let Some(listener) = metrics_listener {
         tokio::spawn(tally_kit::ops::serve_ops(listener, shutdown.clone()));

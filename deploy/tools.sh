@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs the tools the operations tests use, idempotently, outside the clone, and writes
+# their paths to $TALLY_STATE_DIR/tools.env:
+#
+#   promtool        (Debian's prometheus package, unpacked only: no Prometheus server starts)
+#   docker-compose  (Debian's package: `docker-compose config` checks a file without an engine)
+#   tansu           (a Kafka-compatible broker from crates.io, built once with --features
+#                    dynostore into $TALLY_TOOLS_DIR: ~20 minutes on 2 cores the first time)
+#   nats-server     (the version deploy/stack.sh runs, for the three-node cluster test)
+#   cmake, libcurl  (rdkafka's cmake-build of librdkafka)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
+TOOLS_DIR="${TALLY_TOOLS_DIR:-$HOME/.cache/tally-tools}"
+TANSU_VERSION=0.6.0
+mkdir -p "$STATE_DIR" "$TOOLS_DIR/bin"
+log() { printf '[tools] %s\n' "$*" >&2; }
+sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated -eq 0 ]; then $sudo_ apt-get update -qq; apt_updated=1; fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+promtool_bin() {
+  local bin="$TOOLS_DIR/bin/promtool"
+  if [ ! -x "$bin" ]; then
+    local tmp; tmp=$(mktemp -d)
+    log "unpacking promtool from Debian's prometheus package"
+    (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 \
+      || { $sudo_ apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } \
+      && dpkg -x prometheus_*.deb x)
+    cp "$tmp/x/usr/bin/promtool" "$bin"; rm -rf "$tmp"
+  fi
+  echo "$bin"
+}
+
+tansu_bin() {
+  local bin="$TOOLS_DIR/bin/tansu"
+  if [ ! -x "$bin" ] || ! grep -q "^\"tansu $TANSU_VERSION " "$TOOLS_DIR/.crates.toml" 2>/dev/null; then
+    log "building tansu $TANSU_VERSION (dynostore) once into $TOOLS_DIR; this takes ~20 minutes"
+    CARGO_TARGET_DIR="$TOOLS_DIR/target" cargo install --quiet tansu --version "$TANSU_VERSION" \
+      --features dynostore --root "$TOOLS_DIR" >&2
+  fi
+  echo "$bin"
+}
+
+apt_install docker-compose cmake libcurl4-openssl-dev
+promtool=$(promtool_bin)
+tansu=$(tansu_bin)
+nats=$(deploy/stack.sh nats-binary)
+cat >"$STATE_DIR/tools.env" <<ENV
+export TALLY_PROMTOOL=$promtool
+export TALLY_DOCKER_COMPOSE=$(command -v docker-compose)
+export TALLY_TANSU=$tansu
+export TALLY_NATS_SERVER=$nats
+ENV
+log "tool paths written to $STATE_DIR/tools.env"
