@@ -31,6 +31,7 @@ if [ "${1:-}" = stop ]; then stop; exit 0; fi
 
 command -v cargo >/dev/null || { log "cargo is needed (Rust 1.95 or newer, e.g. from rustup)"; exit 1; }
 deploy/stack.sh up
+deploy/tools.sh build-deps
 # shellcheck disable=SC1091
 . "$STATE_DIR/env"
 export TALLY_INGEST_ADDR="$INGEST_ADDR"

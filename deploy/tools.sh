@@ -8,6 +8,9 @@
 #                    dynostore into $TALLY_TOOLS_DIR: ~20 minutes on 2 cores the first time)
 #   nats-server     (the version deploy/stack.sh runs, for the three-node cluster test)
 #   cmake, libcurl  (rdkafka's cmake-build of librdkafka)
+#
+#   deploy/tools.sh             everything above
+#   deploy/tools.sh build-deps  only what compiling Tally needs (cmake, libcurl headers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
@@ -50,7 +53,9 @@ tansu_bin() {
   echo "$bin"
 }
 
-apt_install docker-compose cmake libcurl4-openssl-dev
+apt_install cmake libcurl4-openssl-dev
+[ "${1:-}" = build-deps ] && exit 0
+apt_install docker-compose
 promtool=$(promtool_bin)
 tansu=$(tansu_bin)
 nats=$(deploy/stack.sh nats-binary)

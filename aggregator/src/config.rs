@@ -85,6 +85,18 @@ pub struct AggregatorConfig {
     /// Longest wait for a batch to fill, in ms (about one INSERT per second per table).
     #[arg(long, env = "TALLY_CLICKHOUSE_BATCH_WAIT_MS", default_value_t = 1000)]
     pub clickhouse_batch_wait_ms: u64,
+    /// Kafka brokers (`host:port`, comma-separated) to mirror every event to; none: no mirror.
+    #[arg(long, env = "TALLY_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Topic of the Kafka mirror (created when missing).
+    #[arg(long, env = "TALLY_KAFKA_TOPIC", default_value = "tally-events")]
+    pub kafka_topic: String,
+    /// Partitions of the mirror's topic when the mirror creates it.
+    #[arg(long, env = "TALLY_KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+    /// Durable consumer of the Kafka mirror.
+    #[arg(long, env = "TALLY_KAFKA_CONSUMER", default_value = "kafka-mirror")]
+    pub kafka_consumer: String,
     /// Postgres URL, read by `rebuild` only.
     #[arg(
         long,
@@ -132,6 +144,36 @@ impl AggregatorConfig {
             ack_wait: Duration::from_secs(60),
             max_ack_pending: 200_000,
             resume_after: Some(high_water),
+        }
+    }
+
+    /// The Kafka mirror's target, when brokers are configured.
+    pub fn kafka_target(&self) -> Option<crate::kafka_mirror::KafkaTarget> {
+        self.kafka_brokers
+            .as_ref()
+            .map(|brokers| crate::kafka_mirror::KafkaTarget {
+                brokers: brokers.clone(),
+                topic: self.kafka_topic.clone(),
+                partitions: self.kafka_partitions,
+            })
+    }
+
+    /// Restarts at `ack_floor`, in order: the batch a crashed mirror had not acknowledged is
+    /// sent again before anything newer.
+    pub fn kafka_consumer_spec(&self, ack_floor: u64) -> ConsumerSpec {
+        ConsumerSpec {
+            name: self.kafka_consumer.clone(),
+            description: "Tally: every event mirrored to Kafka".into(),
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 100_000,
+            resume_after: Some(ack_floor),
+        }
+    }
+
+    pub fn kafka_batch_spec(&self) -> BatchSpec {
+        BatchSpec {
+            max: 5_000,
+            wait: Duration::from_millis(50),
         }
     }
 

@@ -5,15 +5,17 @@
 //! - [`leaderboard`]: the Redis side — one atomic script per batch, with the applied sequence.
 //! - [`ordered_sink`]: the consume–apply–ack loop every sink runs, in stream order.
 //! - [`analytics`]: the ClickHouse side — one INSERT per batch above a read-back high-water mark.
+//! - [`kafka_mirror`]: optional — every event onto a Kafka topic keyed by scope, at least once.
 //! - [`live`]: coalesced notifications that a live view changed.
 //! - [`rebuild`]: recomputing the Redis views from Postgres.
 //!
-//! Each sink has its own durable consumer and task: either can be down while the other
-//! stays current.
+//! Each sink has its own durable consumer and task: any can be down while the others stay
+//! current.
 
 pub mod analytics;
 pub mod config;
 pub mod effects;
+pub mod kafka_mirror;
 pub mod leaderboard;
 pub mod live;
 pub mod ordered_sink;
@@ -90,8 +92,19 @@ pub async fn run(
         config.clone(),
         shutdown.clone(),
     ));
+    let mirror = config.kafka_target().map(|target| {
+        tokio::spawn(run_kafka_mirror(
+            js.clone(),
+            config.clone(),
+            target,
+            shutdown.clone(),
+        ))
+    });
     ordered_sink::apply_batches(leaderboard::LiveRedisSink { sink, changed }, rx, shutdown).await;
     analytics.abort();
+    if let Some(mirror) = mirror {
+        mirror.abort();
+    }
     puller.abort();
     reporter.abort();
     notifier.abort();
@@ -139,14 +152,65 @@ async fn run_clickhouse_sink(
         }
     };
     tracing::info!(resume_after = high, "ClickHouse sink running.");
+    consume_into(js, consumer, config.clickhouse_batch_spec(), sink, shutdown).await;
+}
+
+/// The Kafka mirror: waits (retrying) for the brokers and its topic, then mirrors from its
+/// consumer's ack floor on, in stream order.
+async fn run_kafka_mirror(
+    js: async_nats::jetstream::Context,
+    config: AggregatorConfig,
+    target: kafka_mirror::KafkaTarget,
+    shutdown: impl Future<Output = ()> + Clone + Send + 'static,
+) {
+    let mirror = loop {
+        let ready = async {
+            target.ensure_topic().await?;
+            kafka_mirror::KafkaMirror::new(&target)
+        };
+        match ready.await {
+            Ok(mirror) => break mirror,
+            Err(e) => {
+                tracing::warn!(error = %e, brokers = %target.brokers, "Kafka not ready; retrying in 5 s.");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = shutdown.clone() => return,
+                }
+            }
+        }
+    };
+    let spec = config.nats.spec();
+    let floor = match js.get_stream(&spec.name).await {
+        Ok(stream) => stream
+            .consumer_info(&config.kafka_consumer)
+            .await
+            .map_or(0, |info| info.ack_floor.stream_sequence),
+        Err(_) => 0,
+    };
+    let consumer =
+        match consumer::durable_consumer(&js, &spec, &config.kafka_consumer_spec(floor)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot create the Kafka mirror's consumer.");
+                return;
+            }
+        };
+    tracing::info!(resume_after = floor, topic = %target.topic, "Kafka mirror running.");
+    consume_into(js, consumer, config.kafka_batch_spec(), mirror, shutdown).await;
+}
+
+/// Feeds `consumer`'s batches to `sink`, in order, until `shutdown`; reports its backlog.
+async fn consume_into<S: ordered_sink::OrderedSink>(
+    js: async_nats::jetstream::Context,
+    consumer: consumer::Consumer,
+    batches: consumer::BatchSpec,
+    sink: S,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let puller = tokio::spawn(consumer::pull_batches(
-        consumer.clone(),
-        config.clickhouse_batch_spec(),
-        tx,
-    ));
+    let puller = tokio::spawn(consumer::pull_batches(consumer.clone(), batches, tx));
     let reporter = tokio::spawn(consumer::report_backlog(
-        js.clone(),
+        js,
         consumer,
         Duration::from_secs(2),
     ));
