@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The load scenarios of docs/benchmarks.md, in one run on this machine: the three references
+# (tally-noop, raw JetStream, tally-naive) under the flash-poll load, then flash-poll, arena,
+# tournament, registration-rush and batch against the running pipeline, each checked in
+# Postgres, Redis and ClickHouse. Writes loadtest/out/{summary.md,run.json,plot.png}.
+#
+#   deploy/loadtest.sh              the full scenarios
+#   SCALE=0.1 deploy/loadtest.sh    a tenth of the requests at the same rates
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tally-target}"
+BIN="$CARGO_TARGET_DIR/release"
+SCALE="${SCALE:-1}"
+# The plot's text needs a TrueType font.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || {
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq fonts-dejavu-core >/dev/null
+}
+# Ingest, workers and aggregator (release), a poll and an admin key: deploy/demo.sh.
+curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 || deploy/demo.sh >/dev/null
+cargo build --release --quiet -p tally-loadtest
+# shellcheck disable=SC1091
+. "$STATE_DIR/env"
+export TALLY_API_KEY="$(cat "$STATE_DIR/admin.key")"
+"$BIN/tally-noop" --addr 127.0.0.1:8099 & NOOP=$!
+"$BIN/tally-naive" --addr 127.0.0.1:8098 & NAIVE=$!
+trap 'kill $NOOP $NAIVE 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do curl -s -o /dev/null 127.0.0.1:8098 && break; sleep 0.1; done
+ulimit -n 20000 2>/dev/null || true
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; $(date -u +%FT%TZ); scale $SCALE"
+"$BIN/tally-loadtest" --scale "$SCALE" suite

@@ -1,0 +1,238 @@
+//! The open-loop engine: request `i` is due at `start + i / rate`, whatever earlier answers
+//! did, and its latency runs from that due time (no coordinated omission). Requests that wait
+//! for one of the `connections` permits wait on the clock too, as a real client's would.
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
+use uuid::Uuid;
+
+/// How many requests, how fast, over how many connections.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Plan {
+    pub requests: usize,
+    /// Requests per second offered.
+    pub rate: f64,
+    /// Requests in flight at most (the client's connection budget).
+    pub connections: usize,
+}
+
+/// What one request got back. Status 0: no answer (connect error, reset, timeout).
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub status: u16,
+    /// Event ids acknowledged by this answer (one, or a batch's).
+    pub acknowledged: Vec<Uuid>,
+}
+
+/// One tenth of a second of the run, for the plot, by when the answers came.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Slice {
+    /// Start of the slice, seconds after the first due time.
+    pub t: f64,
+    /// Answers and 2xx answers in the slice, as rates per second.
+    pub answered_per_s: f64,
+    pub accepted_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Length of a [`Slice`].
+const SLICE_MS: u128 = 100;
+
+#[derive(Debug)]
+pub struct Run {
+    pub plan: Plan,
+    pub statuses: BTreeMap<u16, usize>,
+    pub latency: Histogram<u64>,
+    pub timeline: Vec<Slice>,
+    /// From the first due time to the last answer.
+    pub elapsed: Duration,
+    pub acknowledged: Vec<Uuid>,
+}
+
+impl Run {
+    /// Requests answered with a 2xx.
+    pub fn accepted(&self) -> usize {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| (200..300).contains(*s))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn accepted_per_second(&self) -> f64 {
+        self.accepted() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 10 min, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs `plan`, calling `send(i)` for request `i` at its due time.
+pub async fn run<F, Fut>(label: &str, plan: Plan, send: F) -> Run
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    let bar = ProgressBar::new(plan.requests as u64).with_style(
+        ProgressStyle::with_template(
+            "{prefix:>18} [{bar:40}] {pos}/{len} answered {msg} ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    let permits = Arc::new(Semaphore::new(plan.connections.max(1)));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Instant, Answer)>();
+    let start = Instant::now() + Duration::from_millis(20);
+    let interval = Duration::from_secs_f64(1.0 / plan.rate);
+
+    let collector = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut statuses = BTreeMap::new();
+            let mut latency = histogram();
+            let mut per_slice: BTreeMap<u64, (u64, u64, Histogram<u64>)> = BTreeMap::new();
+            let mut acknowledged = Vec::new();
+            let mut last = start;
+            while let Some((due, answered, answer)) = rx.recv().await {
+                let took = answered.saturating_duration_since(due).as_micros() as u64;
+                latency.saturating_record(took.max(1));
+                let slice =
+                    (answered.saturating_duration_since(start).as_millis() / SLICE_MS) as u64;
+                let entry = per_slice
+                    .entry(slice)
+                    .or_insert_with(|| (0, 0, histogram()));
+                entry.0 += 1;
+                if (200..300).contains(&answer.status) {
+                    entry.1 += 1;
+                }
+                entry.2.saturating_record(took.max(1));
+                *statuses.entry(answer.status).or_insert(0) += 1;
+                acknowledged.extend(answer.acknowledged);
+                last = last.max(answered);
+                bar.inc(1);
+                if bar.position().is_multiple_of(500) {
+                    bar.set_message(format!("{statuses:?}"));
+                }
+            }
+            let per_s = 1000.0 / SLICE_MS as f64;
+            let timeline = per_slice
+                .into_iter()
+                .map(|(slice, (answered, accepted, h))| Slice {
+                    t: slice as f64 * SLICE_MS as f64 / 1000.0,
+                    answered_per_s: answered as f64 * per_s,
+                    accepted_per_s: accepted as f64 * per_s,
+                    p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+                    p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+                })
+                .collect();
+            (statuses, latency, timeline, acknowledged, last)
+        })
+    };
+
+    for i in 0..plan.requests {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let request = send(i);
+        let (permits, tx) = (permits.clone(), tx.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let answer = request.await;
+            let _ = tx.send((due, Instant::now(), answer));
+        });
+    }
+    drop(tx);
+    let (statuses, latency, timeline, acknowledged, last) =
+        collector.await.expect("collector runs");
+    bar.finish_with_message(format!("{statuses:?}"));
+    Run {
+        plan,
+        statuses,
+        latency,
+        timeline,
+        elapsed: last.saturating_duration_since(start),
+        acknowledged,
+    }
+}
+
+/// An HTTP answer turned into an [`Answer`]: the status, and the ids a 202 (one event) or a
+/// batch's 207/200 (each item's) acknowledged.
+pub async fn answer_of(response: Result<reqwest::Response, reqwest::Error>) -> Answer {
+    let Ok(response) = response else {
+        return Answer::default();
+    };
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let mut acknowledged = Vec::new();
+    if status == 202 {
+        acknowledged.extend(body["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()));
+    }
+    for item in body["results"].as_array().into_iter().flatten() {
+        if item["status"] == 202 {
+            acknowledged.extend(item["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()));
+        }
+    }
+    Answer {
+        status,
+        acknowledged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_leave_on_schedule_and_latency_counts_from_the_due_time() {
+        // 1 connection, answers take 20 ms, 10 requests offered at 1000/s: each waits for the
+        // previous one, so the last is due at ~9 ms and answered at ~200 ms.
+        let plan = Plan {
+            requests: 10,
+            rate: 1000.0,
+            connections: 1,
+        };
+        let run = run("test", plan, |_| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Answer {
+                status: 202,
+                acknowledged: vec![Uuid::new_v4()],
+            }
+        })
+        .await;
+        assert_eq!(run.accepted(), 10);
+        assert_eq!(run.acknowledged.len(), 10);
+        let max_ms = run.latency.max() as f64 / 1000.0;
+        assert!(
+            max_ms > 180.0,
+            "queueing behind the slow connection counts: {max_ms} ms"
+        );
+        assert!(run.quantile_ms(0.0) >= 19.0);
+    }
+
+    #[tokio::test]
+    async fn unanswered_requests_are_status_zero() {
+        let plan = Plan {
+            requests: 3,
+            rate: 1000.0,
+            connections: 8,
+        };
+        let run = run("test", plan, |_| async { Answer::default() }).await;
+        assert_eq!(run.statuses.get(&0), Some(&3));
+        assert_eq!(run.accepted(), 0);
+    }
+}
