@@ -8,7 +8,7 @@
 use async_nats::jetstream::{self, consumer::pull};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_schema::{Envelope, StoredEvent, StreamSpec};
+use tally_schema::{StoredEvent, StreamSpec};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
@@ -124,12 +124,7 @@ pub fn decode(message: &jetstream::Message) -> Result<StoredEvent, String> {
     let info = message
         .info()
         .map_err(|e| format!("no JetStream metadata: {e}"))?;
-    let envelope =
-        Envelope::from_json(&message.payload).map_err(|e| format!("undecodable event: {e}"))?;
-    Ok(StoredEvent {
-        stream_seq: info.stream_sequence,
-        envelope,
-    })
+    StoredEvent::decode(info.stream_sequence, &message.payload)
 }
 
 /// One cut of the message stream: the good items, and whether an error was seen in it.

@@ -66,6 +66,20 @@ pub struct StoredEvent {
     pub envelope: Envelope,
 }
 
+impl StoredEvent {
+    /// A stream message's payload at `stream_seq` as the event a sink applies, or why it
+    /// cannot be one (the reason a dead letter carries). Pure, so it can be fuzzed without a
+    /// NATS message.
+    pub fn decode(stream_seq: u64, payload: &[u8]) -> Result<Self, String> {
+        let envelope =
+            Envelope::from_json(payload).map_err(|e| format!("undecodable event: {e}"))?;
+        Ok(Self {
+            stream_seq,
+            envelope,
+        })
+    }
+}
+
 /// A vote in a poll: the voter's chosen options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PollVote {

@@ -4,11 +4,11 @@
 //! JetStream's object store, then a media-uploaded event goes on the stream.
 
 use crate::error::ApiError;
-use crate::extract::{BodyLimit, ClientIp, scope};
+use crate::extract::{BodyLimit, ClientIp, Path, scope};
 use crate::media::{ACCEPTED, original_key, sniff};
 use crate::server::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -29,8 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Uploader {
     /// Who uploads (the per-user limit counts by it).
+    #[param(value_type = UserId, required = true)]
     user: Option<String>,
 }
 
@@ -40,7 +42,7 @@ fn invalid(code: &'static str, field: &str, message: impl Into<String>) -> ApiEr
 
 /// Stores an image and announces it; thumbnails follow as a job.
 #[utoipa::path(post, path = "/v1/tournaments/{tournament}/media", tag = "events",
-    params(("tournament" = String, Path), Uploader),
+    params(("tournament" = TournamentId, Path), Uploader),
     request_body(content = Vec<u8>, content_type = "image/jpeg",
         description = "A JPEG, PNG or WebP image (Content-Type must match the bytes)"),
     responses(crate::api_doc::WriteResponses))]
@@ -132,7 +134,7 @@ async fn upload(
 
 /// What is known of an upload: stored (in Postgres) or just received.
 #[utoipa::path(get, path = "/v1/media/{media}", tag = "reads",
-    params(("media" = String, Path)), responses(crate::api_doc::ReadResponses))]
+    params(("media" = MediaId, Path)), responses(crate::api_doc::ReadResponses))]
 async fn status(
     State(state): State<AppState>,
     Path(media): Path<String>,
@@ -159,7 +161,7 @@ async fn status(
 /// immutable once made: cached for a year. A variant still being made is `404` (see
 /// `GET /v1/media/{media}`).
 #[utoipa::path(get, path = "/v1/media/{media}/{variant}", tag = "reads",
-    params(("media" = String, Path), ("variant" = String, Path, description = "original, thumb, medium or large")),
+    params(("media" = MediaId, Path), ("variant" = String, Path, description = "original, thumb, medium or large")),
     responses((status = 200, description = "The image", content_type = "image/jpeg", body = Vec<u8>),
         (status = 304, description = "Not modified"),
         (status = 404, description = "No such media", body = crate::api_doc::ErrorResponse)))]
