@@ -16,7 +16,8 @@ use uuid::Uuid;
         license(name = "Apache-2.0")
     ),
     modifiers(&AdminKey),
-    components(schemas(AcceptedBody, ErrorResponse)),
+    // MediaId appears only as a path parameter, which utoipa does not collect by itself.
+    components(schemas(AcceptedBody, ErrorResponse, tally_schema::ids::MediaId)),
     tags(
         (name = "events", description = "Writes: 202 only after JetStream stored the event"),
         (name = "reads", description = "Live views from Redis"),
@@ -48,6 +49,25 @@ pub struct AcceptedBody {
     pub seq: u64,
     /// The key was seen before: the event was stored once, earlier.
     pub duplicate: bool,
+}
+
+/// One server-sent event of a live stream: its name and the whole current view, as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveEvent {
+    /// `results` (poll), `standings` (tournament) or `status` (one registrant).
+    #[schema(inline)]
+    pub event: LiveEventName,
+    /// The view, as the matching read route answers it.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveEventName {
+    Results,
+    Standings,
+    Status,
 }
 
 /// Every error: `{"error": {"code", "message", "field"}}`.
@@ -92,6 +112,8 @@ pub enum WriteResponses {
 pub enum ReadResponses {
     #[response(status = 200, description = "The current view")]
     Ok(#[to_schema] serde_json::Value),
+    #[response(status = 400, description = "A malformed query string")]
+    Malformed(ErrorResponse),
     #[response(status = 403, description = "Results hidden by the poll's visibility")]
     Hidden(ErrorResponse),
     #[response(status = 404, description = "No such resource")]
@@ -99,6 +121,40 @@ pub enum ReadResponses {
     #[response(status = 422, description = "A bad query parameter, named")]
     Invalid(ErrorResponse),
     #[response(status = 503, description = "Redis unreachable")]
+    Unavailable(ErrorResponse),
+}
+
+/// What an admin call with a body (create, replace) may answer.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum AdminBodyResponses {
+    #[response(
+        status = 200,
+        description = "Replaced: the definition, with its version"
+    )]
+    Ok(#[to_schema] serde_json::Value),
+    #[response(status = 201, description = "Created")]
+    Created(#[to_schema] serde_json::Value),
+    #[response(status = 400, description = "Malformed JSON")]
+    Malformed(ErrorResponse),
+    #[response(status = 401, description = "No key")]
+    Unauthorized(ErrorResponse),
+    #[response(status = 403, description = "Wrong key, or a viewer key on a write")]
+    Forbidden(ErrorResponse),
+    #[response(status = 404, description = "No such resource")]
+    NotFound(ErrorResponse),
+    #[response(
+        status = 409,
+        description = "Exists already, or an immutable field changed"
+    )]
+    Conflict(ErrorResponse),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorResponse),
+    #[response(status = 415, description = "Not application/json")]
+    NotJson(ErrorResponse),
+    #[response(status = 422, description = "A field with a bad value, named")]
+    Invalid(ErrorResponse),
+    #[response(status = 503, description = "Postgres unreachable")]
     Unavailable(ErrorResponse),
 }
 

@@ -18,6 +18,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("no such resource")]
     NotFound { field: String, message: String },
+    /// A known path asked with a method it does not take (the router adds `Allow`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// The resource's rules refuse the event now (closed window, existing id).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -84,6 +88,11 @@ impl ApiError {
                 code: "not_found",
                 message: message.clone(),
                 field: field.clone(),
+            },
+            ApiError::MethodNotAllowed => ErrorBody {
+                code: "method_not_allowed",
+                message: "this path does not take that method (see the Allow header)".into(),
+                field: String::new(),
             },
             ApiError::Conflict { code, message } | ApiError::Forbidden { code, message } => {
                 ErrorBody {

@@ -45,13 +45,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }
             } else {
-                FieldError {
-                    problem: tally_schema::api::Problem::Malformed,
-                    code: "unreadable_body",
-                    field: String::new(),
-                    message: rejection.body_text(),
-                }
-                .into()
+                FieldError::malformed("unreadable_body", rejection.body_text()).into()
             }
         })?;
         Ok(JsonBytes(bytes))
@@ -142,6 +136,39 @@ impl FromRequestParts<crate::server::AppState> for ClientIp {
             .map(|c| c.0.ip());
         Ok(Self(peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())))
     }
+}
+
+/// `axum::extract::Path` answering our JSON error: a segment that is not UTF-8 (so no id at
+/// all) is a 404 naming the parameter, as [`scope`] answers an id that cannot exist.
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => match e.into_kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => Err(ApiError::NotFound {
+                    message: format!("no such {key}: the id is not valid UTF-8"),
+                    field: key,
+                }),
+                kind => Err(FieldError::malformed("malformed_path", kind.to_string()).into()),
+            },
+            Err(other) => Err(FieldError::malformed("malformed_path", other.body_text()).into()),
+        }
+    }
+}
+
+/// A query string that does not parse at all (400).
+pub fn malformed_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    FieldError::malformed("malformed_query", e.body_text()).into()
 }
 
 /// Parses a scope from the path; an id that cannot exist is a 404 naming the parameter.

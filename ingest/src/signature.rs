@@ -78,7 +78,8 @@ impl Signing {
         let sent: i64 = timestamp
             .parse()
             .map_err(|_| refuse("invalid_signature", "Tally-Timestamp is unix seconds"))?;
-        if (now - sent).abs() > TOLERANCE_SECS {
+        // `(now - sent).abs()` would overflow for timestamps near i64::MIN or i64::MAX.
+        if now.abs_diff(sent) > TOLERANCE_SECS.unsigned_abs() {
             return Err(refuse(
                 "stale_signature",
                 "Tally-Timestamp is more than five minutes from now",
@@ -184,5 +185,16 @@ mod tests {
         assert!(optional.verify(&HeaderMap::new(), body, now).is_ok());
         assert!(Signing::new(&["nocolon".into()], false).is_err());
         assert!(Signing::new(&[], true).is_err());
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_a_crash() {
+        let s = Signing::new(&["p1:s3cret".into()], true).unwrap();
+        let now = 1_800_000_000;
+        for sent in [i64::MIN, i64::MIN + now, i64::MAX] {
+            let headers = signed("p1", sent, &sign(b"s3cret", sent, b"{}"));
+            let e = s.verify(&headers, b"{}", now).unwrap_err();
+            assert_eq!(e.body().code, "stale_signature", "{sent}");
+        }
     }
 }

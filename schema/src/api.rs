@@ -51,6 +51,16 @@ impl FieldError {
         }
     }
 
+    /// Not the shape the route takes at all (400): no field to name, only what was wrong.
+    pub fn malformed(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            problem: Problem::Malformed,
+            code,
+            field: String::new(),
+            message: message.into(),
+        }
+    }
+
     fn nested(mut self, parent: &str) -> Self {
         self.field = join_path(parent, &self.field);
         self
@@ -108,12 +118,7 @@ fn field_error(err: serde_path_to_error::Error<serde_json::Error>) -> FieldError
         None => full,
     };
     if !inner.is_data() {
-        return FieldError {
-            problem: Problem::Malformed,
-            code: "malformed_json",
-            field: String::new(),
-            message,
-        };
+        return FieldError::malformed("malformed_json", message);
     }
     let named = |prefix: &str| {
         message
@@ -148,6 +153,7 @@ pub struct PollVoteBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<IdempotencyKey>,
     pub voter: VoterId,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 32))]
     pub options: Vec<OptionId>,
 }
 
@@ -236,12 +242,18 @@ pub struct ScoreBody {
     #[serde(rename = "match")]
     pub match_id: MatchId,
     pub team: TeamId,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = -1_000_000_000, maximum = 1_000_000_000)
+    )]
     pub points: i64,
 }
 
 impl Validate for ScoreBody {
     fn validate(&self) -> Result<(), FieldError> {
-        if self.points.abs() > MAX_ABS_POINTS {
+        // Not `points.abs()`: that overflows for i64::MIN (a panic with overflow checks, and
+        // i64::MIN itself, accepted, without them).
+        if !(-MAX_ABS_POINTS..=MAX_ABS_POINTS).contains(&self.points) {
             return Err(FieldError::invalid(
                 "out_of_range",
                 "points",
@@ -323,7 +335,6 @@ impl Validate for BatchBody {
 }
 
 /// One item of a batch, as a client builds it: the single-route body plus `type` and scope.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BatchItem {
@@ -347,6 +358,69 @@ pub enum BatchItem {
         #[serde(flatten)]
         body: RegistrationBody,
     },
+}
+
+/// Each item is its body's object with two more required properties, `type` and the scope
+/// (`poll`, `arena` or `tournament`), in one closed object: a derived schema would `allOf` the
+/// body (which refuses unknown properties) with them, which nothing can satisfy.
+#[cfg(feature = "openapi")]
+mod batch_item_schema {
+    use super::*;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema, Type};
+    use utoipa::{PartialSchema, ToSchema};
+
+    fn item<B: PartialSchema, S: ToSchema>(kind: &str, scope: &str) -> RefOr<Schema> {
+        let RefOr::T(Schema::Object(mut object)) = B::schema() else {
+            return B::schema();
+        };
+        let tag = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([kind]))
+            .build();
+        object.properties.insert("type".into(), tag.into());
+        object
+            .properties
+            .insert(scope.into(), Ref::from_schema_name(S::name()).into());
+        object.required.extend([String::from("type"), scope.into()]);
+        object.title = Some(kind.into());
+        object.description = None;
+        RefOr::T(Schema::Object(object))
+    }
+
+    impl PartialSchema for BatchItem {
+        fn schema() -> RefOr<Schema> {
+            OneOfBuilder::new()
+                .description(Some(
+                    "One item of a batch, as a client builds it: the single-route body plus \
+                     `type` and scope.",
+                ))
+                .item(item::<PollVoteBody, PollId>("poll_vote", "poll"))
+                .item(item::<PairVoteBody, ArenaId>("pair_vote", "arena"))
+                .item(item::<ScoreBody, TournamentId>("score", "tournament"))
+                .item(item::<RegistrationBody, TournamentId>(
+                    "registration",
+                    "tournament",
+                ))
+                .into()
+        }
+    }
+
+    impl ToSchema for BatchItem {
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            for (name, schema) in [
+                (PollId::name(), PollId::schema()),
+                (ArenaId::name(), ArenaId::schema()),
+                (TournamentId::name(), TournamentId::schema()),
+            ] {
+                schemas.push((name.into(), schema));
+            }
+            <PollVoteBody as ToSchema>::schemas(schemas);
+            <PairVoteBody as ToSchema>::schemas(schemas);
+            <ScoreBody as ToSchema>::schemas(schemas);
+            <RegistrationBody as ToSchema>::schemas(schemas);
+        }
+    }
 }
 
 /// Decodes item `index` of a batch into its event and optional idempotency key. Field paths
@@ -492,6 +566,16 @@ mod tests {
         assert_eq!((e.code, e.field.as_str()), ("out_of_range", "points"));
         let e = err::<ScoreBody>(r#"{"match":"m","team":"t","points":1e30}"#);
         assert_eq!((e.code, e.field.as_str()), ("invalid_type", "points"));
+    }
+
+    #[test]
+    fn points_at_the_ends_of_i64_are_out_of_range_not_a_crash() {
+        for points in [i64::MIN, i64::MAX] {
+            let e = err::<ScoreBody>(&format!(r#"{{"match":"m","team":"t","points":{points}}}"#));
+            assert_eq!((e.code, e.field.as_str()), ("out_of_range", "points"));
+        }
+        let edge = format!(r#"{{"match":"m","team":"t","points":-{MAX_ABS_POINTS}}}"#);
+        assert!(decode::<ScoreBody>(edge.as_bytes()).is_ok());
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum IdError {
 /// Scopes name subjects (`tally.v1.vote.poll.<scope>`), so no dots, wildcards or spaces.
 const SCOPE_ALLOWED: &str = "letters, digits, '_' and '-'";
 const SCOPE_MAX: usize = 64;
+/// [`scope_char`] as an ECMA-262 pattern (OpenAPI).
+#[cfg_attr(not(feature = "openapi"), allow(dead_code))]
+const SCOPE_PATTERN: &str = "^[A-Za-z0-9_-]+$";
 fn scope_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
@@ -25,6 +28,9 @@ fn scope_char(c: char) -> bool {
 /// Members of a scope (voters, teams, options…) may look like emails or urns.
 const MEMBER_ALLOWED: &str = "letters, digits and '_', '-', '.', ':', '@', '+'";
 const MEMBER_MAX: usize = 128;
+/// [`member_char`] as an ECMA-262 pattern (OpenAPI).
+#[cfg_attr(not(feature = "openapi"), allow(dead_code))]
+const MEMBER_PATTERN: &str = "^[A-Za-z0-9_.:@+-]+$";
 fn member_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@' | '+')
 }
@@ -42,13 +48,39 @@ fn check(s: &str, max: usize, ok: fn(char) -> bool, allowed: &'static str) -> Re
     Ok(())
 }
 
+/// The OpenAPI schema of an id: a string of `1..=max` characters matching `pattern` (the same
+/// rules [`check`] applies), so generated clients and fuzzers know what the API accepts.
+#[cfg(feature = "openapi")]
+fn id_schema(
+    description: &str,
+    max: usize,
+    pattern: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description.trim()))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+        .into()
+}
+
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $max:expr, $ok:expr, $allowed:expr) => {
-        $(#[$doc])*
+    ($(#[doc = $doc:literal])* $name:ident, $max:expr, $ok:expr, $allowed:expr, $pattern:expr) => {
+        $(#[doc = $doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema(concat!($($doc),*), $max, $pattern)
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub fn as_str(&self) -> &str {
@@ -93,10 +125,10 @@ macro_rules! id_type {
 }
 
 macro_rules! scope_ids {
-    ($($(#[$doc:meta])* $name:ident),*) => { $(id_type!($(#[$doc])* $name, SCOPE_MAX, scope_char, SCOPE_ALLOWED);)* };
+    ($($(#[doc = $doc:literal])* $name:ident),*) => { $(id_type!($(#[doc = $doc])* $name, SCOPE_MAX, scope_char, SCOPE_ALLOWED, SCOPE_PATTERN);)* };
 }
 macro_rules! member_ids {
-    ($($(#[$doc:meta])* $name:ident),*) => { $(id_type!($(#[$doc])* $name, MEMBER_MAX, member_char, MEMBER_ALLOWED);)* };
+    ($($(#[doc = $doc:literal])* $name:ident),*) => { $(id_type!($(#[doc = $doc])* $name, MEMBER_MAX, member_char, MEMBER_ALLOWED, MEMBER_PATTERN);)* };
 }
 
 scope_ids!(
@@ -131,9 +163,22 @@ member_ids!(
 
 /// A client-chosen idempotency key: 1–255 visible ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct IdempotencyKey(String);
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        id_schema(
+            "A client-chosen idempotency key: 1–255 visible ASCII characters.",
+            Self::MAX_LEN,
+            "^[!-~]+$",
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for IdempotencyKey {}
 
 /// Namespace for turning idempotency keys that are not UUIDs into event ids (UUIDv5).
 const IDEMPOTENCY_NAMESPACE: uuid::Uuid = uuid::uuid!("0b6a7f4e-5f43-4c55-9a55-7a11e7a11e00");

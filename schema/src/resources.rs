@@ -69,13 +69,16 @@ pub enum Visibility {
 pub struct Poll {
     pub id: PollId,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub title: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 1000))]
     pub options: Vec<OptionId>,
     /// Several options per vote (at most `max_choices`); otherwise exactly one.
     #[serde(default)]
     pub multiple: bool,
     /// For multiple-choice polls; defaults to every option.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub max_choices: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<DateTime<Utc>>,
@@ -95,7 +98,9 @@ pub struct Poll {
 pub struct Arena {
     pub id: ArenaId,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub title: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 2, max_items = 1000))]
     pub items: Vec<ItemId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opens_at: Option<DateTime<Utc>>,
@@ -147,6 +152,10 @@ pub enum RegistrationMode {
 #[serde(deny_unknown_fields)]
 pub struct PriorityGroup {
     pub id: GroupId,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(exclusive_minimum = 0.0, maximum = 1_000_000.0)
+    )]
     pub weight: f64,
 }
 
@@ -156,6 +165,7 @@ pub struct PriorityGroup {
 #[serde(deny_unknown_fields)]
 pub struct MatchDef {
     pub id: MatchId,
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub teams: Vec<TeamId>,
 }
 
@@ -167,10 +177,13 @@ pub struct MatchDef {
 pub struct Tournament {
     pub id: TournamentId,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub title: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub teams: Vec<TeamId>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub matches: Vec<MatchDef>,
     #[serde(default)]
     pub score_operator: ScoreOperator,
@@ -181,14 +194,17 @@ pub struct Tournament {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_closes_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub capacity: Option<u32>,
     #[serde(default)]
     pub mode: RegistrationMode,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub groups: Vec<PriorityGroup>,
     /// Lottery: how long a winner (or a user promoted from the waitlist) has to claim the
     /// place, in seconds (default 48 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 31_536_000))]
     pub claim_window_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
@@ -243,9 +259,11 @@ impl Per {
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub by: LimitBy,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000_000))]
     pub limit: u32,
     pub per: Per,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000_000))]
     pub burst: Option<u32>,
 }
 

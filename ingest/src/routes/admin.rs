@@ -5,11 +5,11 @@
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::extract::JsonBytes;
+use crate::extract::{JsonBytes, Path};
 use crate::resource_store::{self, Stored};
 use crate::server::AppState;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use tally_schema::api::FieldError;
 use tally_schema::resources::{Resource, ResourceKind};
@@ -24,27 +24,72 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs))
 }
 
+/// Query parameters, taken as text so a bad value gets our field-level error.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
-    /// Only jobs in this state (Pending, Running, Done, Failed, Killed).
+    /// Only jobs in this state.
+    #[param(inline, value_type = JobStatus, required = false)]
     status: Option<String>,
-    /// At most this many, newest first (default 100, at most 1000).
-    limit: Option<u32>,
+    /// At most this many, newest first (default 100).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
 }
+
+/// The states of an apalis job.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only describes the parameter
+enum JobStatus {
+    Pending,
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Killed,
+}
+
+const JOB_STATUSES: [&str; 6] = ["Pending", "Queued", "Running", "Done", "Failed", "Killed"];
 
 /// The workers' apalis jobs (draws, and later media): a count per type and state, and the
 /// newest jobs with their attempts and last result — the operators' job view.
 #[utoipa::path(get, path = "/admin/v1/jobs", tag = "admin", security(("admin_key" = [])),
-    params(JobQuery), responses(crate::api_doc::AdminResponses))]
+    params(JobQuery), responses(
+        (status = 200, description = "Counts per type and state, and the newest jobs", body = serde_json::Value),
+        (status = 400, description = "A malformed query string", body = crate::api_doc::ErrorResponse),
+        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
+        (status = 403, description = "Wrong key", body = crate::api_doc::ErrorResponse),
+        (status = 422, description = "A bad query parameter, named", body = crate::api_doc::ErrorResponse),
+        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+    ))]
 async fn jobs(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<axum::extract::Query<JobQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let axum::extract::Query(query) = query
-        .map_err(|e| ApiError::from(FieldError::invalid("invalid_value", "", e.body_text())))?;
-    let limit = i64::from(query.limit.unwrap_or(100).clamp(1, 1000));
+    let axum::extract::Query(query) = query.map_err(crate::extract::malformed_query)?;
+    let limit = match query.limit.as_deref().map(str::parse::<i64>) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return Err(FieldError::invalid(
+                "invalid_value",
+                "limit",
+                "must be a whole number from 1 to 1000",
+            )
+            .into());
+        }
+    };
+    if let Some(status) = query.status.as_deref()
+        && !JOB_STATUSES.contains(&status)
+    {
+        return Err(FieldError::invalid(
+            "invalid_value",
+            "status",
+            format!("must be one of {}", JOB_STATUSES.join(", ")),
+        )
+        .into());
+    }
     let view = resource_store::jobs(&state.pool, query.status.as_deref(), limit)
         .await
         .map_err(|e| state.store_unavailable(e))?;
@@ -53,7 +98,7 @@ async fn jobs(
 
 /// The six routes of one kind, each documented with that kind's definition as its body.
 macro_rules! admin_routes {
-    ($module:ident, $kind:expr, $definition:ty,
+    ($module:ident, $kind:expr, $definition:ty, $id:ty,
      $base:literal, $one:literal, $open:literal, $close:literal) => {
         mod $module {
             use super::*;
@@ -68,7 +113,7 @@ macro_rules! admin_routes {
 
             /// Creates a definition (201; 409 if the id exists).
             #[utoipa::path(post, path = $base, tag = "admin", operation_id = concat!("create_", stringify!($module)), security(("admin_key" = [])),
-                request_body = $definition, responses(crate::api_doc::AdminResponses))]
+                request_body = $definition, responses(crate::api_doc::AdminBodyResponses))]
             pub async fn create(
                 s: State<AppState>,
                 c: Caller,
@@ -79,15 +124,15 @@ macro_rules! admin_routes {
 
             /// One definition and its version.
             #[utoipa::path(get, path = $one, tag = "admin", operation_id = concat!("read_", stringify!($module)), security(("admin_key" = [])),
-                params(("id" = String, Path)), responses(crate::api_doc::AdminResponses))]
+                params(("id" = $id, Path)), responses(crate::api_doc::AdminResponses))]
             pub async fn read(s: State<AppState>, c: Caller, p: Path<String>) -> Reply {
                 super::read($kind, s, c, p).await
             }
 
             /// Replaces a definition (the id in the body must match).
             #[utoipa::path(put, path = $one, tag = "admin", operation_id = concat!("replace_", stringify!($module)), security(("admin_key" = [])),
-                params(("id" = String, Path)), request_body = $definition,
-                responses(crate::api_doc::AdminResponses))]
+                params(("id" = $id, Path)), request_body = $definition,
+                responses(crate::api_doc::AdminBodyResponses))]
             pub async fn replace(
                 s: State<AppState>,
                 c: Caller,
@@ -99,14 +144,14 @@ macro_rules! admin_routes {
 
             /// Opens the window now.
             #[utoipa::path(post, path = $open, tag = "admin", operation_id = concat!("open_", stringify!($module)), security(("admin_key" = [])),
-                params(("id" = String, Path)), responses(crate::api_doc::AdminResponses))]
+                params(("id" = $id, Path)), responses(crate::api_doc::AdminResponses))]
             pub async fn open(s: State<AppState>, c: Caller, p: Path<String>) -> Reply {
                 super::set_open($kind, true, s, c, p).await
             }
 
             /// Closes the window now.
             #[utoipa::path(post, path = $close, tag = "admin", operation_id = concat!("close_", stringify!($module)), security(("admin_key" = [])),
-                params(("id" = String, Path)), responses(crate::api_doc::AdminResponses))]
+                params(("id" = $id, Path)), responses(crate::api_doc::AdminResponses))]
             pub async fn close(s: State<AppState>, c: Caller, p: Path<String>) -> Reply {
                 super::set_open($kind, false, s, c, p).await
             }
@@ -126,6 +171,7 @@ admin_routes!(
     polls,
     ResourceKind::Poll,
     tally_schema::resources::Poll,
+    tally_schema::ids::PollId,
     "/admin/v1/polls",
     "/admin/v1/polls/{id}",
     "/admin/v1/polls/{id}/open",
@@ -135,6 +181,7 @@ admin_routes!(
     arenas,
     ResourceKind::Arena,
     tally_schema::resources::Arena,
+    tally_schema::ids::ArenaId,
     "/admin/v1/arenas",
     "/admin/v1/arenas/{id}",
     "/admin/v1/arenas/{id}/open",
@@ -144,6 +191,7 @@ admin_routes!(
     tournaments,
     ResourceKind::Tournament,
     tally_schema::resources::Tournament,
+    tally_schema::ids::TournamentId,
     "/admin/v1/tournaments",
     "/admin/v1/tournaments/{id}",
     "/admin/v1/tournaments/{id}/open",
@@ -156,6 +204,21 @@ fn body(kind: ResourceKind, stored: &Stored) -> Json<serde_json::Value> {
         "version": stored.version,
         "definition": stored.definition,
     }))
+}
+
+/// An id no definition can have (it would not decode) is a 404 naming it, before Postgres
+/// is asked (which would refuse some of them, e.g. with a NUL byte, as an error).
+fn valid_id(kind: ResourceKind, id: &str) -> Result<(), ApiError> {
+    use tally_schema::ids::{ArenaId, PollId, TournamentId};
+    let checked = match kind {
+        ResourceKind::Poll => PollId::try_from(id).map(drop),
+        ResourceKind::Arena => ArenaId::try_from(id).map(drop),
+        ResourceKind::Tournament => TournamentId::try_from(id).map(drop),
+    };
+    checked.map_err(|e| ApiError::NotFound {
+        field: "id".into(),
+        message: format!("no such {}: the id {e}", kind.as_str()),
+    })
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> ApiError {
@@ -185,6 +248,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Viewer)?;
+    valid_id(kind, &id)?;
     let stored = resource_store::get(&state.pool, kind, &id)
         .await
         .map_err(|e| state.store_unavailable(e))?;
@@ -229,6 +293,7 @@ async fn replace(
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Admin)?;
+    valid_id(kind, &id)?;
     let next = Resource::decode(kind, &bytes)?;
     if next.id() != id {
         return Err(
@@ -257,6 +322,7 @@ async fn set_open(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Admin)?;
+    valid_id(kind, &id)?;
     let now = chrono::Utc::now();
     let changed = resource_store::update(&state.pool, kind, &id, |old| {
         Ok::<_, ApiError>(old.with_window_state(open, now))

@@ -1,9 +1,9 @@
 //! Pair votes ("winner beat loser") in an arena.
 
 use crate::error::ApiError;
-use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
+use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, Path, scope};
 use crate::server::{Accepted, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use tally_schema::api::PairVoteBody;
 use tally_schema::ids::ArenaId;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,7 +15,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// "winner beat loser", from one session.
 #[utoipa::path(post, path = "/v1/arenas/{arena}/votes", tag = "events", operation_id = "vote_in_arena",
-    params(("arena" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("arena" = ArenaId, Path), ("Idempotency-Key" = Option<tally_schema::ids::IdempotencyKey>, Header)),
     request_body = PairVoteBody, responses(crate::api_doc::WriteResponses))]
 async fn vote(
     State(state): State<AppState>,

@@ -4,10 +4,10 @@
 
 use crate::auth::MaybeCaller;
 use crate::error::ApiError;
-use crate::extract::scope;
+use crate::extract::{Path, scope};
 use crate::routes::reads::check_results_visible;
 use crate::server::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -28,8 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Server-sent events `status`: one registrant's lottery status each time it changes (won,
 /// waitlisted, claimed, released, promoted).
 #[utoipa::path(get, path = "/v1/tournaments/{tournament}/registrations/{user}/stream", tag = "live",
-    params(("tournament" = String, Path), ("user" = String, Path)),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+    params(("tournament" = TournamentId, Path), ("user" = tally_schema::ids::UserId, Path)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = crate::api_doc::LiveEvent),
         (status = 404, description = "No such tournament", body = crate::api_doc::ErrorResponse)))]
 async fn registration_stream(
     State(state): State<AppState>,
@@ -59,8 +59,8 @@ fn follow(state: &AppState, view: LiveView, scope: &str, name: &'static str) -> 
 
 /// Server-sent events `results`: the poll's results each time they change.
 #[utoipa::path(get, path = "/v1/polls/{poll}/stream", tag = "live",
-    params(("poll" = String, Path)), security((), ("admin_key" = [])),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+    params(("poll" = PollId, Path)), security((), ("admin_key" = [])),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = crate::api_doc::LiveEvent),
         (status = 403, description = "Results hidden", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such poll", body = crate::api_doc::ErrorResponse)))]
 async fn poll_stream(
@@ -82,8 +82,8 @@ async fn poll_stream(
 
 /// Server-sent events `standings`: the top 50 each time they change.
 #[utoipa::path(get, path = "/v1/tournaments/{tournament}/standings/stream", tag = "live",
-    params(("tournament" = String, Path)),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+    params(("tournament" = TournamentId, Path)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = crate::api_doc::LiveEvent),
         (status = 404, description = "No such tournament", body = crate::api_doc::ErrorResponse)))]
 async fn standings_stream(
     State(state): State<AppState>,

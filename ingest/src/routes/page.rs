@@ -3,9 +3,8 @@
 //! (`/live/tournaments/{tournament}`).
 
 use crate::error::ApiError;
-use crate::extract::scope;
+use crate::extract::{Path, scope};
 use crate::server::AppState;
-use axum::extract::Path;
 use axum::http::header;
 use axum::response::IntoResponse;
 use tally_schema::ids::{PollId, TournamentId};
@@ -31,16 +30,18 @@ fn page() -> impl IntoResponse {
 }
 
 /// A page of live bars for one poll.
-#[utoipa::path(get, path = "/live/polls/{poll}", tag = "live", params(("poll" = String, Path)),
-    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
+#[utoipa::path(get, path = "/live/polls/{poll}", tag = "live", params(("poll" = PollId, Path)),
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String),
+        (status = 404, description = "Not a poll id", body = crate::api_doc::ErrorResponse)))]
 async fn poll_page(Path(poll): Path<String>) -> Result<impl IntoResponse, ApiError> {
     scope::<PollId>("poll", poll)?;
     Ok(page())
 }
 
 /// A page of live standings for one tournament.
-#[utoipa::path(get, path = "/live/tournaments/{tournament}", tag = "live", params(("tournament" = String, Path)),
-    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
+#[utoipa::path(get, path = "/live/tournaments/{tournament}", tag = "live", params(("tournament" = TournamentId, Path)),
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String),
+        (status = 404, description = "Not a tournament id", body = crate::api_doc::ErrorResponse)))]
 async fn tournament_page(Path(tournament): Path<String>) -> Result<impl IntoResponse, ApiError> {
     scope::<TournamentId>("tournament", tournament)?;
     Ok(page())

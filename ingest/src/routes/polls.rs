@@ -1,9 +1,9 @@
 //! Poll votes.
 
 use crate::error::ApiError;
-use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
+use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, Path, scope};
 use crate::server::{Accepted, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use tally_schema::api::PollVoteBody;
 use tally_schema::ids::PollId;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,7 +15,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A vote: the voter's options (a later vote of the same voter replaces it).
 #[utoipa::path(post, path = "/v1/polls/{poll}/votes", tag = "events", operation_id = "vote_in_poll",
-    params(("poll" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("poll" = PollId, Path), ("Idempotency-Key" = Option<tally_schema::ids::IdempotencyKey>, Header)),
     request_body = PollVoteBody, responses(crate::api_doc::WriteResponses))]
 async fn vote(
     State(state): State<AppState>,

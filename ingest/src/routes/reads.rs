@@ -5,11 +5,11 @@
 
 use crate::auth::MaybeCaller;
 use crate::error::ApiError;
-use crate::extract::scope;
+use crate::extract::{Path, malformed_query, scope};
 use crate::server::AppState;
 use crate::views::{poll_view, standings_view};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tally_schema::api::FieldError;
@@ -61,15 +61,7 @@ fn params(
     query.map(|Query(p)| p).map_err(malformed_query)
 }
 
-fn malformed_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
-    FieldError {
-        problem: tally_schema::api::Problem::Malformed,
-        code: "malformed_query",
-        field: String::new(),
-        message: e.body_text(),
-    }
-    .into()
-}
+
 
 /// `?voter=` names the reader of a poll whose results show only after voting.
 #[derive(Debug, Default, Deserialize)]
@@ -119,7 +111,7 @@ pub async fn check_results_visible(
 
 /// Votes per option, most first, if the poll's visibility allows.
 #[utoipa::path(get, path = "/v1/polls/{poll}/results", tag = "reads",
-    params(("poll" = String, Path), ("voter" = Option<String>, Query, description = "who asks (polls visible after voting)")),
+    params(("poll" = PollId, Path), ("voter" = Option<VoterId>, Query, description = "who asks (polls visible after voting)")),
     security((), ("admin_key" = [])), responses(crate::api_doc::ReadResponses))]
 async fn poll_results(
     State(state): State<AppState>,
@@ -140,7 +132,7 @@ async fn poll_results(
 
 /// Live Elo ranking, and the latest Bradley–Terry fit beside it.
 #[utoipa::path(get, path = "/v1/arenas/{arena}/ranking", tag = "reads",
-    params(("arena" = String, Path), ("limit" = Option<u32>, Query)), responses(crate::api_doc::ReadResponses))]
+    params(("arena" = ArenaId, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000)), responses(crate::api_doc::ReadResponses))]
 async fn arena_ranking(
     State(state): State<AppState>,
     Path(arena): Path<String>,
@@ -171,7 +163,7 @@ async fn arena_ranking(
 
 /// One session's personal Elo ranking.
 #[utoipa::path(get, path = "/v1/arenas/{arena}/sessions/{session}/ranking", tag = "reads",
-    params(("arena" = String, Path), ("session" = String, Path), ("limit" = Option<u32>, Query)), responses(crate::api_doc::ReadResponses))]
+    params(("arena" = ArenaId, Path), ("session" = SessionId, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000)), responses(crate::api_doc::ReadResponses))]
 async fn session_ranking(
     State(state): State<AppState>,
     Path((arena, session)): Path<(String, String)>,
@@ -197,7 +189,7 @@ async fn session_ranking(
 
 /// The top of the standings, or the teams around one team, in the tournament's sort order.
 #[utoipa::path(get, path = "/v1/tournaments/{tournament}/standings", tag = "reads",
-    params(("tournament" = String, Path), ("limit" = Option<u32>, Query), ("around" = Option<String>, Query), ("radius" = Option<u32>, Query)), responses(crate::api_doc::ReadResponses))]
+    params(("tournament" = TournamentId, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("around" = Option<TeamId>, Query), ("radius" = Option<u32>, Query, minimum = 0, maximum = 1000)), responses(crate::api_doc::ReadResponses))]
 async fn standings(
     State(state): State<AppState>,
     Path(tournament): Path<String>,
@@ -210,6 +202,9 @@ async fn standings(
         .tournament(tournament.as_str())?
         .sort;
     let params = params(query)?;
+    // Both are checked even when only one applies: a bad value is refused, never ignored.
+    let limit = number("limit", params.limit.as_deref(), 10)?;
+    let radius = number("radius", params.radius.as_deref(), 2)?;
     let key = state.views.keys().standings(tournament.as_str());
     let teams = match params.around {
         Some(team) => {
@@ -220,7 +215,6 @@ async fn standings(
                     e.to_string(),
                 ))
             })?;
-            let radius = number("radius", params.radius.as_deref(), 2)?;
             state
                 .views
                 .around(&key, team.as_str(), radius, order)
@@ -231,21 +225,18 @@ async fn standings(
                     message: format!("team '{team}' has no standing in this tournament"),
                 })?
         }
-        None => {
-            let limit = number("limit", params.limit.as_deref(), 10)?;
-            state
-                .views
-                .top(&key, limit, order)
-                .await
-                .map_err(|e| state.views_unavailable(e))?
-        }
+        None => state
+            .views
+            .top(&key, limit, order)
+            .await
+            .map_err(|e| state.views_unavailable(e))?,
     };
     Ok(Json(standings_view(tournament.as_str(), teams)))
 }
 
 /// Registrations per priority group and in total.
 #[utoipa::path(get, path = "/v1/tournaments/{tournament}/registrations", tag = "reads",
-    params(("tournament" = String, Path)), responses(crate::api_doc::ReadResponses))]
+    params(("tournament" = TournamentId, Path)), responses(crate::api_doc::ReadResponses))]
 async fn registrations(
     State(state): State<AppState>,
     Path(tournament): Path<String>,
@@ -267,7 +258,7 @@ async fn registrations(
 /// One user's registration: first-come places follow stream order (position up to the
 /// capacity: `placed`, beyond it: `waitlisted`); in a lottery, `received` until the draw.
 #[utoipa::path(get, path = "/v1/tournaments/{tournament}/registrations/{user}", tag = "reads",
-    params(("tournament" = String, Path), ("user" = String, Path)),
+    params(("tournament" = TournamentId, Path), ("user" = UserId, Path)),
     responses(crate::api_doc::ReadResponses))]
 async fn registration_status(
     State(state): State<AppState>,
@@ -307,7 +298,7 @@ async fn registration_status(
 /// digest of the frozen registrant list, the list, the weights and the results, so anyone can
 /// recompute the draw (`tally verify-draw`).
 #[utoipa::path(get, path = "/v1/tournaments/{tournament}/draw", tag = "reads",
-    params(("tournament" = String, Path)), responses(crate::api_doc::ReadResponses))]
+    params(("tournament" = TournamentId, Path)), responses(crate::api_doc::ReadResponses))]
 async fn draw(
     State(state): State<AppState>,
     Path(tournament): Path<String>,

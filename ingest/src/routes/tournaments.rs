@@ -1,9 +1,9 @@
 //! Tournament scores and registrations.
 
 use crate::error::ApiError;
-use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, scope};
+use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, Path, scope};
 use crate::server::{Accepted, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use tally_schema::Event;
 use tally_schema::api::{RegistrationBody, ScoreBody};
 use tally_schema::event::{RegistrationStatus, StatusChange};
@@ -21,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A lottery winner (or a user promoted from the waitlist) confirms the place before the
 /// claim deadline. Claiming again answers the same event.
 #[utoipa::path(post, path = "/v1/tournaments/{tournament}/registrations/{user}/claim",
-    tag = "events", params(("tournament" = String, Path), ("user" = String, Path)),
+    tag = "events", params(("tournament" = TournamentId, Path), ("user" = UserId, Path)),
     responses(crate::api_doc::WriteResponses))]
 async fn claim(
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ async fn claim(
 
 /// Points for a team in a match; combined by the tournament's score operator.
 #[utoipa::path(post, path = "/v1/tournaments/{tournament}/scores", tag = "events",
-    params(("tournament" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("tournament" = TournamentId, Path), ("Idempotency-Key" = Option<tally_schema::ids::IdempotencyKey>, Header)),
     request_body = ScoreBody, responses(crate::api_doc::WriteResponses))]
 async fn score(
     State(state): State<AppState>,
@@ -92,7 +92,7 @@ async fn score(
 
 /// A user asking for a place, inside the registration window.
 #[utoipa::path(post, path = "/v1/tournaments/{tournament}/registrations", tag = "events",
-    params(("tournament" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("tournament" = TournamentId, Path), ("Idempotency-Key" = Option<tally_schema::ids::IdempotencyKey>, Header)),
     request_body = RegistrationBody, responses(crate::api_doc::WriteResponses))]
 async fn register(
     State(state): State<AppState>,
