@@ -34,6 +34,10 @@ pub struct IngestConfig {
     /// Whole-request deadline (a client trickling its body is cut off), in milliseconds.
     #[arg(long, env = "TALLY_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+    /// How long a client may take to send a request's headers, in milliseconds; a
+    /// connection that sends none within it (a slowloris, an idle keep-alive) is closed.
+    #[arg(long, env = "TALLY_HEADER_TIMEOUT_MS", default_value_t = 30_000)]
+    pub header_timeout_ms: u64,
     #[command(flatten)]
     pub redis: RedisConfig,
     /// Postgres with the resource definitions and API keys (never on the event hot path).
@@ -107,6 +111,7 @@ impl IngestConfig {
             body_limit_bytes: 16 * 1024,
             batch_body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
+            header_timeout_ms: 30_000,
             retry_after_secs: 1,
             redis: RedisConfig::default(),
             database_url,

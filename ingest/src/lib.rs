@@ -22,6 +22,7 @@ pub mod api_doc;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod live;
@@ -38,3 +39,13 @@ pub mod views;
 
 pub use config::IngestConfig;
 pub use server::serve;
+
+/// The `tally-ingest` process: tracing and metrics, listen on `config.addr`, serve until
+/// SIGTERM or Ctrl-C. Shared by the binary and the tests' SIGKILL-able copy of it.
+pub async fn main_with(config: IngestConfig) -> anyhow::Result<()> {
+    tally_kit::telemetry::init_tracing();
+    tally_kit::telemetry::metrics();
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    serve(config, listener, tally_kit::shutdown::signal()).await?;
+    Ok(())
+}

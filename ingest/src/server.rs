@@ -223,6 +223,8 @@ pub fn app(state: AppState) -> Router {
                 message: "no such route".into(),
             }
         })
+        // After every route: a known path with another method is a JSON 405 (axum adds Allow).
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(crate::telemetry::track))
@@ -380,10 +382,8 @@ pub async fn serve(
         shutdown.await;
         let _ = closing_tx.send(true);
     };
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let header_timeout = Duration::from_millis(state.config.header_timeout_ms);
+    crate::connections::serve(listener, app(state), header_timeout, shutdown).await;
     live.abort();
     following.abort();
     sweeping.abort();

@@ -440,3 +440,131 @@ async fn signed_ingest_refuses_unsigned_forged_and_stale_writes() {
     assert_eq!(read.status(), 200);
     ingest.stop().await;
 }
+
+/// Writes `head`, then `trickle` one byte at a time, `every` apart, until the server answers
+/// or closes; returns what it answered and when, from the first byte.
+async fn trickle(
+    addr: std::net::SocketAddr,
+    head: String,
+    trickle: Vec<u8>,
+    every: std::time::Duration,
+) -> (String, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let writer = {
+        tokio::spawn(async move {
+            write.write_all(head.as_bytes()).await?;
+            for byte in trickle {
+                tokio::time::sleep(every).await;
+                write.write_all(&[byte]).await?;
+            }
+            std::io::Result::Ok(write)
+        })
+    };
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        read.read_to_end(&mut answer),
+    )
+    .await;
+    writer.abort();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_senders_are_cut_off_and_idle_connections_hold_up_nobody() {
+    use std::time::{Duration, Instant};
+    let env = TestEnv::new().await;
+    let mut config = env.ingest_config();
+    config.request_timeout_ms = 1500;
+    config.header_timeout_ms = 2000;
+    let ingest = Ingest::start(config).await;
+    let addr = ingest.addr;
+
+    // Thousands of connections opened and left idle.
+    let mut idle = Vec::new();
+    for _ in 0..3000 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // A body trickled a byte every 300 ms, and headers trickled the same way.
+    let body_head = format!(
+        "POST {VOTE} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n"
+    );
+    let slow_body = tokio::spawn(trickle(
+        addr,
+        body_head,
+        vec![b' '; 40],
+        Duration::from_millis(300),
+    ));
+    let header_head = format!("POST {VOTE} HTTP/1.1\r\n");
+    let slow_headers = tokio::spawn(trickle(
+        addr,
+        header_head,
+        b"x-slow: a\r\n".repeat(400),
+        Duration::from_millis(300),
+    ));
+
+    // Meanwhile others are answered at once.
+    let http = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    for i in 0..50 {
+        let sent = Instant::now();
+        let response = http
+            .post(ingest.url(VOTE))
+            .json(&serde_json::json!({"voter": format!("fast-{i}"), "options": ["a"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        slowest = slowest.max(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (answer, took) = slow_body.await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "a trickled body is answered 408: {answer:?} after {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "cut off after {took:?}");
+    let (answer, took) = slow_headers.await.unwrap();
+    println!(
+        "slow body: 408 after {:?}; slow headers: closed after {took:?} ({:?}); 50 others with 3,000 idle connections open: slowest {slowest:?}",
+        Duration::from_millis(1500),
+        answer.lines().next().unwrap_or("no answer")
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "trickled headers are cut off, not held forever ({took:?})"
+    );
+    assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
+    // The idle connections sent no request within the header timeout: all closed by now.
+    // All read at once: one that is still open costs two seconds, not two seconds each.
+    let reads = idle.iter_mut().map(|stream| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    });
+    let closed = futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|closed| *closed)
+        .count();
+    assert_eq!(
+        closed,
+        idle.len(),
+        "idle connections are closed by the server"
+    );
+    drop(idle);
+    assert_eq!(
+        env.stream_messages().await,
+        50,
+        "only the fast votes were published"
+    );
+    ingest.stop().await;
+}
