@@ -4,7 +4,9 @@
 
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// What the clients of one burst saw.
@@ -16,6 +18,10 @@ pub struct Burst {
     pub acknowledged: HashSet<Uuid>,
     /// Answers by status; 0 counts requests that got no answer (timeout, reset).
     pub statuses: BTreeMap<u16, usize>,
+    /// Requests that re-sent an event (same id, same key) after no 202.
+    pub retries: usize,
+    /// The longest wait for an answer other than 202 (a refusal should come fast).
+    pub slowest_refusal: Duration,
 }
 
 /// Lost, duplicated and unexpected ids of one store.
@@ -39,6 +45,8 @@ impl Burst {
         for (status, n) in other.statuses {
             *self.statuses.entry(status).or_default() += n;
         }
+        self.retries += other.retries;
+        self.slowest_refusal = self.slowest_refusal.max(other.slowest_refusal);
     }
 }
 
@@ -125,6 +133,97 @@ pub async fn keyed_votes(
         *burst.statuses.entry(status).or_default() += 1;
     }
     burst
+}
+
+/// Poll votes sent without pause by `clients` careful clients until [`Sustained::finish`]:
+/// each vote has its own voter and id (its `Idempotency-Key`), and a vote not answered 202
+/// (a timeout, a reset, a 503) is sent again with the same key until it is, as a client
+/// that must not lose a vote does. The faults happen while this runs.
+pub struct Sustained {
+    stop: Arc<AtomicBool>,
+    give_up_at: Arc<std::sync::Mutex<Option<Instant>>>,
+    clients: Vec<tokio::task::JoinHandle<Burst>>,
+}
+
+impl Sustained {
+    /// Starts the clients; each request may take `timeout`.
+    pub fn start(ingest_url: &str, poll: &str, clients: usize, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .expect("HTTP client");
+        let url = format!("{ingest_url}/v1/polls/{poll}/votes");
+        let stop = Arc::new(AtomicBool::new(false));
+        let give_up_at = Arc::new(std::sync::Mutex::new(None));
+        let clients = (0..clients)
+            .map(|_| {
+                let (http, url) = (http.clone(), url.clone());
+                let (stop, give_up_at) = (stop.clone(), give_up_at.clone());
+                tokio::spawn(async move {
+                    let mut burst = Burst::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        careful_vote(&http, &url, &mut burst, &give_up_at).await;
+                    }
+                    burst
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            give_up_at,
+            clients,
+        }
+    }
+
+    /// Stops sending new votes; votes not yet acknowledged are retried for up to `give_up`.
+    pub async fn finish(self, give_up: Duration) -> Burst {
+        self.stop.store(true, Ordering::Relaxed);
+        *self.give_up_at.lock().expect("lock") = Some(Instant::now() + give_up);
+        let mut burst = Burst::default();
+        for client in self.clients {
+            burst.merge(client.await.expect("client ran"));
+        }
+        burst
+    }
+}
+
+async fn careful_vote(
+    http: &reqwest::Client,
+    url: &str,
+    burst: &mut Burst,
+    give_up_at: &std::sync::Mutex<Option<Instant>>,
+) {
+    let id = Uuid::new_v4();
+    burst.attempted.insert(id);
+    let body = serde_json::json!({"voter": format!("v-{id}"), "options": ["a"]});
+    loop {
+        let sent = Instant::now();
+        let status = http
+            .post(url)
+            .header("Idempotency-Key", id.to_string())
+            .json(&body)
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        *burst.statuses.entry(status).or_default() += 1;
+        if status == 202 {
+            burst.acknowledged.insert(id);
+            return;
+        }
+        if status != 0 {
+            burst.slowest_refusal = burst.slowest_refusal.max(sent.elapsed());
+        }
+        let retryable = matches!(status, 0 | 429 | 500..=599);
+        let given_up = give_up_at
+            .lock()
+            .expect("lock")
+            .is_some_and(|at| Instant::now() > at);
+        if !retryable || given_up {
+            return;
+        }
+        burst.retries += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,13 @@ pub fn standard() -> Vec<Resource> {
         "outage",
         "cluster",
         "nobody-voted",
+        // The fault suite's, one per fault, and the log check's.
+        "nats",
+        "pg",
+        "redis",
+        "ch",
+        "net",
+        "logs",
     ] {
         all.push(json!({"id": poll, "options": poll_options(), "multiple": true}));
     }

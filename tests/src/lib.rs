@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod checker;
+pub mod faults;
 pub mod fixtures;
 pub mod nats_cluster;
 pub mod proxy;
@@ -63,18 +64,28 @@ pub fn clickhouse_url() -> String {
 
 /// Runs a ClickHouse query over HTTP and returns its tab-separated rows.
 pub async fn clickhouse(query: &str) -> Vec<Vec<String>> {
+    try_clickhouse(query)
+        .await
+        .unwrap_or_else(|e| panic!("ClickHouse (deploy/stack.sh up): {e}"))
+}
+
+/// [`clickhouse`], with the server's refusal as an error (a table not created yet, say).
+pub async fn try_clickhouse(query: &str) -> Result<Vec<Vec<String>>, String> {
     let response = reqwest::Client::new()
         .post(clickhouse_url())
         .body(query.to_owned())
         .send()
         .await
-        .expect("ClickHouse is up (deploy/stack.sh up)");
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "ClickHouse: {text}");
-    text.lines()
+    if !status.is_success() {
+        return Err(text);
+    }
+    Ok(text
+        .lines()
         .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
+        .collect())
 }
 
 pub fn database_url() -> String {
@@ -91,17 +102,53 @@ pub struct TestEnv {
     pub database_url: String,
     pub pool: PgPool,
     pub js: async_nats::jetstream::Context,
+    pub redis_url: String,
     admin_url: String,
+}
+
+/// The servers a [`TestEnv`] lives on: the shared ones from `deploy/stack.sh`, or ones a
+/// fault test started itself so that it may freeze and kill them.
+#[derive(Clone, Debug)]
+pub struct Servers {
+    /// One URL, or comma-separated URLs of a cluster.
+    pub nats_url: String,
+    /// Copies of each stream.
+    pub replicas: usize,
+    /// A database the test may create databases from.
+    pub database_url: String,
+    pub redis_url: String,
+}
+
+impl Default for Servers {
+    fn default() -> Self {
+        Self {
+            nats_url: nats_url(),
+            replicas: 1,
+            database_url: database_url(),
+            redis_url: redis_url(),
+        }
+    }
 }
 
 impl TestEnv {
     pub async fn new() -> Self {
-        Self::on_nats(&nats_url(), 1).await
+        Self::on(Servers::default()).await
     }
 
     /// An env whose streams live on the NATS server(s) at `url` (comma-separated for a
     /// cluster), each with `replicas` copies.
     pub async fn on_nats(url: &str, replicas: usize) -> Self {
+        Self::on(Servers {
+            nats_url: url.to_owned(),
+            replicas,
+            ..Servers::default()
+        })
+        .await
+    }
+
+    /// An env on `servers`.
+    pub async fn on(servers: Servers) -> Self {
+        let (url, replicas) = (servers.nats_url.as_str(), servers.replicas);
         let name = format!("t{:08x}", rand::rng().random::<u32>());
         let mut nats = NatsConfig::with_url(url);
         nats.replicas = replicas;
@@ -109,7 +156,7 @@ impl TestEnv {
         nats.subject_root = name.clone();
         // JetStream reserves max_bytes per stream up front; keep test streams small.
         nats.max_bytes = 256 * 1024 * 1024;
-        let admin_url = database_url();
+        let admin_url = servers.database_url.clone();
         let admin = PgPool::connect(&admin_url)
             .await
             .expect("Postgres is up (deploy/stack.sh up)");
@@ -137,6 +184,7 @@ impl TestEnv {
             database_url,
             pool,
             js,
+            redis_url: servers.redis_url.clone(),
             admin_url,
         };
         tally_kit::nats::ensure_streams(&env.js, &env.nats.spec())
@@ -173,7 +221,7 @@ impl TestEnv {
     pub fn drawer(&self) -> tally_workers::lottery::Drawer {
         tally_workers::lottery::Drawer {
             pool: self.pool.clone(),
-            redis: redis::Client::open(redis_url()).expect("redis url"),
+            redis: redis::Client::open(self.redis_url.as_str()).expect("redis url"),
             keys: tally_schema::redis_keys::Keys::new(self.name.clone()),
             js: self.js.clone(),
             stream: self.nats.stream.clone(),
@@ -215,7 +263,7 @@ impl TestEnv {
             lottery_schedule: "* * * * * *".into(),
             views_consumer: "redis-sink".into(),
             redis: tally_kit::redis::RedisConfig {
-                url: redis_url(),
+                url: self.redis_url.clone(),
                 prefix: self.name.clone(),
             },
         }
@@ -223,29 +271,68 @@ impl TestEnv {
 
     /// The environment variables that configure a workers process for this env.
     pub fn workers_env(&self, config: &WorkersConfig) -> Vec<(&'static str, String)> {
-        let n = &config.nats;
         let w = &config.writer;
-        vec![
+        let mut env = nats_env(&config.nats);
+        env.extend([
             ("TALLY_DATABASE_URL", config.database_url.clone()),
-            ("TALLY_NATS_URL", n.url.clone()),
-            ("TALLY_STREAM", n.stream.clone()),
-            ("TALLY_SUBJECT_ROOT", n.subject_root.clone()),
-            ("TALLY_STREAM_MAX_BYTES", n.max_bytes.to_string()),
             ("TALLY_PG_ACK_WAIT_SECS", w.ack_wait_secs.to_string()),
             ("TALLY_PG_BATCH_WAIT_MS", w.batch_wait_ms.to_string()),
             ("TALLY_PG_BATCH_MAX", w.batch_max.to_string()),
             ("TALLY_WORKERS_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("TALLY_REDIS_URL", config.redis.url.clone()),
             ("TALLY_REDIS_PREFIX", config.redis.prefix.clone()),
-            ("RUST_LOG", "warn".to_owned()),
-        ]
+        ]);
+        env
+    }
+
+    /// The environment variables that configure an ingest process listening on `config.addr`.
+    pub fn ingest_env(&self, config: &tally_ingest::IngestConfig) -> Vec<(&'static str, String)> {
+        let mut env = nats_env(&config.nats);
+        env.extend([
+            ("TALLY_INGEST_ADDR", config.addr.to_string()),
+            ("TALLY_DATABASE_URL", config.database_url.clone()),
+            (
+                "TALLY_PUBLISH_TIMEOUT_MS",
+                config.publish_timeout_ms.to_string(),
+            ),
+            ("TALLY_REDIS_URL", config.redis.url.clone()),
+            ("TALLY_REDIS_PREFIX", config.redis.prefix.clone()),
+        ]);
+        env
+    }
+
+    /// The environment variables that configure an aggregator process.
+    pub fn aggregator_env(
+        &self,
+        config: &tally_aggregator::config::AggregatorConfig,
+    ) -> Vec<(&'static str, String)> {
+        let mut env = nats_env(&config.nats);
+        env.extend([
+            ("TALLY_REDIS_URL", config.redis.url.clone()),
+            ("TALLY_REDIS_PREFIX", config.redis.prefix.clone()),
+            (
+                "TALLY_REDIS_ACK_WAIT_SECS",
+                config.redis_ack_wait_secs.to_string(),
+            ),
+            ("TALLY_CLICKHOUSE_URL", config.clickhouse_url.clone()),
+            (
+                "TALLY_CLICKHOUSE_DATABASE",
+                config.clickhouse_database.clone(),
+            ),
+            (
+                "TALLY_CLICKHOUSE_BATCH_WAIT_MS",
+                config.clickhouse_batch_wait_ms.to_string(),
+            ),
+            ("TALLY_AGGREGATOR_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        ]);
+        env
     }
 
     /// Ingest settings for this env: its stream, and its Redis prefix for the read API.
     pub fn ingest_config(&self) -> tally_ingest::IngestConfig {
         let mut config =
             tally_ingest::IngestConfig::for_nats(self.nats.clone(), self.database_url.clone());
-        config.redis.url = redis_url();
+        config.redis.url = self.redis_url.clone();
         config.redis.prefix = self.name.clone();
         config
     }
@@ -256,7 +343,7 @@ impl TestEnv {
         let mut config =
             tally_aggregator::config::AggregatorConfig::parse_from(["tally-aggregator"]);
         config.nats = self.nats.clone();
-        config.redis.url = redis_url();
+        config.redis.url = self.redis_url.clone();
         config.redis.prefix = self.name.clone();
         config.redis_ack_wait_secs = 2;
         config.clickhouse_url = clickhouse_url();
@@ -267,7 +354,7 @@ impl TestEnv {
 
     /// A Redis connection for assertions.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis_url())
+        redis::Client::open(self.redis_url.as_str())
             .expect("redis url")
             .get_multiplexed_async_connection()
             .await
@@ -330,6 +417,18 @@ impl TestEnv {
     }
 }
 
+/// The stream settings every service process of an env shares, and a quiet log.
+fn nats_env(n: &NatsConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("TALLY_NATS_URL", n.url.clone()),
+        ("TALLY_STREAM", n.stream.clone()),
+        ("TALLY_SUBJECT_ROOT", n.subject_root.clone()),
+        ("TALLY_STREAM_MAX_BYTES", n.max_bytes.to_string()),
+        ("TALLY_STREAM_REPLICAS", n.replicas.to_string()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]
+}
+
 fn with_database(url: &str, db: &str) -> String {
     let (base, _) = url.rsplit_once('/').expect("database URL has a path");
     format!("{base}/{db}")
@@ -338,8 +437,12 @@ fn with_database(url: &str, db: &str) -> String {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         // Best-effort clean-up on a thread of its own: Drop cannot await.
-        let (admin_url, name, nats) =
-            (self.admin_url.clone(), self.name.clone(), self.nats.clone());
+        let (admin_url, name, nats, redis_url) = (
+            self.admin_url.clone(),
+            self.name.clone(),
+            self.nats.clone(),
+            self.redis_url.clone(),
+        );
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -361,7 +464,7 @@ impl Drop for TestEnv {
                     .body(format!("DROP DATABASE IF EXISTS tally_{name}"))
                     .send()
                     .await;
-                if let Ok(client) = redis::Client::open(redis_url())
+                if let Ok(client) = redis::Client::open(redis_url)
                     && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                 {
                     // Only this env's keys: the prefix is its random name.

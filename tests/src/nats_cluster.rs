@@ -30,7 +30,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The nats-server binary `deploy/stack.sh` runs (2.10+; Debian's 2.9 has no `sync_interval`).
-fn nats_server_binary() -> PathBuf {
+pub fn nats_server_binary() -> PathBuf {
     if let Ok(path) = std::env::var("TALLY_NATS_SERVER") {
         return path.into();
     }
@@ -46,7 +46,7 @@ fn nats_server_binary() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")

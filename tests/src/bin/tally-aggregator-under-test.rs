@@ -1,0 +1,9 @@
+//! The aggregator binary, built inside this package so tests can SIGKILL a real process
+//! (`CARGO_BIN_EXE_*` only names a package's own binaries). Same entry point as
+//! `tally-aggregator`.
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tally_aggregator::main_with(tally_aggregator::config::Cli::parse()).await
+}

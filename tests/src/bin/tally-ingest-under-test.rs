@@ -1,0 +1,8 @@
+//! The ingest binary, built inside this package so tests can SIGKILL a real process
+//! (`CARGO_BIN_EXE_*` only names a package's own binaries). Same entry point as `tally-ingest`.
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tally_ingest::main_with(tally_ingest::IngestConfig::parse()).await
+}
