@@ -6,6 +6,8 @@
 #
 #   deploy/loadtest.sh              the full scenarios
 #   SCALE=0.1 deploy/loadtest.sh    a tenth of the requests at the same rates
+#   deploy/loadtest.sh suite        only the scenarios
+#   deploy/loadtest.sh overload [--sustainable-rate N]   only the overload run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
@@ -29,4 +31,13 @@ trap 'kill $NOOP $NAIVE 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -s -o /dev/null 127.0.0.1:8098 && break; sleep 0.1; done
 ulimit -n 20000 2>/dev/null || true
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; $(date -u +%FT%TZ); scale $SCALE"
-"$BIN/tally-loadtest" --scale "$SCALE" suite
+WHAT="${1:-all}"
+if [ "$WHAT" = all ] || [ "$WHAT" = suite ]; then
+  "$BIN/tally-loadtest" --scale "$SCALE" suite
+fi
+# Three times the sustainable rate for 10 s between two sustainable phases; ingest's RSS
+# sampled from /proc. Writes loadtest/out/overload.{md,json}.
+if [ "$WHAT" = all ] || [ "$WHAT" = overload ]; then
+  "$BIN/tally-loadtest" --scale "$SCALE" --connections 8000 overload \
+    --ingest-pid "$(pgrep -x tally-ingest | head -1)" "${@:2}"
+fi

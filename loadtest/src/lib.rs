@@ -9,6 +9,7 @@
 
 pub mod open_loop;
 pub mod outcome;
+pub mod overload;
 pub mod plot;
 pub mod references;
 pub mod report;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tally_loadtest::open_loop::Plan;
 use tally_loadtest::outcome::{StoreArgs, Stores};
 use tally_loadtest::report::{self, Row};
-use tally_loadtest::{plot, references, scenarios};
+use tally_loadtest::{overload, plot, references, scenarios};
 
 #[derive(Parser)]
 #[command(about = "Open-loop load scenarios against Tally, with references and outcome checks.")]
@@ -53,6 +53,25 @@ enum Scenario {
     Batch,
     /// Every scenario, with the three references, in one run.
     Suite(References),
+    /// A sustainable rate, three times it, then the sustainable rate again; ingest's memory
+    /// sampled throughout.
+    Overload(OverloadArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct OverloadArgs {
+    /// The rate ingest sustains on this machine (requests per second).
+    #[arg(long, default_value_t = 4000.0)]
+    sustainable_rate: f64,
+    /// How many times the sustainable rate the middle phase offers.
+    #[arg(long, default_value_t = 3.0)]
+    factor: f64,
+    /// Length of each of the three phases.
+    #[arg(long, default_value_t = 10.0)]
+    phase_seconds: f64,
+    /// Ingest's process id, to sample its resident memory.
+    #[arg(long)]
+    ingest_pid: Option<u32>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -135,6 +154,24 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || matches!(scenario, Scenario::Batch) {
         rows.push(scenarios::batch(&clients, &stores, args.plan(200, 50.0), 1000).await?);
+    }
+    if let Scenario::Overload(o) = &scenario {
+        let shape = overload::Shape {
+            sustainable_per_s: o.sustainable_rate,
+            seconds: o.phase_seconds * args.scale,
+            factor: o.factor,
+        };
+        let (row, overload) =
+            overload::overload(&clients, &stores, shape, args.connections, o.ingest_pid).await?;
+        rows.push(row);
+        let summary = overload.summary();
+        println!("\n{summary}");
+        std::fs::create_dir_all(&args.out)?;
+        std::fs::write(args.out.join("overload.md"), &summary)?;
+        std::fs::write(
+            args.out.join("overload.json"),
+            serde_json::to_string_pretty(&overload)?,
+        )?;
     }
 
     std::fs::create_dir_all(&args.out)?;

@@ -86,6 +86,39 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Answer> + Send + 'static,
 {
+    let interval = Duration::from_secs_f64(1.0 / plan.rate);
+    let due = (0..plan.requests).map(|i| interval.mul_f64(i as f64));
+    run_schedule(label, plan, due, send).await
+}
+
+/// Phases of constant rate, one after the other: `(seconds, requests per second)`.
+pub fn phases(phases: &[(f64, f64)], connections: usize) -> (Plan, Vec<Duration>) {
+    let mut due = Vec::new();
+    let mut offset = 0.0;
+    for &(seconds, rate) in phases {
+        let n = (seconds * rate).round() as usize;
+        due.extend((0..n).map(|i| Duration::from_secs_f64(offset + i as f64 / rate)));
+        offset += seconds;
+    }
+    let plan = Plan {
+        requests: due.len(),
+        rate: due.len() as f64 / offset.max(1e-9),
+        connections,
+    };
+    (plan, due)
+}
+
+/// Runs `plan.requests` requests, request `i` due `due[i]` after the start (in order).
+pub async fn run_schedule<F, Fut>(
+    label: &str,
+    plan: Plan,
+    due: impl IntoIterator<Item = Duration>,
+    send: F,
+) -> Run
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
     let bar = ProgressBar::new(plan.requests as u64).with_style(
         ProgressStyle::with_template(
             "{prefix:>18} [{bar:40}] {pos}/{len} answered {msg} ({elapsed})",
@@ -97,7 +130,6 @@ where
     let permits = Arc::new(Semaphore::new(plan.connections.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Instant, Answer)>();
     let start = Instant::now() + Duration::from_millis(20);
-    let interval = Duration::from_secs_f64(1.0 / plan.rate);
 
     let collector = {
         let bar = bar.clone();
@@ -143,8 +175,8 @@ where
         })
     };
 
-    for i in 0..plan.requests {
-        let due = start + interval.mul_f64(i as f64);
+    for (i, offset) in due.into_iter().enumerate().take(plan.requests) {
+        let due = start + offset;
         tokio::time::sleep_until(due.into()).await;
         let request = send(i);
         let (permits, tx) = (permits.clone(), tx.clone());
@@ -222,6 +254,17 @@ mod tests {
             "queueing behind the slow connection counts: {max_ms} ms"
         );
         assert!(run.quantile_ms(0.0) >= 19.0);
+    }
+
+    #[test]
+    fn phases_follow_each_other_at_their_own_rates() {
+        let (plan, due) = phases(&[(1.0, 10.0), (0.5, 20.0)], 4);
+        assert_eq!(plan.requests, 20);
+        assert_eq!(due.len(), 20);
+        assert_eq!(due[9], Duration::from_millis(900));
+        assert_eq!(due[10], Duration::from_secs(1));
+        assert_eq!(due[11], Duration::from_millis(1050));
+        assert!((plan.rate - 20.0 / 1.5).abs() < 1e-9);
     }
 
     #[tokio::test]

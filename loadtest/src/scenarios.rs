@@ -146,7 +146,7 @@ pub async fn flash_poll(clients: &Clients, stores: &Stores, plan: Plan) -> anyho
     Ok(row)
 }
 
-async fn answer_of_request(request: reqwest::RequestBuilder) -> Answer {
+pub async fn answer_of_request(request: reqwest::RequestBuilder) -> Answer {
     answer_of(request.send().await).await
 }
 
