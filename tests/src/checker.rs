@@ -90,6 +90,18 @@ pub fn check(burst: &Burst, stored: &[Uuid]) -> Verdict {
     }
 }
 
+/// One vote for option `a` from voter `v-<id>`, keyed by `id`: the same id always sends the
+/// same request, as a retry must. The status, or 0 for no answer (timeout, reset).
+async fn send_vote(http: &reqwest::Client, url: &str, id: Uuid) -> u16 {
+    let body = serde_json::json!({"voter": format!("v-{id}"), "options": ["a"]});
+    http.post(url)
+        .header("Idempotency-Key", id.to_string())
+        .json(&body)
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
 /// Sends `count` poll votes, each from its own voter and with its own `Idempotency-Key`,
 /// `concurrency` at a time, each request given `timeout`; records what was answered.
 /// Unlike [`crate::post_votes`] it accepts any answer: it runs while things break.
@@ -110,15 +122,7 @@ pub async fn keyed_votes(
             let (client, url) = (client.clone(), url.clone());
             async move {
                 let id = Uuid::new_v4();
-                let body = serde_json::json!({"voter": format!("v-{id}"), "options": ["a"]});
-                let status = client
-                    .post(url)
-                    .header("Idempotency-Key", id.to_string())
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_or(0, |r| r.status().as_u16());
-                (id, status)
+                (id, send_vote(&client, &url, id).await)
             }
         })
         .buffer_unordered(concurrency)
@@ -195,16 +199,9 @@ async fn careful_vote(
 ) {
     let id = Uuid::new_v4();
     burst.attempted.insert(id);
-    let body = serde_json::json!({"voter": format!("v-{id}"), "options": ["a"]});
     loop {
         let sent = Instant::now();
-        let status = http
-            .post(url)
-            .header("Idempotency-Key", id.to_string())
-            .json(&body)
-            .send()
-            .await
-            .map_or(0, |r| r.status().as_u16());
+        let status = send_vote(http, url, id).await;
         *burst.statuses.entry(status).or_default() += 1;
         if status == 202 {
             burst.acknowledged.insert(id);

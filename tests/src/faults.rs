@@ -218,6 +218,35 @@ where
     }
 }
 
+/// A server the test started itself, on its own port, so it may freeze and kill it.
+pub trait OwnedServer {
+    fn proc(&mut self) -> &mut Proc;
+    /// Returns once the server answers again (after a restart: its recovery done).
+    fn wait_ready(&self) -> impl std::future::Future<Output = ()>;
+}
+
+/// Sleeps a random time in `range_ms`: faults at moments nobody chose.
+pub fn pause(range_ms: std::ops::Range<u64>) -> tokio::time::Sleep {
+    use rand::Rng;
+    tokio::time::sleep(Duration::from_millis(rand::rng().random_range(range_ms)))
+}
+
+/// `rounds` times, at random moments: SIGSTOP (connections stay open, nothing answers),
+/// SIGCONT, then SIGKILL (the server recovers from its own files) and a restart.
+pub async fn freeze_and_kill(server: &mut impl OwnedServer, rounds: usize) {
+    for _ in 0..rounds {
+        pause(500..1500).await;
+        server.proc().freeze();
+        pause(1500..3000).await;
+        server.proc().thaw();
+        pause(500..1500).await;
+        server.proc().kill().await;
+        pause(300..1500).await;
+        server.proc().restart();
+        server.wait_ready().await;
+    }
+}
+
 /// A nats-server with JetStream that the test owns, configured like `deploy/stack.sh`'s
 /// (file store, `sync_interval: 1s`).
 pub struct OwnedNats {
@@ -256,9 +285,15 @@ impl OwnedNats {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
+}
+
+impl OwnedServer for OwnedNats {
+    fn proc(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
 
     /// Waits until JetStream answers its health check (after a restart: its store recovered).
-    pub async fn wait_ready(&self) {
+    async fn wait_ready(&self) {
         let url = format!(
             "http://127.0.0.1:{}/healthz?js-enabled-only=true",
             self.http_port
@@ -321,9 +356,15 @@ impl OwnedPostgres {
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
+}
+
+impl OwnedServer for OwnedPostgres {
+    fn proc(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
 
     /// Waits until it accepts queries (after a restart: crash recovery done).
-    pub async fn wait_ready(&self) {
+    async fn wait_ready(&self) {
         let url = self.url();
         wait_until("postgres", Duration::from_secs(60), || async {
             match sqlx::PgPool::connect(&url).await {
@@ -425,9 +466,15 @@ impl OwnedRedis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+}
+
+impl OwnedServer for OwnedRedis {
+    fn proc(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
 
     /// Waits until it answers PING (after a restart: the append-only file loaded).
-    pub async fn wait_ready(&self) {
+    async fn wait_ready(&self) {
         let url = self.url();
         wait_until("redis", Duration::from_secs(30), || async {
             let Ok(client) = redis::Client::open(url.as_str()) else {

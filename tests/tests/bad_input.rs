@@ -307,6 +307,13 @@ async fn bad_input_gets_the_right_4xx_naming_the_field_and_publishes_nothing() {
         .unwrap();
     assert_eq!(response.status(), 422);
 
+    // A known path with a method it does not take: JSON 405 with Allow.
+    let response = http.delete(ingest.url(VOTE)).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert!(response.headers().contains_key("allow"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+
     assert_eq!(
         env.stream_messages().await,
         0,

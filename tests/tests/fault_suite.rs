@@ -12,8 +12,8 @@ use rand::Rng;
 use std::time::Duration;
 use tally_tests::checker::{Burst, Sustained};
 use tally_tests::faults::{
-    Outcome, OwnedNats, OwnedPostgres, OwnedRedis, Proc, Profile, Scratch, report, settle,
-    wait_ingest_ready,
+    Outcome, OwnedNats, OwnedPostgres, OwnedRedis, OwnedServer, Proc, Profile, Scratch,
+    freeze_and_kill, pause, report, settle, wait_ingest_ready,
 };
 use tally_tests::nats_cluster::free_port;
 use tally_tests::proxy::{Mode, TcpProxy, target_of};
@@ -25,10 +25,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 const PUBLISH_TIMEOUT_MS: u64 = 1000;
 /// How long the stores get to settle after the burst.
 const SETTLE: Duration = Duration::from_secs(120);
-
-fn pause(range_ms: std::ops::Range<u64>) -> tokio::time::Sleep {
-    tokio::time::sleep(Duration::from_millis(rand::rng().random_range(range_ms)))
-}
 
 async fn finish(
     fault: &str,
@@ -102,145 +98,76 @@ async fn ingest_writer_and_aggregator_sigkilled_at_random_moments() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_server_frozen_and_killed_mid_burst() {
+/// Ingest, the writer and the aggregator on `env`, the careful clients on `poll`, and
+/// `server` (one that `env` runs on) frozen and killed again and again under them.
+async fn server_frozen_and_killed(
+    server: &mut impl OwnedServer,
+    env: &TestEnv,
+    fault: &str,
+    poll: &str,
+) -> Burst {
     let profile = Profile::from_env();
-    let scratch = Scratch::new("nats-faults");
-    let mut nats = OwnedNats::start(&scratch.0).await;
-    let env = TestEnv::on(Servers {
-        nats_url: nats.url(),
-        ..Servers::default()
-    })
-    .await;
     let mut config = env.ingest_config();
     config.publish_timeout_ms = PUBLISH_TIMEOUT_MS;
     let ingest = Ingest::start(config).await;
     let writer = Writer::start(env.workers_config()).await;
     let aggregator = Aggregator::start(env.aggregator_config()).await;
-
-    let clients = Sustained::start(&ingest.base_url(), "nats", profile.clients, CLIENT_TIMEOUT);
-    for _ in 0..profile.rounds {
-        pause(500..1500).await;
-        nats.proc.freeze(); // SIGSTOP: connections stay open, nothing answers
-        pause(1500..3000).await;
-        nats.proc.thaw();
-        pause(500..1500).await;
-        nats.proc.kill().await; // SIGKILL: the store recovers from its files
-        pause(300..1500).await;
-        nats.proc.restart();
-        nats.wait_ready().await;
-    }
+    let clients = Sustained::start(&ingest.base_url(), poll, profile.clients, CLIENT_TIMEOUT);
+    freeze_and_kill(server, profile.rounds).await;
     pause(1000..1500).await;
-    let (burst, _) = finish(
-        "nats-server SIGSTOP and SIGKILL",
-        &profile,
-        &env,
-        clients,
-        "nats",
-    )
-    .await;
+    let (burst, _) = finish(fault, &profile, env, clients, poll).await;
+    aggregator.stop().await;
+    writer.stop().await;
+    ingest.stop().await;
+    burst
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_server_frozen_and_killed_mid_burst() {
+    let scratch = Scratch::new("nats-faults");
+    let mut nats = OwnedNats::start(&scratch.0).await;
+    let servers = Servers {
+        nats_url: nats.url(),
+        ..Servers::default()
+    };
+    let env = TestEnv::on(servers).await;
+    let fault = "nats-server SIGSTOP and SIGKILL";
+    let burst = server_frozen_and_killed(&mut nats, &env, fault, "nats").await;
     assert!(
         burst.slowest_refusal < Duration::from_millis(PUBLISH_TIMEOUT_MS + 1500),
         "a refusal took {:?}: ingest must answer 503 quickly, not hang",
         burst.slowest_refusal
     );
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_frozen_and_killed_mid_burst() {
-    let profile = Profile::from_env();
     let scratch = Scratch::new("postgres-faults");
     let mut postgres = OwnedPostgres::start(&scratch.0).await;
-    let env = TestEnv::on(Servers {
+    let servers = Servers {
         database_url: postgres.url(),
         ..Servers::default()
-    })
-    .await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
-
-    let clients = Sustained::start(&ingest.base_url(), "pg", profile.clients, CLIENT_TIMEOUT);
-    for _ in 0..profile.rounds {
-        pause(500..1500).await;
-        postgres.proc.freeze();
-        pause(1500..3000).await;
-        postgres.proc.thaw();
-        pause(500..1500).await;
-        postgres.proc.kill().await; // crash recovery from the WAL on restart
-        pause(300..1500).await;
-        postgres.proc.restart();
-        postgres.wait_ready().await;
-    }
-    pause(500..1000).await;
-    let (burst, _) = finish(
-        "Postgres SIGSTOP and SIGKILL",
-        &profile,
-        &env,
-        clients,
-        "pg",
-    )
-    .await;
+    };
+    let env = TestEnv::on(servers).await;
+    let fault = "Postgres SIGSTOP and SIGKILL";
+    let burst = server_frozen_and_killed(&mut postgres, &env, fault, "pg").await;
     // Postgres is behind JetStream: its outages never cost a 202.
-    assert_eq!(
-        burst.acknowledged.len(),
-        burst.attempted.len(),
-        "{:?}",
-        burst.statuses
-    );
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    assert_eq!(burst.acknowledged, burst.attempted, "{:?}", burst.statuses);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_frozen_and_killed_mid_burst() {
-    let profile = Profile::from_env();
     let scratch = Scratch::new("redis-faults");
     let mut redis = OwnedRedis::start(&scratch.0).await;
-    let env = TestEnv::on(Servers {
+    let servers = Servers {
         redis_url: redis.url(),
         ..Servers::default()
-    })
-    .await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
-
-    let clients = Sustained::start(&ingest.base_url(), "redis", profile.clients, CLIENT_TIMEOUT);
-    for _ in 0..profile.rounds {
-        pause(500..1500).await;
-        redis.proc.freeze();
-        pause(1500..3000).await;
-        redis.proc.thaw();
-        pause(500..1500).await;
-        redis.proc.kill().await; // the append-only file brings every applied batch back
-        pause(300..1500).await;
-        redis.proc.restart();
-        redis.wait_ready().await;
-    }
-    pause(500..1000).await;
-    let (burst, _) = finish(
-        "Redis SIGSTOP and SIGKILL",
-        &profile,
-        &env,
-        clients,
-        "redis",
-    )
-    .await;
+    };
+    let env = TestEnv::on(servers).await;
+    let fault = "Redis SIGSTOP and SIGKILL";
+    let burst = server_frozen_and_killed(&mut redis, &env, fault, "redis").await;
     // Redis holds views, not events: its outages never cost a 202.
-    assert_eq!(
-        burst.acknowledged.len(),
-        burst.attempted.len(),
-        "{:?}",
-        burst.statuses
-    );
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    assert_eq!(burst.acknowledged, burst.attempted, "{:?}", burst.statuses);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
