@@ -51,8 +51,8 @@ pub async fn serve(
                 request.map(axum::body::Body::new)
             },
         );
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

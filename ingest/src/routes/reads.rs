@@ -61,8 +61,6 @@ fn params(
     query.map(|Query(p)| p).map_err(malformed_query)
 }
 
-
-
 /// `?voter=` names the reader of a poll whose results show only after voting.
 #[derive(Debug, Default, Deserialize)]
 pub struct ResultParams {
