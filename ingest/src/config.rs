@@ -19,9 +19,14 @@ pub struct IngestConfig {
     /// How long a request may wait for JetStream's acknowledgement before answering 503.
     #[arg(long, env = "TALLY_PUBLISH_TIMEOUT_MS", default_value_t = 2000)]
     pub publish_timeout_ms: u64,
-    /// Publishes awaiting their acknowledgement, across all requests; past it, publishes wait.
-    #[arg(long, env = "TALLY_MAX_PUBLISHES_IN_FLIGHT", default_value_t = 8192)]
+    /// Publishes awaiting their acknowledgement, across all requests. JetStream reaches its
+    /// throughput with ~1,000 in flight; more only adds waiting.
+    #[arg(long, env = "TALLY_MAX_PUBLISHES_IN_FLIGHT", default_value_t = 2048)]
     pub max_publishes_in_flight: usize,
+    /// How long a publish may wait for one of those slots, in milliseconds; then its request
+    /// is answered 503 (shed, not queued).
+    #[arg(long, env = "TALLY_PUBLISH_SLOT_WAIT_MS", default_value_t = 100)]
+    pub publish_slot_wait_ms: u64,
     /// Requests handled at once; past it, requests are shed with 503 at once.
     #[arg(long, env = "TALLY_MAX_CONCURRENT_REQUESTS", default_value_t = 16384)]
     pub max_concurrent_requests: usize,
@@ -106,7 +111,8 @@ impl IngestConfig {
             addr: ([127, 0, 0, 1], 8080).into(),
             nats,
             publish_timeout_ms: 2000,
-            max_publishes_in_flight: 8192,
+            max_publishes_in_flight: 2048,
+            publish_slot_wait_ms: 100,
             max_concurrent_requests: 16384,
             body_limit_bytes: 16 * 1024,
             batch_body_limit_bytes: 1024 * 1024,

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Over a rate limit: 429 with when to come back.
     #[error("rate limited by {}", .0.policy)]
     RateLimited(crate::rate_limit::Limited),
+    /// The whole request took longer than its deadline (a client trickling its body).
+    #[error("request timeout")]
+    RequestTimeout,
     /// JetStream did not take the event in time: the client should retry.
     #[error("unavailable: {reason}")]
     Unavailable {
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -88,6 +92,11 @@ impl ApiError {
                 code: "not_found",
                 message: message.clone(),
                 field: field.clone(),
+            },
+            ApiError::RequestTimeout => ErrorBody {
+                code: "request_timeout",
+                message: "the request took too long".into(),
+                field: String::new(),
             },
             ApiError::MethodNotAllowed => ErrorBody {
                 code: "method_not_allowed",

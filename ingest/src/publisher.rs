@@ -1,11 +1,15 @@
 //! Publishing to JetStream. Each request awaits its own acknowledgement, so many publishes are
-//! in flight across concurrent requests (bounded by the context's ack semaphore), and the
-//! whole publish is bounded by a timeout: a slow or absent JetStream means 503, never a hang
-//! and never a false 202.
+//! in flight across concurrent requests, and the whole publish is bounded by a timeout: a slow
+//! or absent JetStream means 503, never a hang and never a false 202. Publishes in flight are
+//! bounded too: past the bound ingest is behind, and a publish waits at most a short while for a
+//! free slot (a batch's items take turns) before its request is answered 503, rather than
+//! queue without bound (its wait would only grow, and so would memory).
 
 use async_nats::jetstream::{self, message::PublishMessage};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_schema::{Envelope, StreamSpec};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// JetStream stored the event.
@@ -25,6 +29,8 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("JetStream refused the event: {0}")]
     Refused(String),
+    #[error("{0} publishes already await JetStream's acknowledgement")]
+    Overloaded(usize),
 }
 
 impl PublishError {
@@ -34,6 +40,7 @@ impl PublishError {
             PublishError::Disconnected => "broker_disconnected",
             PublishError::Timeout(_) => "broker_timeout",
             PublishError::Refused(_) => "broker_refused",
+            PublishError::Overloaded(_) => "overloaded",
         }
     }
 }
@@ -44,20 +51,32 @@ pub struct Publisher {
     js: jetstream::Context,
     spec: StreamSpec,
     timeout: Duration,
+    /// One permit per publish awaiting its ack, shared by every clone.
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// How long a publish may wait for a slot before it is shed.
+    slot_wait: Duration,
 }
 
 impl Publisher {
+    /// `max_in_flight` publishes may await their acks at once; one that finds no slot within
+    /// `slot_wait` fails with [`PublishError::Overloaded`].
     pub fn new(
         client: async_nats::Client,
         js: jetstream::Context,
         spec: StreamSpec,
         timeout: Duration,
+        max_in_flight: usize,
+        slot_wait: Duration,
     ) -> Self {
         Self {
             client,
             js,
             spec,
             timeout,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+            slot_wait,
         }
     }
 
@@ -86,6 +105,11 @@ impl Publisher {
         if dedup {
             message = message.message_id(envelope.id.to_string());
         }
+        // Shed, not queue: a slot soon or a 503 soon. The semaphore is never closed.
+        let Ok(Ok(_permit)) = tokio::time::timeout(self.slot_wait, self.in_flight.acquire()).await
+        else {
+            return Err(PublishError::Overloaded(self.max_in_flight));
+        };
         let started = Instant::now();
         let _in_flight = InFlight::enter();
         let publish = async {

@@ -170,7 +170,11 @@ impl AppState {
     }
 
     pub fn unavailable(&self, e: PublishError) -> ApiError {
-        tracing::warn!(error = %e, "Publish failed; answering 503.");
+        match e {
+            // Expected under overload, thousands a second: counted (rejections), not logged.
+            PublishError::Overloaded(_) => tracing::debug!(error = %e, "Shedding a publish."),
+            _ => tracing::warn!(error = %e, "Publish failed; answering 503."),
+        }
         ApiError::Unavailable {
             reason: e.reason(),
             retry_after_secs: self.config.retry_after_secs,
@@ -283,8 +287,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 fn overloaded(e: BoxError, retry_after_secs: u64) -> Response {
     if e.is::<tower::timeout::error::Elapsed>() {
-        let body = serde_json::json!({"error": {"code": "request_timeout", "message": "the request took too long"}});
-        return (StatusCode::REQUEST_TIMEOUT, Json(body)).into_response();
+        return ApiError::RequestTimeout.into_response();
     }
     ApiError::Unavailable {
         reason: "overloaded",
@@ -329,7 +332,14 @@ pub async fn serve(
     let spec_live = spec.clone();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let js_media = js.clone();
-    let publisher = Publisher::new(client.clone(), js, spec, config.publish_timeout());
+    let publisher = Publisher::new(
+        client.clone(),
+        js,
+        spec,
+        config.publish_timeout(),
+        config.max_publishes_in_flight,
+        Duration::from_millis(config.publish_slot_wait_ms),
+    );
     let views = Views::connect(&config.redis.url, config.redis.keys()).await?;
     // Definitions are read at start and on change; a Postgres outage later leaves the hot
     // path untouched (only the admin API answers 503).

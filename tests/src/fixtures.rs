@@ -43,6 +43,7 @@ pub fn standard() -> Vec<Resource> {
         "ch",
         "net",
         "logs",
+        "shed",
     ] {
         all.push(json!({"id": poll, "options": poll_options(), "multiple": true}));
     }

@@ -173,6 +173,61 @@ async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_publishes_in_flight_bound_requests_are_shed_soon_not_queued() {
+    let env = TestEnv::new().await;
+    let proxy = TcpProxy::start(target_of(&env.nats.url)).await;
+    let mut config = env.ingest_config();
+    config.nats.url = proxy.rewrite(&env.nats.url);
+    config.publish_timeout_ms = 5000;
+    config.max_publishes_in_flight = 4;
+    config.publish_slot_wait_ms = 100;
+    let ingest = Ingest::start(config).await;
+    let http = reqwest::Client::new();
+    let url = ingest.url("/v1/polls/shed/votes");
+    let vote = |i: usize| serde_json::json!({"voter": format!("v{i}"), "options": ["a"]});
+
+    // A black hole: the connection stays up, no ack comes back, so four publishes hold every
+    // permit until their timeout.
+    proxy.set(tally_tests::proxy::Mode::Drop);
+    let held: Vec<_> = (0..4)
+        .map(|i| {
+            let (http, url, body) = (http.clone(), url.clone(), vote(i));
+            tokio::spawn(async move { post(&http, &url, &body).await.0 })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 4..14 {
+        let started = Instant::now();
+        let (status, body) = post(&http, &url, &vote(i)).await;
+        let took = started.elapsed();
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("overloaded")),
+            "{body}"
+        );
+        assert!(took < Duration::from_millis(1000), "shed after {took:?}");
+    }
+    for request in held {
+        assert_eq!(request.await.unwrap(), 503, "no ack within the timeout");
+    }
+
+    // The permits come back with the answers: ingest takes votes again at once.
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = post(&http, &url, &vote(100)).await;
+        if status == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ingest did not take votes again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_answers_every_started_request_truthfully() {
     let env = TestEnv::new().await;
     let ingest = Ingest::start(env.ingest_config()).await;
