@@ -155,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     if all || matches!(scenario, Scenario::Batch) {
         rows.push(scenarios::batch(&clients, &stores, args.plan(200, 50.0), 1000).await?);
     }
+    std::fs::create_dir_all(&args.out)?;
     if let Scenario::Overload(o) = &scenario {
         let shape = overload::Shape {
             sustainable_per_s: o.sustainable_rate,
@@ -166,7 +167,6 @@ async fn main() -> anyhow::Result<()> {
         rows.push(row);
         let summary = overload.summary();
         println!("\n{summary}");
-        std::fs::create_dir_all(&args.out)?;
         std::fs::write(args.out.join("overload.md"), &summary)?;
         std::fs::write(
             args.out.join("overload.json"),
@@ -174,7 +174,6 @@ async fn main() -> anyhow::Result<()> {
         )?;
     }
 
-    std::fs::create_dir_all(&args.out)?;
     let table = report::table(&rows, &ratios);
     println!("\n{table}");
     std::fs::write(args.out.join("summary.md"), &table)?;

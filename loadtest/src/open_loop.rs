@@ -43,7 +43,7 @@ pub struct Slice {
 }
 
 /// Length of a [`Slice`].
-const SLICE_MS: u128 = 100;
+pub const SLICE_MS: u128 = 100;
 
 #[derive(Debug)]
 pub struct Run {

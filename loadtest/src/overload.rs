@@ -3,7 +3,7 @@
 //! answers the excess with 429/503 quickly, keeps its memory flat, and accepts the sustainable
 //! rate again as soon as the load drops (the recovery time).
 
-use crate::open_loop::{self, Slice};
+use crate::open_loop::{self, SLICE_MS, Slice};
 use crate::outcome::Stores;
 use crate::report::Row;
 use crate::scenarios::{Clients, answer_of_request, run_name};
@@ -11,6 +11,9 @@ use serde::Serialize;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 use tally_schema::api::PollVoteBody;
+
+/// The timeline's slice width, in seconds.
+const SLICE_S: f64 = SLICE_MS as f64 / 1000.0;
 
 /// The three phases, each `seconds` long.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -201,7 +204,7 @@ fn phase_stats(timeline: &[Slice], shape: Shape, run: &open_loop::Run) -> Vec<Ph
             .filter(|x| x.t >= from && x.t < to)
             .collect();
         let mean = |f: fn(&Slice) -> f64| {
-            slices.iter().map(|x| f(x)).sum::<f64>() / (((to - from) * 10.0).round()).max(1.0)
+            slices.iter().map(|x| f(x)).sum::<f64>() / ((to - from) / SLICE_S).round().max(1.0)
         };
         Phase {
             name,
@@ -219,8 +222,8 @@ fn phase_stats(timeline: &[Slice], shape: Shape, run: &open_loop::Run) -> Vec<Ph
 /// schedule's end accepts at least 90 % of the sustainable rate.
 fn recovery(timeline: &[Slice], shape: Shape) -> Option<f64> {
     let dropped = 2.0 * shape.seconds;
-    // Slices start every 0.1 s; the last one of the schedule starts at 3 s - 0.1 s.
-    let end = 3.0 * shape.seconds - 0.05;
+    // The last slice of the schedule starts one slice before its end.
+    let end = 3.0 * shape.seconds - SLICE_S / 2.0;
     let after: Vec<&Slice> = timeline
         .iter()
         .filter(|x| x.t >= dropped && x.t < end)
