@@ -60,7 +60,8 @@ pub async fn run(
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let sink = redis_sink(&config).await?;
     let applied = sink.applied_seq().await?;
-    let consumer = consumer::durable_consumer(&js, &spec, &config.redis_consumer_spec(applied))
+    let consumer_spec = config.redis_consumer_spec(applied);
+    let consumer = consumer::durable_consumer(&js, &spec, &consumer_spec)
         .await
         .map_err(AggregatorError::Consumer)?;
     tracing::info!(resume_after = applied, consumer = %config.redis_consumer, "Redis sink running.");
@@ -74,6 +75,7 @@ pub async fn run(
         consumer.clone(),
         config.redis_batch_spec(),
         tx,
+        consumer::Recovery::recreate(js.clone(), spec.clone(), consumer_spec),
     ));
     let reporter = tokio::spawn(consumer::report_backlog(
         js.clone(),
@@ -138,13 +140,8 @@ async fn run_clickhouse_sink(
             }
         }
     };
-    let consumer = match consumer::durable_consumer(
-        &js,
-        &spec,
-        &config.clickhouse_consumer_spec(high),
-    )
-    .await
-    {
+    let consumer_spec = config.clickhouse_consumer_spec(high);
+    let consumer = match consumer::durable_consumer(&js, &spec, &consumer_spec).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Cannot create the ClickHouse consumer.");
@@ -152,7 +149,8 @@ async fn run_clickhouse_sink(
         }
     };
     tracing::info!(resume_after = high, "ClickHouse sink running.");
-    consume_into(js, consumer, config.clickhouse_batch_spec(), sink, shutdown).await;
+    let batches = config.clickhouse_batch_spec();
+    consume_into(js, spec, consumer_spec, consumer, batches, sink, shutdown).await;
 }
 
 /// The Kafka mirror: waits (retrying) for the brokers and its topic, then mirrors from its
@@ -187,28 +185,37 @@ async fn run_kafka_mirror(
             .map_or(0, |info| info.ack_floor.stream_sequence),
         Err(_) => 0,
     };
-    let consumer =
-        match consumer::durable_consumer(&js, &spec, &config.kafka_consumer_spec(floor)).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot create the Kafka mirror's consumer.");
-                return;
-            }
-        };
+    let consumer_spec = config.kafka_consumer_spec(floor);
+    let consumer = match consumer::durable_consumer(&js, &spec, &consumer_spec).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot create the Kafka mirror's consumer.");
+            return;
+        }
+    };
     tracing::info!(resume_after = floor, topic = %target.topic, "Kafka mirror running.");
-    consume_into(js, consumer, config.kafka_batch_spec(), mirror, shutdown).await;
+    let batches = config.kafka_batch_spec();
+    consume_into(js, spec, consumer_spec, consumer, batches, mirror, shutdown).await;
 }
 
 /// Feeds `consumer`'s batches to `sink`, in order, until `shutdown`; reports its backlog.
 async fn consume_into<S: ordered_sink::OrderedSink>(
     js: async_nats::jetstream::Context,
+    events: tally_schema::StreamSpec,
+    spec: consumer::ConsumerSpec,
     consumer: consumer::Consumer,
     batches: consumer::BatchSpec,
     sink: S,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let puller = tokio::spawn(consumer::pull_batches(consumer.clone(), batches, tx));
+    let recovery = consumer::Recovery::recreate(js.clone(), events, spec);
+    let puller = tokio::spawn(consumer::pull_batches(
+        consumer.clone(),
+        batches,
+        tx,
+        recovery,
+    ));
     let reporter = tokio::spawn(consumer::report_backlog(
         js,
         consumer,

@@ -78,9 +78,49 @@ pub async fn durable_consumer(
     Ok(consumer)
 }
 
-/// Pulls messages forever, sending batches until `batches` is closed. Reconnects the
-/// message stream after errors (NATS restarts, missed heartbeats).
-pub async fn pull_batches(consumer: Consumer, spec: BatchSpec, batches: mpsc::Sender<EventBatch>) {
+/// What a puller does when deliveries break off (a NATS restart, a missed heartbeat, a gap).
+#[derive(Clone, Debug)]
+pub enum Recovery {
+    /// Reopen the message stream on the same consumer. For sinks that deduplicate by event id
+    /// and may share their durable consumer: a delivery lost in transit simply comes back
+    /// after the ack wait, in whatever order.
+    Reopen,
+    /// Recreate the consumer right after the last stream sequence handed on. For the ordered
+    /// sinks, which skip everything at or below the sequence they recorded: a delivery lost in
+    /// transit would come back after the ack wait, behind newer events they had applied, and
+    /// be taken for a redelivery. So a gap in the deliveries, or a broken message stream,
+    /// restarts delivery from the first event not yet handed on.
+    Recreate(Box<Restart>),
+}
+
+/// What recreating an ordered sink's consumer needs.
+#[derive(Clone, Debug)]
+pub struct Restart {
+    pub js: jetstream::Context,
+    pub events: StreamSpec,
+    pub spec: ConsumerSpec,
+}
+
+impl Recovery {
+    pub fn recreate(js: jetstream::Context, events: StreamSpec, spec: ConsumerSpec) -> Self {
+        Self::Recreate(Box::new(Restart { js, events, spec }))
+    }
+}
+
+/// Pulls messages forever, sending batches until `batches` is closed; recovers from broken
+/// deliveries as `recovery` says.
+pub async fn pull_batches(
+    mut consumer: Consumer,
+    spec: BatchSpec,
+    batches: mpsc::Sender<EventBatch>,
+    recovery: Recovery,
+) {
+    let mut order = match &recovery {
+        Recovery::Recreate(restart) => {
+            Some(DeliveryOrder::new(restart.spec.resume_after.unwrap_or(0)))
+        }
+        Recovery::Reopen => None,
+    };
     loop {
         let messages = match consumer
             .stream()
@@ -99,7 +139,23 @@ pub async fn pull_batches(consumer: Consumer, spec: BatchSpec, batches: mpsc::Se
         };
         let cut = batched(messages, spec.max, spec.wait);
         tokio::pin!(cut);
-        while let Some(Chunk { items, failed }) = cut.next().await {
+        let mut broken = false;
+        while let Some(Chunk { mut items, failed }) = cut.next().await {
+            if let Some(order) = order.as_mut() {
+                let (admitted, gap) = order.admit(items.iter().map(sequences));
+                if let Some(gap) = gap {
+                    tracing::warn!(
+                        expected_delivery = gap.expected,
+                        delivery = gap.delivery,
+                        stream_seq = gap.stream_seq,
+                        dropped = items.len() - admitted,
+                        resume_after = order.resume_after(),
+                        "Deliveries out of order; restarting delivery after the last event handed on."
+                    );
+                    items.truncate(admitted);
+                    broken = true;
+                }
+            }
             if !items.is_empty() {
                 let batch = EventBatch {
                     messages: Arc::new(items),
@@ -108,14 +164,125 @@ pub async fn pull_batches(consumer: Consumer, spec: BatchSpec, batches: mpsc::Se
                     return; // the writer stopped
                 }
             }
-            if failed {
-                break; // reopen the message stream
+            if failed || broken {
+                broken = true;
+                break; // reopen (or recreate) the message stream
             }
         }
         if batches.is_closed() {
             return;
         }
+        if let (Recovery::Recreate(restart), Some(order)) = (&recovery, order.as_mut())
+            && broken
+        {
+            match recreate(restart, order, &batches).await {
+                Some(recreated) => consumer = recreated,
+                None => return, // the sink stopped
+            }
+            continue;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Deletes and recreates the consumer so delivery resumes right after what `order` handed
+/// on; retries until NATS takes it. None when the sink stopped meanwhile.
+async fn recreate(
+    restart: &Restart,
+    order: &mut DeliveryOrder,
+    batches: &mpsc::Sender<EventBatch>,
+) -> Option<Consumer> {
+    let spec = ConsumerSpec {
+        resume_after: Some(order.resume_after()),
+        ..restart.spec.clone()
+    };
+    metrics::counter!("tally_jetstream_consumer_restarts_total", "consumer" => spec.name.clone())
+        .increment(1);
+    while !batches.is_closed() {
+        match durable_consumer(&restart.js, &restart.events, &spec).await {
+            Ok(consumer) => {
+                tracing::info!(consumer = %spec.name, resume_after = order.resume_after(), "Consumer recreated.");
+                order.restarted();
+                return Some(consumer);
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %spec.name, error = %e, "Cannot recreate the consumer; retrying.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    None
+}
+
+/// A message's consumer (delivery) sequence and stream sequence, when it carries them.
+fn sequences(message: &jetstream::Message) -> Option<(u64, u64)> {
+    message
+        .info()
+        .ok()
+        .map(|info| (info.consumer_sequence, info.stream_sequence))
+}
+
+/// A delivery that did not follow the one before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub expected: u64,
+    pub delivery: u64,
+    pub stream_seq: u64,
+}
+
+/// Whether deliveries arrive without a gap: each delivery of a consumer has the next
+/// consumer sequence, redeliveries included, so a missing one was lost in transit.
+#[derive(Debug)]
+pub struct DeliveryOrder {
+    last_delivery: Option<u64>,
+    handed_on: u64,
+}
+
+impl DeliveryOrder {
+    /// For a consumer that starts right after stream sequence `resume_after`.
+    pub fn new(resume_after: u64) -> Self {
+        Self {
+            last_delivery: None,
+            handed_on: resume_after,
+        }
+    }
+
+    /// How many of these deliveries, `(consumer sequence, stream sequence)` each, follow
+    /// the ones before without a gap, and the gap after them if any: the rest must not be
+    /// handed on.
+    pub fn admit(
+        &mut self,
+        deliveries: impl IntoIterator<Item = Option<(u64, u64)>>,
+    ) -> (usize, Option<Gap>) {
+        let mut admitted = 0;
+        for delivery in deliveries {
+            if let Some((delivery, stream_seq)) = delivery {
+                if let Some(last) = self.last_delivery
+                    && delivery != last + 1
+                {
+                    let gap = Gap {
+                        expected: last + 1,
+                        delivery,
+                        stream_seq,
+                    };
+                    return (admitted, Some(gap));
+                }
+                self.last_delivery = Some(delivery);
+                self.handed_on = self.handed_on.max(stream_seq);
+            }
+            admitted += 1;
+        }
+        (admitted, None)
+    }
+
+    /// The stream sequence a recreated consumer resumes after.
+    pub fn resume_after(&self) -> u64 {
+        self.handed_on
+    }
+
+    /// The consumer was recreated: its deliveries count from anew.
+    pub fn restarted(&mut self) {
+        self.last_delivery = None;
     }
 }
 
@@ -248,5 +415,56 @@ mod tests {
                 failed: true
             }]
         );
+    }
+
+    #[test]
+    fn deliveries_without_a_gap_are_all_handed_on() {
+        let mut order = DeliveryOrder::new(10);
+        assert_eq!(
+            order.admit([Some((1, 11)), Some((2, 12)), Some((3, 13))]),
+            (3, None)
+        );
+        // A redelivery of an older event takes the next delivery number: no gap.
+        assert_eq!(order.admit([Some((4, 12)), Some((5, 14))]), (2, None));
+        assert_eq!(order.resume_after(), 14);
+    }
+
+    #[test]
+    fn a_gap_stops_the_batch_where_deliveries_went_missing() {
+        let mut order = DeliveryOrder::new(0);
+        assert_eq!(order.admit([Some((1, 1)), Some((2, 2))]), (2, None));
+        // Deliveries 3..=5 were lost in transit; 6 must not overtake them.
+        let gap = Gap {
+            expected: 3,
+            delivery: 6,
+            stream_seq: 6,
+        };
+        assert_eq!(order.admit([Some((6, 6)), Some((7, 7))]), (0, Some(gap)));
+        assert_eq!(order.resume_after(), 2);
+        let (admitted, gap) = order.admit([Some((3, 3)), Some((4, 4)), Some((6, 6))]);
+        assert_eq!((admitted, gap.map(|g| g.expected)), (2, Some(5)));
+        assert_eq!(order.resume_after(), 4);
+    }
+
+    #[test]
+    fn a_recreated_consumer_counts_its_deliveries_from_anew() {
+        let mut order = DeliveryOrder::new(0);
+        assert_eq!(order.admit([Some((1, 1)), Some((2, 2)), Some((5, 5))]).0, 2);
+        order.restarted();
+        assert_eq!(
+            order.admit([Some((1, 3)), Some((2, 4)), Some((3, 5))]),
+            (3, None)
+        );
+        assert_eq!(order.resume_after(), 5);
+    }
+
+    #[test]
+    fn a_resume_point_never_moves_back() {
+        let mut order = DeliveryOrder::new(100);
+        assert_eq!(
+            order.admit([Some((1, 90)), None, Some((2, 101))]),
+            (3, None)
+        );
+        assert_eq!(order.resume_after(), 101);
     }
 }

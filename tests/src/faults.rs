@@ -225,6 +225,14 @@ pub trait OwnedServer {
     fn wait_ready(&self) -> impl std::future::Future<Output = ()>;
 }
 
+/// Logs of the in-process services on stderr when `RUST_LOG` is set (to see which recovery
+/// path a fault took); silent otherwise.
+pub fn log_if_asked() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tally_kit::telemetry::init_tracing();
+    }
+}
+
 /// Sleeps a random time in `range_ms`: faults at moments nobody chose.
 pub fn pause(range_ms: std::ops::Range<u64>) -> tokio::time::Sleep {
     use rand::Rng;
@@ -505,6 +513,10 @@ pub async fn wait_ingest_ready(base_url: &str) {
 /// each for option `a`), and whether every consumer drained its backlog.
 #[derive(Debug)]
 pub struct Outcome {
+    /// What the stream itself holds: a loss here is the broker's, not a sink's.
+    pub jetstream: Verdict,
+    /// Stream sequences Postgres holds for two different events (a broker reusing them).
+    pub reused_sequences: i64,
     pub postgres: Verdict,
     /// `a` in the Redis tally, against the votes Postgres holds: more is double counting.
     pub redis_counted: i64,
@@ -516,7 +528,9 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn is_clean(&self) -> bool {
-        self.postgres.is_clean()
+        self.jetstream.lost == 0
+            && self.reused_sequences == 0
+            && self.postgres.is_clean()
             && self.clickhouse.is_clean()
             && self.redis_counted == self.postgres_votes as i64
             && self.backlog.is_empty()
@@ -559,7 +573,10 @@ async fn observe(env: &TestEnv, burst: &Burst, poll: &str) -> Outcome {
             .iter()
             .filter_map(|row| row.first()?.parse().ok())
             .collect();
+    let in_stream = env.stream_ids().await.unwrap_or_default();
     Outcome {
+        jetstream: check(burst, &in_stream),
+        reused_sequences: env.reused_sequences().await,
         postgres: check(burst, &stored),
         redis_counted: redis_counted.unwrap_or(0),
         postgres_votes,
@@ -593,7 +610,7 @@ async fn backlog(env: &TestEnv) -> Vec<(String, u64)> {
 pub fn report(fault: &str, profile: &Profile, burst: &Burst, outcome: &Outcome) -> String {
     format!(
         "fault-suite [{}] {fault}: {} votes sent, {} acknowledged, {} retries, answers {:?}, \
-         slowest refusal {:?} | postgres: {} | redis: {} counted for {} stored | \
+         slowest refusal {:?} | jetstream: {} | sequences reused: {} | postgres: {} | redis: {} counted for {} stored | \
          clickhouse: {} | consumers behind: {:?}",
         profile.name,
         burst.attempted.len(),
@@ -601,6 +618,8 @@ pub fn report(fault: &str, profile: &Profile, burst: &Burst, outcome: &Outcome) 
         burst.retries,
         burst.statuses,
         burst.slowest_refusal,
+        outcome.jetstream,
+        outcome.reused_sequences,
         outcome.postgres,
         outcome.redis_counted,
         outcome.postgres_votes,

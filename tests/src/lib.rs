@@ -391,6 +391,44 @@ impl TestEnv {
         ids
     }
 
+    /// The id of every event the stream holds, read through an ordered consumer: what
+    /// JetStream itself kept, to tell a broker's loss from a sink's.
+    pub async fn stream_ids(&self) -> Result<Vec<Uuid>, async_nats::Error> {
+        use async_nats::jetstream::consumer::pull::OrderedConfig;
+        use futures::StreamExt;
+        let mut stream = self.js.get_stream(&self.nats.stream).await?;
+        let last = stream.info().await?.state.last_sequence;
+        let mut ids = Vec::new();
+        if last == 0 {
+            return Ok(ids);
+        }
+        let consumer = stream.create_consumer(OrderedConfig::default()).await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let info = message.info()?;
+            let event = tally_schema::StoredEvent::decode(info.stream_sequence, &message.payload)?;
+            ids.push(event.envelope.id);
+            if info.stream_sequence >= last {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Stream sequences that Postgres holds for two or more different events: a broker that
+    /// handed one sequence number out twice (the ordered sinks would skip the second).
+    pub async fn reused_sequences(&self) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM (SELECT stream_seq FROM poll_votes \
+             GROUP BY stream_seq HAVING count(DISTINCT event_id) > 1) AS reused",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("count reused sequences");
+        n
+    }
+
     /// Waits until Postgres holds exactly `expected` (as a set, each once), or panics with
     /// the lost and unexpected ids.
     pub async fn assert_exactly_stored(&self, expected: &HashSet<Uuid>, within: Duration) {

@@ -107,6 +107,7 @@ async fn server_frozen_and_killed(
     poll: &str,
 ) -> Burst {
     let profile = Profile::from_env();
+    tally_tests::faults::log_if_asked();
     let mut config = env.ingest_config();
     config.publish_timeout_ms = PUBLISH_TIMEOUT_MS;
     let ingest = Ingest::start(config).await;
@@ -122,12 +123,10 @@ async fn server_frozen_and_killed(
     burst
 }
 
-// Found by this test, not fixed yet: after nats-server is SIGKILLed and restarted, the Redis and
-// ClickHouse sinks sometimes miss acknowledged events (one run: Redis 4,458 of 4,514, ClickHouse
-// 35 lost; Postgres, which deduplicates by event id, had all). Suspected: deliveries lost in
-// transit around the reconnect come back only after the ack wait, behind later events the
-// ordered sinks already applied, and are then skipped as redeliveries. docs/reliability.md.
-#[ignore = "ordered sinks can skip events redelivered out of order after a nats-server crash"]
+// Found by this test: deliveries lost in transit around a nats-server restart came back only
+// after the ack wait, behind newer events the ordered sinks had applied, and were skipped as
+// redeliveries. The sinks' pullers now restart delivery after a gap (kit/src/consumer.rs,
+// `Recovery::Recreate`); docs/reliability.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_server_frozen_and_killed_mid_burst() {
     let scratch = Scratch::new("nats-faults");

@@ -136,10 +136,13 @@ pub async fn run(
         .map_err(WorkersError::Consumer)?;
 
     let (tx, rx) = mpsc::channel::<EventBatch>(1);
+    // The writer deduplicates by event id and instances share its consumer: reopen, never
+    // recreate.
     let puller = tokio::spawn(consumer::pull_batches(
         consumer.clone(),
         writer_config.batch_spec(),
         tx,
+        consumer::Recovery::Reopen,
     ));
     let reporter = tokio::spawn(consumer::report_backlog(
         js.clone(),
