@@ -16,6 +16,7 @@ use axum::{BoxError, Json, Router};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tally_kit::telemetry::OncePerSecond;
 use tally_schema::ids::IdempotencyKey;
 use tally_schema::resources::Resource;
 use tally_schema::{Envelope, Event};
@@ -154,7 +155,10 @@ impl AppState {
 
     /// Redis (the live views) could not be read: 503, the client may retry.
     pub fn views_unavailable(&self, e: crate::views::ViewError) -> ApiError {
-        tracing::warn!(error = %e, "Redis read failed; answering 503.");
+        static LOG: OncePerSecond = OncePerSecond::new();
+        if let Some(held_back) = LOG.admit() {
+            tracing::warn!(error = %e, held_back, "Redis read failed; answering 503.");
+        }
         ApiError::Unavailable {
             reason: "views_unavailable",
             retry_after_secs: self.config.retry_after_secs,
@@ -162,7 +166,10 @@ impl AppState {
     }
 
     pub fn store_unavailable(&self, e: crate::resource_store::StoreError) -> ApiError {
-        tracing::warn!(error = %e, "Postgres failed on an admin route; answering 503.");
+        static LOG: OncePerSecond = OncePerSecond::new();
+        if let Some(held_back) = LOG.admit() {
+            tracing::warn!(error = %e, held_back, "Postgres failed on an admin route; answering 503.");
+        }
         ApiError::Unavailable {
             reason: "store_unavailable",
             retry_after_secs: self.config.retry_after_secs,
@@ -170,10 +177,17 @@ impl AppState {
     }
 
     pub fn unavailable(&self, e: PublishError) -> ApiError {
+        // Either can hit every request, thousands a second: each is counted (rejections by
+        // reason); the log gets one line a second.
+        static LOG: OncePerSecond = OncePerSecond::new();
         match e {
-            // Expected under overload, thousands a second: counted (rejections), not logged.
+            // Expected under overload.
             PublishError::Overloaded(_) => tracing::debug!(error = %e, "Shedding a publish."),
-            _ => tracing::warn!(error = %e, "Publish failed; answering 503."),
+            _ => {
+                if let Some(held_back) = LOG.admit() {
+                    tracing::warn!(error = %e, held_back, "Publish failed; answering 503.");
+                }
+            }
         }
         ApiError::Unavailable {
             reason: e.reason(),
@@ -232,7 +246,11 @@ pub fn app(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(crate::telemetry::track))
-                .layer(tower_http::trace::TraceLayer::new_for_http())
+                // Every failure is a 503 with a reason, counted and logged (at most once a
+                // second) where it arises; a line per failed request would flood the log.
+                .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ))
                 // Overload: shed at once with 503 rather than queue without bound.
                 .layer(HandleErrorLayer::new(move |e: BoxError| async move {
                     overloaded(e, retry_after)

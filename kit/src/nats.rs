@@ -149,6 +149,24 @@ pub async fn connect(
         // Keep retrying in the background after the first connection: a NATS restart must
         // not kill the service, only make it answer 503 until NATS is back.
         .retry_on_initial_connect()
+        // One line per change of the connection, whatever the request rate meanwhile.
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("NATS connected."),
+                async_nats::Event::Closed => tracing::info!("NATS connection closed."),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("NATS disconnected; reconnecting.")
+                }
+                // A slow consumer is reported per dropped message.
+                other => {
+                    static LOG: crate::telemetry::OncePerSecond =
+                        crate::telemetry::OncePerSecond::new();
+                    if let Some(held_back) = LOG.admit() {
+                        tracing::warn!(event = %other, held_back, "NATS connection event.");
+                    }
+                }
+            }
+        })
         .connect(config.servers())
         .await
         .map_err(|source| NatsError::Connect {

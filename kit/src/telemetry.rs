@@ -2,6 +2,8 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber: `RUST_LOG` filters (default `info`),
@@ -16,6 +18,46 @@ pub fn init_tracing() {
     } else {
         builder.try_init()
     };
+}
+
+/// Lets one log line through per second and counts the ones held back, so a failure that
+/// hits every request (a broker down, a store frozen) is logged once a second, not thousands
+/// of times; the requests themselves are counted in metrics.
+#[derive(Debug, Default)]
+pub struct OncePerSecond {
+    second: AtomicU64,
+    held_back: AtomicU64,
+}
+
+impl OncePerSecond {
+    pub const fn new() -> Self {
+        Self {
+            second: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one let through)` when this line may be logged.
+    pub fn admit(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.admit_at(now)
+    }
+
+    fn admit_at(&self, second: u64) -> Option<u64> {
+        let last = self.second.load(Ordering::Relaxed);
+        if second != last
+            && self
+                .second
+                .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.held_back.swap(0, Ordering::Relaxed));
+        }
+        self.held_back.fetch_add(1, Ordering::Relaxed);
+        None
+    }
 }
 
 /// Latency buckets in seconds, from 100 µs (a cached read) to 10 s (a timed-out publish).
@@ -47,4 +89,20 @@ pub fn metrics() -> PrometheusHandle {
                 .expect("the metrics recorder is installed once per process")
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OncePerSecond;
+
+    #[test]
+    fn one_line_a_second_gets_through_and_the_rest_are_counted() {
+        let gate = OncePerSecond::new();
+        assert_eq!(gate.admit_at(100), Some(0));
+        assert_eq!(gate.admit_at(100), None);
+        assert_eq!(gate.admit_at(100), None);
+        assert_eq!(gate.admit_at(101), Some(2));
+        assert_eq!(gate.admit_at(101), None);
+        assert_eq!(gate.admit_at(105), Some(1));
+    }
 }
