@@ -140,17 +140,9 @@ async fn run_clickhouse_sink(
             }
         }
     };
-    let consumer_spec = config.clickhouse_consumer_spec(high);
-    let consumer = match consumer::durable_consumer(&js, &spec, &consumer_spec).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot create the ClickHouse consumer.");
-            return;
-        }
-    };
-    tracing::info!(resume_after = high, "ClickHouse sink running.");
+    let consumer = config.clickhouse_consumer_spec(high);
     let batches = config.clickhouse_batch_spec();
-    consume_into(js, spec, consumer_spec, consumer, batches, sink, shutdown).await;
+    consume_into(js, spec, consumer, batches, sink, shutdown).await;
 }
 
 /// The Kafka mirror: waits (retrying) for the brokers and its topic, then mirrors from its
@@ -185,29 +177,36 @@ async fn run_kafka_mirror(
             .map_or(0, |info| info.ack_floor.stream_sequence),
         Err(_) => 0,
     };
-    let consumer_spec = config.kafka_consumer_spec(floor);
-    let consumer = match consumer::durable_consumer(&js, &spec, &consumer_spec).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Cannot create the Kafka mirror's consumer.");
-            return;
-        }
-    };
-    tracing::info!(resume_after = floor, topic = %target.topic, "Kafka mirror running.");
+    tracing::info!(topic = %target.topic, "Kafka topic ready.");
+    let consumer = config.kafka_consumer_spec(floor);
     let batches = config.kafka_batch_spec();
-    consume_into(js, spec, consumer_spec, consumer, batches, mirror, shutdown).await;
+    consume_into(js, spec, consumer, batches, mirror, shutdown).await;
 }
 
-/// Feeds `consumer`'s batches to `sink`, in order, until `shutdown`; reports its backlog.
+/// Creates the consumer `spec` names (retrying while NATS is away: this sink must not stay
+/// down after a broker restart), then feeds its batches to `sink`, in order, until
+/// `shutdown`; reports its backlog.
 async fn consume_into<S: ordered_sink::OrderedSink>(
     js: async_nats::jetstream::Context,
     events: tally_schema::StreamSpec,
     spec: consumer::ConsumerSpec,
-    consumer: consumer::Consumer,
     batches: consumer::BatchSpec,
     sink: S,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Clone + Send,
 ) {
+    let consumer = loop {
+        match consumer::durable_consumer(&js, &events, &spec).await {
+            Ok(consumer) => break consumer,
+            Err(e) => {
+                tracing::warn!(consumer = %spec.name, error = %e, "Cannot create the consumer; retrying in 1 s.");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.clone() => return,
+                }
+            }
+        }
+    };
+    tracing::info!(sink = S::NAME, resume_after = ?spec.resume_after, "Sink running.");
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let recovery = consumer::Recovery::recreate(js.clone(), events, spec);
     let puller = tokio::spawn(consumer::pull_batches(
