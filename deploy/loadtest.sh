@@ -2,7 +2,8 @@
 # The load scenarios of docs/benchmarks.md, in one run on this machine: the three references
 # (tally-noop, raw JetStream, tally-naive) under the flash-poll load, then flash-poll, arena,
 # tournament, registration-rush and batch against the running pipeline, each checked in
-# Postgres, Redis and ClickHouse. Writes loadtest/out/{summary.md,run.json,plot.png}.
+# Postgres, Redis and ClickHouse. Writes loadtest/out/{summary.md,run.json,plot.png}; a single
+# scenario or the overload run writes the same files prefixed with its name (overload-plot.png).
 #
 #   deploy/loadtest.sh              the full scenarios
 #   SCALE=0.1 deploy/loadtest.sh    a tenth of the requests at the same rates

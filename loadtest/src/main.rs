@@ -58,6 +58,22 @@ enum Scenario {
     Overload(OverloadArgs),
 }
 
+impl Scenario {
+    /// What its output files start with: each run keeps its own table, JSON and plot, so the
+    /// overload run after the suite does not overwrite the suite's.
+    fn file_prefix(&self) -> &'static str {
+        match self {
+            Scenario::Suite(_) => "",
+            Scenario::FlashPoll => "flash-poll-",
+            Scenario::Arena => "arena-",
+            Scenario::Tournament => "tournament-",
+            Scenario::RegistrationRush => "registration-rush-",
+            Scenario::Batch => "batch-",
+            Scenario::Overload(_) => "overload-",
+        }
+    }
+}
+
 #[derive(clap::Args, Clone)]
 struct OverloadArgs {
     /// The rate ingest sustains on this machine (requests per second).
@@ -176,15 +192,15 @@ async fn main() -> anyhow::Result<()> {
 
     let table = report::table(&rows, &ratios);
     println!("\n{table}");
-    std::fs::write(args.out.join("summary.md"), &table)?;
-    report::write_json(&args.out.join("run.json"), &rows)?;
-    match plot::draw(&args.out.join("plot.png"), &rows) {
-        Ok(()) => println!(
-            "wrote {}/run.json, summary.md and plot.png",
-            args.out.display()
-        ),
+    let prefix = scenario.file_prefix();
+    let [summary, json, png] =
+        ["summary.md", "run.json", "plot.png"].map(|f| format!("{prefix}{f}"));
+    std::fs::write(args.out.join(&summary), &table)?;
+    report::write_json(&args.out.join(&json), &rows)?;
+    match plot::draw(&args.out.join(&png), &rows) {
+        Ok(()) => println!("wrote {}/{json}, {summary} and {png}", args.out.display()),
         Err(e) => println!(
-            "wrote {}/run.json and summary.md; no plot: {e:#}",
+            "wrote {}/{json} and {summary}; no plot: {e:#}",
             args.out.display()
         ),
     }
