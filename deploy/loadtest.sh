@@ -7,7 +7,7 @@
 #
 #   deploy/loadtest.sh              the full scenarios
 #   SCALE=0.1 deploy/loadtest.sh    a tenth of the requests at the same rates
-#   deploy/loadtest.sh suite        only the scenarios
+#   deploy/loadtest.sh suite        only the scenarios (arena-crowd on a second ingest, :8081)
 #   deploy/loadtest.sh overload [--sustainable-rate N]   only the overload run
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,14 @@ ulimit -n 20000 2>/dev/null || true
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; $(date -u +%FT%TZ); scale $SCALE"
 WHAT="${1:-all}"
 if [ "$WHAT" = all ] || [ "$WHAT" = suite ]; then
-  "$BIN/tally-loadtest" --scale "$SCALE" suite
+  # arena-crowd holds 20,000 connections at once, more than one process may have open here:
+  # a second ingest (stateless, like the first) takes half of them, as a load balancer would.
+  TALLY_INGEST_ADDR=127.0.0.1:8081 "$BIN/tally-ingest" >>"$STATE_DIR/logs/ingest-2.log" 2>&1 &
+  INGEST2=$!
+  trap 'kill $NOOP $NAIVE $INGEST2 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do curl -fsS 127.0.0.1:8081/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+  "$BIN/tally-loadtest" --scale "$SCALE" --ingest-also http://127.0.0.1:8081 suite
+  kill "$INGEST2"; wait "$INGEST2" 2>/dev/null || true
 fi
 # Three times the sustainable rate for 10 s between two sustainable phases; ingest's RSS
 # sampled from /proc. Writes loadtest/out/overload.{md,json}.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tally_loadtest::open_loop::Plan;
 use tally_loadtest::outcome::{StoreArgs, Stores};
 use tally_loadtest::report::{self, Row};
-use tally_loadtest::{overload, plot, references, scenarios};
+use tally_loadtest::{crowd, overload, plot, references, scenarios};
 
 #[derive(Parser)]
 #[command(about = "Open-loop load scenarios against Tally, with references and outcome checks.")]
@@ -35,6 +35,11 @@ struct Args {
     /// Where the JSON, the table and the plot go.
     #[arg(long, default_value = "loadtest/out")]
     out: PathBuf,
+    /// More ingest instances (base URLs, comma-separated) that arena-crowd spreads its voters
+    /// over beside `--ingest`: one process holds at most 20,000 connections here. The suite
+    /// runs arena-crowd only when there are some.
+    #[arg(long, value_delimiter = ',')]
+    ingest_also: Vec<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -51,6 +56,12 @@ enum Scenario {
     RegistrationRush,
     /// The batch endpoint, 1,000 events per request.
     Batch,
+    /// Many pair voters at once, each on a connection of its own held for the whole run,
+    /// over several generator processes and ingest instances.
+    ArenaCrowd(CrowdArgs),
+    /// One generator process's share of arena-crowd (started by arena-crowd itself).
+    #[command(hide = true)]
+    CrowdPart(crowd::PartArgs),
     /// Every scenario, with the three references, in one run.
     Suite(References),
     /// A sustainable rate, three times it, then the sustainable rate again; ingest's memory
@@ -69,7 +80,40 @@ impl Scenario {
             Scenario::Tournament => "tournament-",
             Scenario::RegistrationRush => "registration-rush-",
             Scenario::Batch => "batch-",
+            Scenario::ArenaCrowd(_) => "arena-crowd-",
+            Scenario::CrowdPart(_) => "crowd-part-",
             Scenario::Overload(_) => "overload-",
+        }
+    }
+}
+
+#[derive(clap::Args, Clone)]
+struct CrowdArgs {
+    /// Voters, each on a connection of their own.
+    #[arg(long, default_value_t = 20_000)]
+    voters: usize,
+    /// Votes (each followed by a personal-ranking read) per voter.
+    #[arg(long, default_value_t = 2)]
+    votes_each: usize,
+    /// Seconds between one voter's votes.
+    #[arg(long, default_value_t = 5.0)]
+    interval_seconds: f64,
+    /// Seconds over which the voters arrive.
+    #[arg(long, default_value_t = 5.0)]
+    ramp_seconds: f64,
+    /// Generator processes (at most 20,000 open files each).
+    #[arg(long, default_value_t = 4)]
+    processes: usize,
+}
+
+impl Default for CrowdArgs {
+    fn default() -> Self {
+        Self {
+            voters: 20_000,
+            votes_each: 2,
+            interval_seconds: 5.0,
+            ramp_seconds: 5.0,
+            processes: 4,
         }
     }
 }
@@ -115,6 +159,12 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::CrowdPart(part) = &args.scenario {
+        // A child of arena-crowd: its share of the voters, the result as JSON on stdout.
+        let result = crowd::run_part(part).await?;
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
     let clients = scenarios::Clients::new(&args.ingest, &args.api_key, args.addresses)?;
     let stores = Stores::connect(&args.stores).await?;
     let flash = args.plan(50_000, 50_000.0);
@@ -150,6 +200,26 @@ async fn main() -> anyhow::Result<()> {
     }
     if all || matches!(scenario, Scenario::Arena) {
         rows.push(scenarios::arena(&clients, &stores, args.plan(20_000, 10_000.0)).await?);
+    }
+    let crowd_args = match &scenario {
+        Scenario::ArenaCrowd(c) => Some(c.clone()),
+        Scenario::Suite(_) if !args.ingest_also.is_empty() => Some(CrowdArgs::default()),
+        _ => None,
+    };
+    if let Some(c) = crowd_args {
+        let crowd = crowd::Crowd {
+            voters: ((c.voters as f64 * args.scale).round() as usize).max(1),
+            votes_each: c.votes_each.max(1),
+            interval: std::time::Duration::from_secs_f64(c.interval_seconds),
+            ramp: std::time::Duration::from_secs_f64(c.ramp_seconds),
+            processes: c.processes,
+            targets: std::iter::once(args.ingest.clone())
+                .chain(args.ingest_also.iter().cloned())
+                .collect(),
+            addresses: args.addresses,
+        };
+        let exe = std::env::current_exe()?;
+        rows.push(crowd::arena_crowd(&exe, &clients, &stores, &crowd).await?);
     }
     if all || matches!(scenario, Scenario::Tournament) {
         let (scores, reads) = scenarios::tournament(

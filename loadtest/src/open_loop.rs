@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
 /// How many requests, how fast, over how many connections.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize)]
 pub struct Plan {
     pub requests: usize,
     /// Requests per second offered.
@@ -54,9 +54,175 @@ pub struct Run {
     /// From the first due time to the last answer.
     pub elapsed: Duration,
     pub acknowledged: Vec<Uuid>,
+    /// What the timeline is made from, kept so runs of several processes can be merged.
+    slices: BTreeMap<u64, SliceStats>,
+}
+
+/// Answers, 2xx answers and latencies of one slice.
+#[derive(Clone, Debug)]
+struct SliceStats {
+    answered: u64,
+    accepted: u64,
+    latency: Histogram<u64>,
+}
+
+/// Gathers the answers of one run (or of one process's share of it) as they come.
+pub struct Collector {
+    start: Instant,
+    statuses: BTreeMap<u16, usize>,
+    latency: Histogram<u64>,
+    slices: BTreeMap<u64, SliceStats>,
+    acknowledged: Vec<Uuid>,
+    last: Instant,
+}
+
+impl Collector {
+    /// For a run whose first request is due at `start`.
+    pub fn new(start: Instant) -> Self {
+        Self {
+            start,
+            statuses: BTreeMap::new(),
+            latency: histogram(),
+            slices: BTreeMap::new(),
+            acknowledged: Vec::new(),
+            last: start,
+        }
+    }
+
+    /// The answer to a request due at `due`, answered at `answered`.
+    pub fn record(&mut self, due: Instant, answered: Instant, answer: Answer) {
+        let took = answered.saturating_duration_since(due).as_micros() as u64;
+        self.latency.saturating_record(took.max(1));
+        let slice = (answered.saturating_duration_since(self.start).as_millis() / SLICE_MS) as u64;
+        let entry = self.slices.entry(slice).or_insert_with(|| SliceStats {
+            answered: 0,
+            accepted: 0,
+            latency: histogram(),
+        });
+        entry.answered += 1;
+        if (200..300).contains(&answer.status) {
+            entry.accepted += 1;
+        }
+        entry.latency.saturating_record(took.max(1));
+        *self.statuses.entry(answer.status).or_insert(0) += 1;
+        self.acknowledged.extend(answer.acknowledged);
+        self.last = self.last.max(answered);
+    }
+
+    pub fn statuses(&self) -> &BTreeMap<u16, usize> {
+        &self.statuses
+    }
+
+    pub fn finish(self, plan: Plan) -> Run {
+        Run {
+            plan,
+            timeline: timeline(&self.slices),
+            statuses: self.statuses,
+            latency: self.latency,
+            elapsed: self.last.saturating_duration_since(self.start),
+            acknowledged: self.acknowledged,
+            slices: self.slices,
+        }
+    }
+}
+
+fn timeline(slices: &BTreeMap<u64, SliceStats>) -> Vec<Slice> {
+    let per_s = 1000.0 / SLICE_MS as f64;
+    slices
+        .iter()
+        .map(|(slice, stats)| Slice {
+            t: *slice as f64 * SLICE_MS as f64 / 1000.0,
+            answered_per_s: stats.answered as f64 * per_s,
+            accepted_per_s: stats.accepted as f64 * per_s,
+            p50_ms: stats.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: stats.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        })
+        .collect()
+}
+
+/// A histogram as `(value, count)` pairs, and back: how a process hands its share on.
+fn pairs(h: &Histogram<u64>) -> Pairs {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+fn from_pairs(pairs: &[(u64, u64)]) -> Histogram<u64> {
+    let mut h = histogram();
+    for &(value, count) in pairs {
+        h.saturating_record_n(value, count);
+    }
+    h
+}
+
+/// A histogram as `(value, count)` pairs.
+type Pairs = Vec<(u64, u64)>;
+
+/// One process's share of a run, as it travels to the process that merges them: every
+/// answer with its latency and slice, timed against the same wall-clock start.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Share {
+    pub plan: Plan,
+    pub statuses: BTreeMap<u16, usize>,
+    latency: Pairs,
+    /// `(slice, answered, accepted, latency)`.
+    slices: Vec<(u64, u64, u64, Pairs)>,
+    elapsed_us: u64,
+    pub acknowledged: Vec<Uuid>,
 }
 
 impl Run {
+    pub fn share(&self) -> Share {
+        Share {
+            plan: self.plan,
+            statuses: self.statuses.clone(),
+            latency: pairs(&self.latency),
+            slices: self
+                .slices
+                .iter()
+                .map(|(k, s)| (*k, s.answered, s.accepted, pairs(&s.latency)))
+                .collect(),
+            elapsed_us: self.elapsed.as_micros() as u64,
+            acknowledged: self.acknowledged.clone(),
+        }
+    }
+
+    /// The shares of several processes as one run of `plan`.
+    pub fn merged(plan: Plan, shares: Vec<Share>) -> Run {
+        let mut statuses = BTreeMap::new();
+        let mut latency = histogram();
+        let mut slices: BTreeMap<u64, SliceStats> = BTreeMap::new();
+        let mut acknowledged = Vec::new();
+        let mut elapsed = Duration::ZERO;
+        for share in shares {
+            for (status, n) in share.statuses {
+                *statuses.entry(status).or_insert(0) += n;
+            }
+            let _ = latency.add(from_pairs(&share.latency));
+            for (k, answered, accepted, h) in share.slices {
+                let entry = slices.entry(k).or_insert_with(|| SliceStats {
+                    answered: 0,
+                    accepted: 0,
+                    latency: histogram(),
+                });
+                entry.answered += answered;
+                entry.accepted += accepted;
+                let _ = entry.latency.add(from_pairs(&h));
+            }
+            acknowledged.extend(share.acknowledged);
+            elapsed = elapsed.max(Duration::from_micros(share.elapsed_us));
+        }
+        Run {
+            plan,
+            statuses,
+            latency,
+            timeline: timeline(&slices),
+            elapsed,
+            acknowledged,
+            slices,
+        }
+    }
+
     /// Requests answered with a 2xx.
     pub fn accepted(&self) -> usize {
         self.statuses
@@ -134,44 +300,15 @@ where
     let collector = {
         let bar = bar.clone();
         tokio::spawn(async move {
-            let mut statuses = BTreeMap::new();
-            let mut latency = histogram();
-            let mut per_slice: BTreeMap<u64, (u64, u64, Histogram<u64>)> = BTreeMap::new();
-            let mut acknowledged = Vec::new();
-            let mut last = start;
+            let mut collector = Collector::new(start);
             while let Some((due, answered, answer)) = rx.recv().await {
-                let took = answered.saturating_duration_since(due).as_micros() as u64;
-                latency.saturating_record(took.max(1));
-                let slice =
-                    (answered.saturating_duration_since(start).as_millis() / SLICE_MS) as u64;
-                let entry = per_slice
-                    .entry(slice)
-                    .or_insert_with(|| (0, 0, histogram()));
-                entry.0 += 1;
-                if (200..300).contains(&answer.status) {
-                    entry.1 += 1;
-                }
-                entry.2.saturating_record(took.max(1));
-                *statuses.entry(answer.status).or_insert(0) += 1;
-                acknowledged.extend(answer.acknowledged);
-                last = last.max(answered);
+                collector.record(due, answered, answer);
                 bar.inc(1);
                 if bar.position().is_multiple_of(500) {
-                    bar.set_message(format!("{statuses:?}"));
+                    bar.set_message(format!("{:?}", collector.statuses()));
                 }
             }
-            let per_s = 1000.0 / SLICE_MS as f64;
-            let timeline = per_slice
-                .into_iter()
-                .map(|(slice, (answered, accepted, h))| Slice {
-                    t: slice as f64 * SLICE_MS as f64 / 1000.0,
-                    answered_per_s: answered as f64 * per_s,
-                    accepted_per_s: accepted as f64 * per_s,
-                    p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
-                    p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
-                })
-                .collect();
-            (statuses, latency, timeline, acknowledged, last)
+            collector
         })
     };
 
@@ -189,17 +326,9 @@ where
         });
     }
     drop(tx);
-    let (statuses, latency, timeline, acknowledged, last) =
-        collector.await.expect("collector runs");
-    bar.finish_with_message(format!("{statuses:?}"));
-    Run {
-        plan,
-        statuses,
-        latency,
-        timeline,
-        elapsed: last.saturating_duration_since(start),
-        acknowledged,
-    }
+    let collector = collector.await.expect("collector runs");
+    bar.finish_with_message(format!("{:?}", collector.statuses()));
+    collector.finish(plan)
 }
 
 /// An HTTP answer turned into an [`Answer`]: the status, and the ids a 202 (one event) or a
@@ -277,5 +406,43 @@ mod tests {
         let run = run("test", plan, |_| async { Answer::default() }).await;
         assert_eq!(run.statuses.get(&0), Some(&3));
         assert_eq!(run.accepted(), 0);
+    }
+
+    #[test]
+    fn shares_of_several_processes_merge_into_one_run() {
+        let start = Instant::now();
+        let plan = Plan {
+            requests: 4,
+            rate: 10.0,
+            connections: 4,
+        };
+        let share = |ms: [u64; 2], status: u16| {
+            let mut c = Collector::new(start);
+            for m in ms {
+                let answer = Answer {
+                    status,
+                    acknowledged: if status == 202 {
+                        vec![Uuid::new_v4()]
+                    } else {
+                        vec![]
+                    },
+                };
+                c.record(start, start + Duration::from_millis(m), answer);
+            }
+            c.finish(plan).share()
+        };
+        // Through JSON, as between processes.
+        let json = serde_json::to_string(&share([10, 150], 202)).unwrap();
+        let shares = vec![serde_json::from_str(&json).unwrap(), share([20, 400], 503)];
+        let run = Run::merged(plan, shares);
+        assert_eq!(run.statuses.get(&202), Some(&2));
+        assert_eq!(run.statuses.get(&503), Some(&2));
+        assert_eq!(run.acknowledged.len(), 2);
+        assert_eq!(run.latency.len(), 4);
+        assert!((run.quantile_ms(1.0) - 400.0).abs() < 1.0);
+        assert_eq!(run.elapsed, Duration::from_millis(400));
+        // Slice 0 holds one answer of each share.
+        assert_eq!(run.timeline[0].answered_per_s, 20.0);
+        assert_eq!(run.timeline[0].accepted_per_s, 10.0);
     }
 }

@@ -70,7 +70,7 @@ pub fn run_name(kind: &str) -> String {
     )
 }
 
-async fn checked(row: &mut Row, outcome: anyhow::Result<String>) {
+pub(crate) async fn checked(row: &mut Row, outcome: anyhow::Result<String>) {
     row.outcome = match outcome {
         Ok(summary) => format!("ok: {summary}"),
         Err(e) => format!("MISMATCH: {e:#}"),
@@ -78,7 +78,10 @@ async fn checked(row: &mut Row, outcome: anyhow::Result<String>) {
 }
 
 /// Measures the lag of what the Redis sink applied during `run`.
-async fn with_lag<F: Future<Output = Run>>(stores: &Stores, run: F) -> (Run, Option<f64>) {
+pub(crate) async fn with_lag<F: Future<Output = Run>>(
+    stores: &Stores,
+    run: F,
+) -> (Run, Option<f64>) {
     let before = stores.lag_buckets().await;
     let run = run.await;
     // The last batches land shortly after the last answer.
@@ -153,87 +156,107 @@ pub async fn answer_of_request(request: reqwest::RequestBuilder) -> Answer {
 /// arena: each pair voter votes once in a session of their own, then reads their personal
 /// ranking; the interaction is one request of the plan.
 pub async fn arena(clients: &Clients, stores: &Stores, plan: Plan) -> anyhow::Result<Row> {
-    let arena = run_name("arena");
-    let items: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
-    clients
-        .define("arenas", serde_json::json!({"id": arena, "items": items}))
-        .await?;
+    let arena = define_arena(clients, "arena").await?;
     let base = format!("{}/v1/arenas/{arena}", clients.ingest);
     let (run, lag) = with_lag(
         stores,
         open_loop::run("arena", plan, |i| {
-            let client = clients.for_request(i).clone();
-            let (winner, loser) = (i % 20, (i * 7 + 3) % 20);
-            let loser = if loser == winner {
-                (loser + 1) % 20
-            } else {
-                loser
-            };
-            let body = PairVoteBody {
-                id: None,
-                session: format!("s{i}").try_into().expect("session id"),
-                winner: format!("m{winner}").try_into().expect("item"),
-                loser: format!("m{loser}").try_into().expect("item"),
-            };
-            let (vote, read) = (
-                format!("{base}/votes"),
-                format!("{base}/sessions/s{i}/ranking"),
-            );
-            async move {
-                let answer = answer_of(client.post(vote).json(&body).send().await).await;
-                if answer.status != 202 {
-                    return answer;
-                }
-                match client.get(read).send().await {
-                    Ok(r) if r.status() == 200 => answer,
-                    Ok(r) => Answer {
-                        status: r.status().as_u16(),
-                        acknowledged: answer.acknowledged,
-                    },
-                    Err(_) => Answer {
-                        status: 0,
-                        acknowledged: answer.acknowledged,
-                    },
-                }
-            }
+            vote_and_read(clients.for_request(i).clone(), &base, i, i)
         }),
     )
     .await;
     let mut row = Row::new("arena", "pair vote + personal ranking read", &run, 1);
     row.lag_p99_ms = lag;
-    let outcome = async {
-        let n = stores
-            .postgres_exactly("pair_votes", "arena", &arena, &run.acknowledged)
-            .await?;
-        // Elo moves points from loser to winner: the ratings' sum stays items × initial.
-        let elo_key = stores.keys.arena_elo(&arena);
-        let (rated, sum) = stores
-            .redis_matches(
-                "Elo items and rating sum",
-                async |redis| {
-                    let ratings: Vec<(String, f64)> =
-                        redis::AsyncCommands::zrange_withscores(redis, &elo_key, 0, -1).await?;
-                    let sum: f64 = ratings.iter().map(|(_, r)| r).sum();
-                    Ok((ratings.len() as i64, sum.round() as i64))
-                },
-                async |pg| {
-                    let (items,): (i64,) = sqlx::query_as(
-                        "SELECT count(DISTINCT i) FROM pair_votes, unnest(ARRAY[winner, loser]) i WHERE arena = $1",
-                    )
-                    .bind(&arena)
-                    .fetch_one(pg)
-                    .await?;
-                    Ok((items, items * 1000))
-                },
-            )
-            .await?;
-        stores.clickhouse_count("pair_vote", &arena, n).await?;
-        Ok(format!(
-            "{n} rows in Postgres, {rated} items rated in Redis summing to {sum} (zero-sum Elo), ClickHouse {n}"
-        ))
-    };
+    let outcome = arena_outcome(stores, &arena, &run);
     checked(&mut row, outcome.await).await;
     Ok(row)
+}
+
+/// Defines an arena of 20 items for a run.
+pub async fn define_arena(clients: &Clients, kind: &str) -> anyhow::Result<String> {
+    let arena = run_name(kind);
+    let items: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    clients
+        .define("arenas", serde_json::json!({"id": arena, "items": items}))
+        .await?;
+    Ok(arena)
+}
+
+/// Pair vote `i` of session `session` on the arena at `base`, then (when accepted) that
+/// session's personal ranking: one interaction, one answer.
+pub fn vote_and_read(
+    client: reqwest::Client,
+    base: &str,
+    session: usize,
+    i: usize,
+) -> impl Future<Output = Answer> + Send + 'static {
+    let (winner, loser) = (i % 20, (i * 7 + 3) % 20);
+    let loser = if loser == winner {
+        (loser + 1) % 20
+    } else {
+        loser
+    };
+    let body = PairVoteBody {
+        id: None,
+        session: format!("s{session}").try_into().expect("session id"),
+        winner: format!("m{winner}").try_into().expect("item"),
+        loser: format!("m{loser}").try_into().expect("item"),
+    };
+    let (vote, read) = (
+        format!("{base}/votes"),
+        format!("{base}/sessions/s{session}/ranking"),
+    );
+    async move {
+        let answer = answer_of(client.post(vote).json(&body).send().await).await;
+        if answer.status != 202 {
+            return answer;
+        }
+        match client.get(read).send().await {
+            Ok(r) if r.status() == 200 => answer,
+            Ok(r) => Answer {
+                status: r.status().as_u16(),
+                acknowledged: answer.acknowledged,
+            },
+            Err(_) => Answer {
+                status: 0,
+                acknowledged: answer.acknowledged,
+            },
+        }
+    }
+}
+
+/// Every acknowledged pair vote in Postgres once, Elo in Redis zero-sum over the items
+/// Postgres saw, ClickHouse the same count.
+pub async fn arena_outcome(stores: &Stores, arena: &str, run: &Run) -> anyhow::Result<String> {
+    let n = stores
+        .postgres_exactly("pair_votes", "arena", arena, &run.acknowledged)
+        .await?;
+    // Elo moves points from loser to winner: the ratings' sum stays items × initial.
+    let elo_key = stores.keys.arena_elo(arena);
+    let (rated, sum) = stores
+        .redis_matches(
+            "Elo items and rating sum",
+            async |redis| {
+                let ratings: Vec<(String, f64)> =
+                    redis::AsyncCommands::zrange_withscores(redis, &elo_key, 0, -1).await?;
+                let sum: f64 = ratings.iter().map(|(_, r)| r).sum();
+                Ok((ratings.len() as i64, sum.round() as i64))
+            },
+            async |pg| {
+                let (items,): (i64,) = sqlx::query_as(
+                    "SELECT count(DISTINCT i) FROM pair_votes, unnest(ARRAY[winner, loser]) i WHERE arena = $1",
+                )
+                .bind(arena)
+                .fetch_one(pg)
+                .await?;
+                Ok((items, items * 1000))
+            },
+        )
+        .await?;
+    stores.clickhouse_count("pair_vote", arena, n).await?;
+    Ok(format!(
+        "{n} rows in Postgres, {rated} items rated in Redis summing to {sum} (zero-sum Elo), ClickHouse {n}"
+    ))
 }
 
 /// tournament: a burst of scores while readers fetch the top 10 and `streams` clients hold
