@@ -3,7 +3,8 @@
 //! business (deploy/loadtest.sh); this only keeps the scenarios and their checks honest.
 
 use tally_ingest::auth::Role;
-use tally_loadtest::open_loop::Plan;
+use tally_loadtest::crowd;
+use tally_loadtest::open_loop::{Plan, Run};
 use tally_loadtest::outcome::{StoreArgs, Stores};
 use tally_loadtest::scenarios::{self, Clients};
 use tally_tests::{Aggregator, Ingest, TestEnv, Writer, clickhouse_url, redis_url};
@@ -70,6 +71,38 @@ async fn every_scenario_passes_its_outcome_check_against_the_real_pipeline() {
     }
     let table = tally_loadtest::report::table(&rows, &["flash-poll"]);
     assert_eq!(table.lines().count(), rows.len() + 2, "{table}");
+
+    // arena-crowd's parts, as its generator processes run them, against two ingests at once;
+    // merged, the shares hold every answer and pass the arena's outcome check.
+    let second = Ingest::start(env.ingest_config()).await;
+    let arena = scenarios::define_arena(&clients, "crowd").await.unwrap();
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 300;
+    let part = |from, to| crowd::PartArgs {
+        arena: arena.clone(),
+        targets: vec![ingest.base_url(), second.base_url()],
+        voters: 120,
+        from,
+        to,
+        votes_each: 2,
+        interval_ms: 500,
+        ramp_ms: 500,
+        start_unix_ms,
+        addresses: 2,
+    };
+    let (first, second_half) = (part(0, 60), part(60, 120));
+    let (a, b) = tokio::join!(crowd::run_part(&first), crowd::run_part(&second_half));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.connected + b.connected, 120, "every voter got an answer");
+    let run = Run::merged(plan(240), vec![a.share, b.share]);
+    assert_eq!(run.accepted(), 240, "{:?}", run.statuses);
+    assert_eq!(run.acknowledged.len(), 240);
+    let outcome = scenarios::arena_outcome(&stores, &arena, &run).await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    second.stop().await;
 
     // A check that finds a mismatch says so: a vote removed behind the writer's back.
     sqlx::query(
