@@ -40,11 +40,14 @@ if [ "$WHAT" = all ] || [ "$WHAT" = suite ]; then
   INGEST2=$!
   trap 'kill $NOOP $NAIVE $INGEST2 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do curl -fsS 127.0.0.1:8081/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fsS 127.0.0.1:8081/readyz >/dev/null \
+    || { echo "the second ingest did not start; see $STATE_DIR/logs/ingest-2.log" >&2; exit 1; }
   "$BIN/tally-loadtest" --scale "$SCALE" --ingest-also http://127.0.0.1:8081 suite
   kill "$INGEST2"; wait "$INGEST2" 2>/dev/null || true
 fi
 # Three times the sustainable rate for 10 s between two sustainable phases; ingest's RSS
-# sampled from /proc. Writes loadtest/out/overload.{md,json}.
+# sampled from /proc. Writes loadtest/out/overload.{md,json} (the phases) and
+# overload-{summary.md,run.json,plot.png}.
 if [ "$WHAT" = all ] || [ "$WHAT" = overload ]; then
   "$BIN/tally-loadtest" --scale "$SCALE" --connections 8000 overload \
     --ingest-pid "$(pgrep -x tally-ingest | head -1)" "${@:2}"

@@ -71,11 +71,12 @@ pub async fn run(
         tokio::spawn(tally_kit::ops::serve_ops(listener, shutdown.clone()));
     }
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let (applied_tx, applied_rx) = tokio::sync::watch::channel(applied);
     let puller = tokio::spawn(consumer::pull_batches(
         consumer.clone(),
         config.redis_batch_spec(),
         tx,
-        consumer::Recovery::recreate(js.clone(), spec.clone(), consumer_spec),
+        consumer::Recovery::recreate(js.clone(), spec.clone(), consumer_spec, applied_rx),
     ));
     let reporter = tokio::spawn(consumer::report_backlog(
         js.clone(),
@@ -102,7 +103,8 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
-    ordered_sink::apply_batches(leaderboard::LiveRedisSink { sink, changed }, rx, shutdown).await;
+    let sink = leaderboard::LiveRedisSink { sink, changed };
+    ordered_sink::apply_batches(sink, rx, applied_tx, shutdown).await;
     analytics.abort();
     if let Some(mirror) = mirror {
         mirror.abort();
@@ -170,12 +172,12 @@ async fn run_kafka_mirror(
         }
     };
     let spec = config.nats.spec();
-    let floor = match js.get_stream(&spec.name).await {
-        Ok(stream) => stream
-            .consumer_info(&config.kafka_consumer)
-            .await
-            .map_or(0, |info| info.ack_floor.stream_sequence),
-        Err(_) => 0,
+    // Only a consumer that does not exist yet starts from 0: NATS being away must not send
+    // the whole stream again.
+    let read = || consumer::ack_floor(&js, &spec, &config.kafka_consumer);
+    let what = "Reading the Kafka mirror's ack floor";
+    let Some(floor) = consumer::retry_each_second(what, read, shutdown.clone()).await else {
+        return;
     };
     tracing::info!(topic = %target.topic, "Kafka topic ready.");
     let consumer = config.kafka_consumer_spec(floor);
@@ -194,21 +196,15 @@ async fn consume_into<S: ordered_sink::OrderedSink>(
     sink: S,
     shutdown: impl Future<Output = ()> + Clone + Send,
 ) {
-    let consumer = loop {
-        match consumer::durable_consumer(&js, &events, &spec).await {
-            Ok(consumer) => break consumer,
-            Err(e) => {
-                tracing::warn!(consumer = %spec.name, error = %e, "Cannot create the consumer; retrying in 1 s.");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = shutdown.clone() => return,
-                }
-            }
-        }
+    let create = || consumer::durable_consumer(&js, &events, &spec);
+    let what = "Creating the consumer";
+    let Some(consumer) = consumer::retry_each_second(what, create, shutdown.clone()).await else {
+        return;
     };
     tracing::info!(sink = S::NAME, resume_after = ?spec.resume_after, "Sink running.");
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let recovery = consumer::Recovery::recreate(js.clone(), events, spec);
+    let (applied_tx, applied_rx) = tokio::sync::watch::channel(spec.resume_after.unwrap_or(0));
+    let recovery = consumer::Recovery::recreate(js.clone(), events, spec, applied_rx);
     let puller = tokio::spawn(consumer::pull_batches(
         consumer.clone(),
         batches,
@@ -220,7 +216,7 @@ async fn consume_into<S: ordered_sink::OrderedSink>(
         consumer,
         Duration::from_secs(2),
     ));
-    ordered_sink::apply_batches(sink, rx, shutdown).await;
+    ordered_sink::apply_batches(sink, rx, applied_tx, shutdown).await;
     puller.abort();
     reporter.abort();
 }

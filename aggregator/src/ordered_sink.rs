@@ -9,7 +9,7 @@ use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
-use tally_kit::consumer::{EventBatch, decode};
+use tally_kit::consumer::{EventBatch, decode, last_sequence};
 use tally_schema::{Kind, StoredEvent};
 
 /// What one batch did to a sink.
@@ -35,10 +35,13 @@ pub trait OrderedSink: Send + Sync {
     fn applied(&self, _events: &[StoredEvent]) {}
 }
 
-/// Applies batches from `batches` until it closes or `shutdown` resolves.
+/// Applies batches from `batches` until it closes or `shutdown` resolves; reports the last
+/// stream sequence applied and acked on `applied` (the puller waits for it before it
+/// recreates the consumer).
 pub async fn apply_batches<S: OrderedSink>(
     sink: S,
     mut batches: tokio::sync::mpsc::Receiver<EventBatch>,
+    applied: tokio::sync::watch::Sender<u64>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let shutdown = shutdown.shared();
@@ -52,6 +55,9 @@ pub async fn apply_batches<S: OrderedSink>(
         };
         if !apply_until_done(&sink, &batch, shutdown.clone()).await {
             return;
+        }
+        if let Some(last) = last_sequence(&batch) {
+            applied.send_modify(|a| *a = (*a).max(last));
         }
     }
 }

@@ -6,10 +6,11 @@
 //! stream.
 
 use async_nats::jetstream::{self, consumer::pull};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_schema::{StoredEvent, StreamSpec};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 
 /// Messages fetched together and applied together.
@@ -43,7 +44,8 @@ pub struct BatchSpec {
     pub wait: Duration,
 }
 
-/// Creates or updates a durable consumer over every event subject.
+/// A durable consumer over every event subject: with a resume point, deleted and created
+/// anew to start right after it; without one, created or updated.
 pub async fn durable_consumer(
     js: &jetstream::Context,
     events: &StreamSpec,
@@ -52,30 +54,61 @@ pub async fn durable_consumer(
     let stream = js.get_stream(&events.name).await?;
     let deliver_policy = match spec.resume_after {
         Some(seq) => {
-            // Not found is fine: the first start.
-            let _ = stream.delete_consumer(&spec.name).await;
+            // Not found is fine: the first start. Any other failure must stop here: creating
+            // over a consumer that was not deleted would keep its deliveries and pending acks.
+            match stream.delete_consumer(&spec.name).await {
+                Ok(_) => {}
+                Err(e) if consumer_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
             jetstream::consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: seq + 1,
             }
         }
         None => jetstream::consumer::DeliverPolicy::All,
     };
-    let consumer = stream
-        .create_consumer(pull::Config {
-            deliver_policy,
-            durable_name: Some(spec.name.clone()),
-            description: Some(spec.description.clone()),
-            filter_subjects: events.subjects(),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: spec.ack_wait,
-            // Unbounded on purpose: a message that hit a delivery limit would never reach
-            // the sink. Poison messages are dead-lettered by the sink instead.
-            max_deliver: -1,
-            max_ack_pending: spec.max_ack_pending,
-            ..Default::default()
-        })
-        .await?;
+    let config = pull::Config {
+        deliver_policy,
+        durable_name: Some(spec.name.clone()),
+        description: Some(spec.description.clone()),
+        filter_subjects: events.subjects(),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        // Unbounded on purpose: a message that hit a delivery limit would never reach
+        // the sink. Poison messages are dead-lettered by the sink instead.
+        max_deliver: -1,
+        max_ack_pending: spec.max_ack_pending,
+        ..Default::default()
+    };
+    let consumer = match spec.resume_after {
+        // Strict: fails rather than quietly update a consumer someone else just created.
+        Some(_) => stream.create_consumer_strict(config).await?,
+        None => stream.create_consumer(config).await?,
+    };
     Ok(consumer)
+}
+
+fn consumer_not_found(e: &jetstream::stream::ConsumerError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::stream::ConsumerErrorKind::JetStream(ref js)
+            if js.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND
+    )
+}
+
+/// The ack floor of `name` (the last stream sequence below which everything was acked), 0
+/// when the consumer does not exist yet; an error when NATS cannot say.
+pub async fn ack_floor(
+    js: &jetstream::Context,
+    events: &StreamSpec,
+    name: &str,
+) -> Result<u64, async_nats::Error> {
+    let stream = js.get_stream(&events.name).await?;
+    match stream.consumer_info(name).await {
+        Ok(info) => Ok(info.ack_floor.stream_sequence),
+        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What a puller does when deliveries break off (a NATS restart, a missed heartbeat, a gap).
@@ -99,12 +132,36 @@ pub struct Restart {
     pub js: jetstream::Context,
     pub events: StreamSpec,
     pub spec: ConsumerSpec,
+    /// The last stream sequence the sink applied and acked. The consumer is recreated only
+    /// once the sink has applied everything handed on: a recreated consumer's ack floor starts
+    /// where it resumes, and the Kafka mirror restarts from its ack floor after a crash.
+    pub applied: watch::Receiver<u64>,
 }
 
 impl Recovery {
-    pub fn recreate(js: jetstream::Context, events: StreamSpec, spec: ConsumerSpec) -> Self {
-        Self::Recreate(Box::new(Restart { js, events, spec }))
+    /// Recovery for an ordered sink whose applied sequence `applied` reports.
+    pub fn recreate(
+        js: jetstream::Context,
+        events: StreamSpec,
+        spec: ConsumerSpec,
+        applied: watch::Receiver<u64>,
+    ) -> Self {
+        Self::Recreate(Box::new(Restart {
+            js,
+            events,
+            spec,
+            applied,
+        }))
     }
+}
+
+/// The highest stream sequence in a batch: what a sink reports as applied once it acked it.
+pub fn last_sequence(batch: &EventBatch) -> Option<u64> {
+    batch
+        .messages
+        .iter()
+        .filter_map(|m| sequences(m).map(|(_, seq)| seq))
+        .max()
 }
 
 /// Pulls messages forever, sending batches until `batches` is closed; recovers from broken
@@ -137,38 +194,44 @@ pub async fn pull_batches(
                 continue;
             }
         };
-        let cut = batched(messages, spec.max, spec.wait);
-        tokio::pin!(cut);
-        let mut broken = false;
-        while let Some(Chunk { mut items, failed }) = cut.next().await {
-            if let Some(order) = order.as_mut() {
-                let (admitted, gap) = order.admit(items.iter().map(sequences));
-                if let Some(gap) = gap {
-                    tracing::warn!(
-                        expected_delivery = gap.expected,
-                        delivery = gap.delivery,
-                        stream_seq = gap.stream_seq,
-                        dropped = items.len() - admitted,
-                        resume_after = order.resume_after(),
-                        "Deliveries out of order; restarting delivery after the last event handed on."
-                    );
-                    items.truncate(admitted);
+        // The message stream lives only in this block: it is dropped (its pull requests
+        // stop) before the consumer is recreated, so no pull of the old stream can take
+        // deliveries meant for the new consumer.
+        let broken = {
+            let cut = batched(messages, spec.max, spec.wait);
+            tokio::pin!(cut);
+            let mut broken = false;
+            while let Some(Chunk { mut items, failed }) = cut.next().await {
+                if let Some(order) = order.as_mut() {
+                    let (admitted, gap) = order.admit(items.iter().map(sequences));
+                    if let Some(gap) = gap {
+                        tracing::warn!(
+                            expected_delivery = gap.expected,
+                            delivery = gap.delivery,
+                            stream_seq = gap.stream_seq,
+                            dropped = items.len() - admitted,
+                            resume_after = order.resume_after(),
+                            "Deliveries out of order; restarting delivery after the last event handed on."
+                        );
+                        items.truncate(admitted);
+                        broken = true;
+                    }
+                }
+                if !items.is_empty() {
+                    let batch = EventBatch {
+                        messages: Arc::new(items),
+                    };
+                    if batches.send(batch).await.is_err() {
+                        return; // the writer stopped
+                    }
+                }
+                if failed || broken {
                     broken = true;
+                    break; // reopen (or recreate) the message stream
                 }
             }
-            if !items.is_empty() {
-                let batch = EventBatch {
-                    messages: Arc::new(items),
-                };
-                if batches.send(batch).await.is_err() {
-                    return; // the writer stopped
-                }
-            }
-            if failed || broken {
-                broken = true;
-                break; // reopen (or recreate) the message stream
-            }
-        }
+            broken
+        };
         if batches.is_closed() {
             return;
         }
@@ -185,33 +248,52 @@ pub async fn pull_batches(
     }
 }
 
-/// Deletes and recreates the consumer so delivery resumes right after what `order` handed
-/// on; retries until NATS takes it. None when the sink stopped meanwhile.
+/// Waits until the sink applied all that `order` handed on, then deletes and recreates the
+/// consumer so delivery resumes right after it; retries until NATS takes it. None when the
+/// sink stopped meanwhile.
 async fn recreate(
     restart: &Restart,
     order: &mut DeliveryOrder,
     batches: &mpsc::Sender<EventBatch>,
 ) -> Option<Consumer> {
+    let handed_on = order.resume_after();
+    let mut applied = restart.applied.clone();
+    applied.wait_for(|a| *a >= handed_on).await.ok()?;
     let spec = ConsumerSpec {
-        resume_after: Some(order.resume_after()),
+        resume_after: Some(handed_on),
         ..restart.spec.clone()
     };
     metrics::counter!("tally_jetstream_consumer_restarts_total", "consumer" => spec.name.clone())
         .increment(1);
-    while !batches.is_closed() {
-        match durable_consumer(&restart.js, &restart.events, &spec).await {
-            Ok(consumer) => {
-                tracing::info!(consumer = %spec.name, resume_after = order.resume_after(), "Consumer recreated.");
-                order.restarted();
-                return Some(consumer);
-            }
-            Err(e) => {
-                tracing::warn!(consumer = %spec.name, error = %e, "Cannot recreate the consumer; retrying.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+    let create = || durable_consumer(&restart.js, &restart.events, &spec);
+    let consumer = retry_each_second("Recreating the consumer", create, batches.closed()).await?;
+    tracing::info!(consumer = %spec.name, resume_after = handed_on, "Consumer recreated.");
+    order.restarted();
+    Some(consumer)
+}
+
+/// Tries `attempt` every second until it succeeds (logging each failure), or until `stop`
+/// resolves (None): what a sink does while NATS is away.
+pub async fn retry_each_second<T, E, Fut>(
+    what: &str,
+    mut attempt: impl FnMut() -> Fut,
+    stop: impl Future<Output = ()>,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    Fut: Future<Output = Result<T, E>>,
+{
+    tokio::pin!(stop);
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(e) => tracing::warn!(error = %e, "{what} failed; retrying in 1 s."),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = &mut stop => return None,
         }
     }
-    None
 }
 
 /// A message's consumer (delivery) sequence and stream sequence, when it carries them.
@@ -234,15 +316,17 @@ pub struct Gap {
 /// consumer sequence, redeliveries included, so a missing one was lost in transit.
 #[derive(Debug)]
 pub struct DeliveryOrder {
-    last_delivery: Option<u64>,
+    /// The consumer sequence of the last delivery handed on; 0 before the first.
+    last_delivery: u64,
     handed_on: u64,
 }
 
 impl DeliveryOrder {
-    /// For a consumer that starts right after stream sequence `resume_after`.
+    /// For a consumer, created anew, that starts right after stream sequence `resume_after`:
+    /// its first delivery is number 1.
     pub fn new(resume_after: u64) -> Self {
         Self {
-            last_delivery: None,
+            last_delivery: 0,
             handed_on: resume_after,
         }
     }
@@ -257,17 +341,15 @@ impl DeliveryOrder {
         let mut admitted = 0;
         for delivery in deliveries {
             if let Some((delivery, stream_seq)) = delivery {
-                if let Some(last) = self.last_delivery
-                    && delivery != last + 1
-                {
+                if delivery != self.last_delivery + 1 {
                     let gap = Gap {
-                        expected: last + 1,
+                        expected: self.last_delivery + 1,
                         delivery,
                         stream_seq,
                     };
                     return (admitted, Some(gap));
                 }
-                self.last_delivery = Some(delivery);
+                self.last_delivery = delivery;
                 self.handed_on = self.handed_on.max(stream_seq);
             }
             admitted += 1;
@@ -280,9 +362,9 @@ impl DeliveryOrder {
         self.handed_on
     }
 
-    /// The consumer was recreated: its deliveries count from anew.
+    /// The consumer was recreated: its deliveries count from 1 again.
     pub fn restarted(&mut self) {
-        self.last_delivery = None;
+        self.last_delivery = 0;
     }
 }
 
@@ -456,6 +538,16 @@ mod tests {
             (3, None)
         );
         assert_eq!(order.resume_after(), 5);
+    }
+
+    #[test]
+    fn a_fresh_consumer_whose_first_deliveries_went_missing_is_caught() {
+        let mut order = DeliveryOrder::new(10);
+        // Deliveries 1 and 2 (events 11, 12) never arrived.
+        let (admitted, gap) = order.admit([Some((3, 13))]);
+        assert_eq!(admitted, 0);
+        assert_eq!(gap.map(|g| g.expected), Some(1));
+        assert_eq!(order.resume_after(), 10);
     }
 
     #[test]

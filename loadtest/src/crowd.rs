@@ -33,10 +33,15 @@ pub struct Crowd {
     pub addresses: u8,
 }
 
+/// From the first voter's first vote to the last voter's last.
+fn span(ramp: Duration, interval: Duration, votes_each: usize) -> Duration {
+    ramp + interval * (votes_each.max(1) as u32 - 1)
+}
+
 impl Crowd {
     /// One interaction (vote + ranking read) per voter per interval.
     pub fn plan(&self) -> Plan {
-        let span = self.ramp + self.interval * (self.votes_each.max(1) as u32 - 1);
+        let span = span(self.ramp, self.interval, self.votes_each);
         Plan {
             requests: self.voters * self.votes_each,
             rate: (self.voters * self.votes_each) as f64 / span.as_secs_f64().max(1e-3),
@@ -107,7 +112,7 @@ pub async fn run_part(p: &PartArgs) -> anyhow::Result<PartResult> {
         Duration::from_millis(p.interval_ms),
         Duration::from_millis(p.ramp_ms),
     );
-    let last_due = start + ramp + interval * (p.votes_each.max(1) as u32 - 1);
+    let last_due = start + span(ramp, interval, p.votes_each);
     let hold_until = last_due + Duration::from_secs(2);
     let connected = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -216,7 +221,13 @@ pub async fn arena_crowd(
     );
     let mut children = Vec::new();
     for i in 0..processes {
-        let (from, to) = (i * per, ((i + 1) * per).min(crowd.voters));
+        let (from, to) = (
+            (i * per).min(crowd.voters),
+            ((i + 1) * per).min(crowd.voters),
+        );
+        if from == to {
+            continue; // fewer voters than processes
+        }
         let child = tokio::process::Command::new(exe)
             .arg("crowd-part")
             .args(["--arena", &arena])
@@ -237,7 +248,7 @@ pub async fn arena_crowd(
     // The most connections ingest held at once, sampled every 250 ms while voters hold theirs.
     let held = {
         let start = instant_of_unix_ms(start_unix_ms);
-        let end = start + crowd.ramp + crowd.interval * (crowd.votes_each.max(1) as u32 - 1);
+        let end = start + span(crowd.ramp, crowd.interval, crowd.votes_each);
         let ports = ports.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(start.into()).await;

@@ -66,6 +66,16 @@ struct SliceStats {
     latency: Histogram<u64>,
 }
 
+impl SliceStats {
+    fn new() -> Self {
+        Self {
+            answered: 0,
+            accepted: 0,
+            latency: histogram(),
+        }
+    }
+}
+
 /// Gathers the answers of one run (or of one process's share of it) as they come.
 pub struct Collector {
     start: Instant,
@@ -94,11 +104,7 @@ impl Collector {
         let took = answered.saturating_duration_since(due).as_micros() as u64;
         self.latency.saturating_record(took.max(1));
         let slice = (answered.saturating_duration_since(self.start).as_millis() / SLICE_MS) as u64;
-        let entry = self.slices.entry(slice).or_insert_with(|| SliceStats {
-            answered: 0,
-            accepted: 0,
-            latency: histogram(),
-        });
+        let entry = self.slices.entry(slice).or_insert_with(SliceStats::new);
         entry.answered += 1;
         if (200..300).contains(&answer.status) {
             entry.accepted += 1;
@@ -200,11 +206,7 @@ impl Run {
             }
             let _ = latency.add(from_pairs(&share.latency));
             for (k, answered, accepted, h) in share.slices {
-                let entry = slices.entry(k).or_insert_with(|| SliceStats {
-                    answered: 0,
-                    accepted: 0,
-                    latency: histogram(),
-                });
+                let entry = slices.entry(k).or_insert_with(SliceStats::new);
                 entry.answered += answered;
                 entry.accepted += accepted;
                 let _ = entry.latency.add(from_pairs(&h));

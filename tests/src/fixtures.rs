@@ -42,6 +42,7 @@ pub fn standard() -> Vec<Resource> {
         "redis",
         "ch",
         "net",
+        "sinks",
         "logs",
         "shed",
     ] {

@@ -404,7 +404,9 @@ impl TestEnv {
         }
         let consumer = stream.create_consumer(OrderedConfig::default()).await?;
         let mut messages = consumer.messages().await?;
-        while let Some(message) = messages.next().await {
+        // Bounded: a last message removed meanwhile must not keep the check waiting.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, messages.next()).await {
             let message = message?;
             let info = message.info()?;
             let event = tally_schema::StoredEvent::decode(info.stream_sequence, &message.payload)?;

@@ -205,19 +205,34 @@ async fn clickhouse_unreachable_for_a_while_mid_burst() {
     ingest.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_dropped_and_reset_connections_between_ingest_and_nats() {
+/// Which service reaches NATS through the faulty link.
+#[derive(Clone, Copy, PartialEq)]
+enum Link {
+    Ingest,
+    /// The aggregator: its Redis and ClickHouse sinks lose deliveries in transit and must
+    /// restart delivery in order.
+    Sinks,
+}
+
+/// Delay, black hole, reset and cut, in turn, between `link`'s service and NATS while the
+/// careful clients vote.
+async fn network_faults_to_nats(link: Link, fault: &str, poll: &str) -> Burst {
     let profile = Profile::from_env();
+    tally_tests::faults::log_if_asked();
     let env = TestEnv::new().await;
     let proxy = TcpProxy::start(target_of(&env.nats.url)).await;
-    let mut config = env.ingest_config();
-    config.nats.url = proxy.rewrite(&env.nats.url);
-    config.publish_timeout_ms = PUBLISH_TIMEOUT_MS;
-    let ingest = Ingest::start(config).await;
+    let mut ingest_config = env.ingest_config();
+    ingest_config.publish_timeout_ms = PUBLISH_TIMEOUT_MS;
+    let mut aggregator_config = env.aggregator_config();
+    match link {
+        Link::Ingest => ingest_config.nats.url = proxy.rewrite(&env.nats.url),
+        Link::Sinks => aggregator_config.nats.url = proxy.rewrite(&env.nats.url),
+    }
+    let ingest = Ingest::start(ingest_config).await;
     let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let aggregator = Aggregator::start(aggregator_config).await;
 
-    let clients = Sustained::start(&ingest.base_url(), "net", profile.clients, CLIENT_TIMEOUT);
+    let clients = Sustained::start(&ingest.base_url(), poll, profile.clients, CLIENT_TIMEOUT);
     for _ in 0..profile.rounds {
         for fault in [
             Mode::Delay(Duration::from_millis(300)),
@@ -232,21 +247,29 @@ async fn delayed_dropped_and_reset_connections_between_ingest_and_nats() {
         }
     }
     pause(1000..1500).await;
-    let (burst, _) = finish(
-        "delay, black hole, reset and cut between ingest and NATS",
-        &profile,
-        &env,
-        clients,
-        "net",
-    )
-    .await;
+    let (burst, _) = finish(fault, &profile, &env, clients, poll).await;
+    aggregator.stop().await;
+    writer.stop().await;
+    ingest.stop().await;
+    burst
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_dropped_and_reset_connections_between_ingest_and_nats() {
+    let fault = "delay, black hole, reset and cut between ingest and NATS";
+    let burst = network_faults_to_nats(Link::Ingest, fault, "net").await;
     assert!(
         burst.slowest_refusal < Duration::from_millis(PUBLISH_TIMEOUT_MS + 1500),
         "a refusal took {:?}: ingest must answer 503 quickly, not hang",
         burst.slowest_refusal
     );
     assert!(burst.retries > 0, "the faults made clients retry");
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_dropped_and_reset_connections_between_the_sinks_and_nats() {
+    let fault = "delay, black hole, reset and cut between the aggregator and NATS";
+    let burst = network_faults_to_nats(Link::Sinks, fault, "sinks").await;
+    // Ingest's own link is sound: the sinks' trouble never costs a 202.
+    assert_eq!(burst.acknowledged, burst.attempted, "{:?}", burst.statuses);
 }
