@@ -38,7 +38,10 @@ async fn ingest_conforms_to_its_openapi_document() {
         .args(["-H", &format!("Authorization: Bearer {key}")])
         .args(["--checks", CHECKS])
         .args(["--max-examples", &examples, "--seed", &seed])
-        .args(["--workers", "2", "--output-truncate", "true"])
+        // One worker: with two threads, hypothesis' concurrent `ast.parse` hits a CPython 3.11
+        // bug here ("SystemError: AST constructor recursion depth mismatch", a runtime error
+        // of the tool, not a finding about ingest).
+        .args(["--workers", "1", "--output-truncate", "true"])
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(600), run)
