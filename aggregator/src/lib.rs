@@ -126,21 +126,14 @@ async fn run_clickhouse_sink(
 ) {
     let sink = analytics::ClickHouseSink::new(&config.clickhouse_url, &config.clickhouse_database);
     let spec = config.nats.spec();
-    let high = loop {
-        let ready = async {
-            sink.prepare(&config.clickhouse_database).await?;
-            sink.high_water().await
-        };
-        match ready.await {
-            Ok(high) => break high,
-            Err(e) => {
-                tracing::warn!(error = %e, "ClickHouse not ready; retrying in 5 s.");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    () = shutdown.clone() => return,
-                }
-            }
-        }
+    let ready = || async {
+        sink.prepare(&config.clickhouse_database).await?;
+        sink.high_water().await
+    };
+    let what = "Reaching ClickHouse";
+    let waiting = Duration::from_secs(5);
+    let Some(high) = consumer::retry_every(what, waiting, ready, shutdown.clone()).await else {
+        return;
     };
     let consumer = config.clickhouse_consumer_spec(high);
     let batches = config.clickhouse_batch_spec();
@@ -155,28 +148,22 @@ async fn run_kafka_mirror(
     target: kafka_mirror::KafkaTarget,
     shutdown: impl Future<Output = ()> + Clone + Send + 'static,
 ) {
-    let mirror = loop {
-        let ready = async {
-            target.ensure_topic().await?;
-            kafka_mirror::KafkaMirror::new(&target)
-        };
-        match ready.await {
-            Ok(mirror) => break mirror,
-            Err(e) => {
-                tracing::warn!(error = %e, brokers = %target.brokers, "Kafka not ready; retrying in 5 s.");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    () = shutdown.clone() => return,
-                }
-            }
-        }
+    let ready = || async {
+        target.ensure_topic().await?;
+        kafka_mirror::KafkaMirror::new(&target)
+    };
+    let what = format!("Reaching Kafka at {}", target.brokers);
+    let waiting = Duration::from_secs(5);
+    let Some(mirror) = consumer::retry_every(&what, waiting, ready, shutdown.clone()).await else {
+        return;
     };
     let spec = config.nats.spec();
     // Only a consumer that does not exist yet starts from 0: NATS being away must not send
     // the whole stream again.
     let read = || consumer::ack_floor(&js, &spec, &config.kafka_consumer);
     let what = "Reading the Kafka mirror's ack floor";
-    let Some(floor) = consumer::retry_each_second(what, read, shutdown.clone()).await else {
+    let every = Duration::from_secs(1);
+    let Some(floor) = consumer::retry_every(what, every, read, shutdown.clone()).await else {
         return;
     };
     tracing::info!(topic = %target.topic, "Kafka topic ready.");
@@ -198,7 +185,8 @@ async fn consume_into<S: ordered_sink::OrderedSink>(
 ) {
     let create = || consumer::durable_consumer(&js, &events, &spec);
     let what = "Creating the consumer";
-    let Some(consumer) = consumer::retry_each_second(what, create, shutdown.clone()).await else {
+    let every = Duration::from_secs(1);
+    let Some(consumer) = consumer::retry_every(what, every, create, shutdown.clone()).await else {
         return;
     };
     tracing::info!(sink = S::NAME, resume_after = ?spec.resume_after, "Sink running.");

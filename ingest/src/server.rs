@@ -16,7 +16,6 @@ use axum::{BoxError, Json, Router};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tally_kit::telemetry::OncePerSecond;
 use tally_schema::ids::IdempotencyKey;
 use tally_schema::resources::Resource;
 use tally_schema::{Envelope, Event};
@@ -155,10 +154,7 @@ impl AppState {
 
     /// Redis (the live views) could not be read: 503, the client may retry.
     pub fn views_unavailable(&self, e: crate::views::ViewError) -> ApiError {
-        static LOG: OncePerSecond = OncePerSecond::new();
-        if let Some(held_back) = LOG.admit() {
-            tracing::warn!(error = %e, held_back, "Redis read failed; answering 503.");
-        }
+        tally_kit::warn_once_a_second!(error = %e, "Redis read failed; answering 503.");
         ApiError::Unavailable {
             reason: "views_unavailable",
             retry_after_secs: self.config.retry_after_secs,
@@ -166,10 +162,7 @@ impl AppState {
     }
 
     pub fn store_unavailable(&self, e: crate::resource_store::StoreError) -> ApiError {
-        static LOG: OncePerSecond = OncePerSecond::new();
-        if let Some(held_back) = LOG.admit() {
-            tracing::warn!(error = %e, held_back, "Postgres failed on an admin route; answering 503.");
-        }
+        tally_kit::warn_once_a_second!(error = %e, "Postgres failed on an admin route; answering 503.");
         ApiError::Unavailable {
             reason: "store_unavailable",
             retry_after_secs: self.config.retry_after_secs,
@@ -179,15 +172,10 @@ impl AppState {
     pub fn unavailable(&self, e: PublishError) -> ApiError {
         // Either can hit every request, thousands a second: each is counted (rejections by
         // reason); the log gets one line a second.
-        static LOG: OncePerSecond = OncePerSecond::new();
         match e {
             // Expected under overload.
             PublishError::Overloaded(_) => tracing::debug!(error = %e, "Shedding a publish."),
-            _ => {
-                if let Some(held_back) = LOG.admit() {
-                    tracing::warn!(error = %e, held_back, "Publish failed; answering 503.");
-                }
-            }
+            _ => tally_kit::warn_once_a_second!(error = %e, "Publish failed; answering 503."),
         }
         ApiError::Unavailable {
             reason: e.reason(),

@@ -266,16 +266,23 @@ async fn recreate(
     metrics::counter!("tally_jetstream_consumer_restarts_total", "consumer" => spec.name.clone())
         .increment(1);
     let create = || durable_consumer(&restart.js, &restart.events, &spec);
-    let consumer = retry_each_second("Recreating the consumer", create, batches.closed()).await?;
+    let consumer = retry_every(
+        "Recreating the consumer",
+        Duration::from_secs(1),
+        create,
+        batches.closed(),
+    )
+    .await?;
     tracing::info!(consumer = %spec.name, resume_after = handed_on, "Consumer recreated.");
     order.restarted();
     Some(consumer)
 }
 
-/// Tries `attempt` every second until it succeeds (logging each failure), or until `stop`
-/// resolves (None): what a sink does while NATS is away.
-pub async fn retry_each_second<T, E, Fut>(
+/// Tries `attempt` every `period` until it succeeds (logging each failure), or until `stop`
+/// resolves (None): what a sink does while NATS, ClickHouse or Kafka is away.
+pub async fn retry_every<T, E, Fut>(
     what: &str,
+    period: Duration,
     mut attempt: impl FnMut() -> Fut,
     stop: impl Future<Output = ()>,
 ) -> Option<T>
@@ -287,10 +294,10 @@ where
     loop {
         match attempt().await {
             Ok(value) => return Some(value),
-            Err(e) => tracing::warn!(error = %e, "{what} failed; retrying in 1 s."),
+            Err(e) => tracing::warn!(error = %e, "{what} failed; retrying in {period:?}."),
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(period) => {}
             () = &mut stop => return None,
         }
     }

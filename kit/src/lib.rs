@@ -13,3 +13,7 @@ pub mod ops;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;
+
+// For `warn_once_a_second!` in crates that name tracing differently or not at all.
+#[doc(hidden)]
+pub use tracing;

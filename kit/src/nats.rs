@@ -158,13 +158,7 @@ pub async fn connect(
                     tracing::warn!("NATS disconnected; reconnecting.")
                 }
                 // A slow consumer is reported per dropped message.
-                other => {
-                    static LOG: crate::telemetry::OncePerSecond =
-                        crate::telemetry::OncePerSecond::new();
-                    if let Some(held_back) = LOG.admit() {
-                        tracing::warn!(event = %other, held_back, "NATS connection event.");
-                    }
-                }
+                other => crate::warn_once_a_second!(event = %other, "NATS connection event."),
             }
         })
         .connect(config.servers())

@@ -60,6 +60,18 @@ impl OncePerSecond {
     }
 }
 
+/// `tracing::warn!` at most once a second per call site, with `held_back`, the lines held
+/// back since the last one: for failures that can hit every request.
+#[macro_export]
+macro_rules! warn_once_a_second {
+    ($($fields:tt)*) => {{
+        static GATE: $crate::telemetry::OncePerSecond = $crate::telemetry::OncePerSecond::new();
+        if let Some(held_back) = GATE.admit() {
+            $crate::tracing::warn!(held_back, $($fields)*);
+        }
+    }};
+}
+
 /// Latency buckets in seconds, from 100 µs (a cached read) to 10 s (a timed-out publish).
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,

@@ -260,37 +260,19 @@ pub async fn arena_crowd(
             most
         })
     };
-    let parts = async {
-        let mut results = Vec::new();
-        for child in children {
-            let output = child.wait_with_output().await?;
-            if !output.status.success() {
-                bail!("a crowd part failed: {}", output.status);
-            }
-            let result: PartResult =
-                serde_json::from_slice(&output.stdout).context("reading a crowd part's result")?;
-            results.push(result);
+    // All at once: a part blocked writing its result to a full pipe would otherwise wait.
+    let parts = futures::future::try_join_all(children.into_iter().map(|child| async move {
+        let output = child.wait_with_output().await?;
+        if !output.status.success() {
+            bail!("a crowd part failed: {}", output.status);
         }
-        Ok::<_, anyhow::Error>(results)
-    };
-    let mut failed = None;
-    let mut connected = 0;
-    let (run, lag) = with_lag(stores, async {
-        match parts.await {
-            Ok(results) => {
-                connected = results.iter().map(|r| r.connected).sum();
-                Run::merged(plan, results.into_iter().map(|r| r.share).collect())
-            }
-            Err(e) => {
-                failed = Some(e);
-                Run::merged(plan, Vec::new())
-            }
-        }
-    })
-    .await;
-    if let Some(e) = failed {
-        return Err(e);
-    }
+        serde_json::from_slice::<PartResult>(&output.stdout)
+            .context("reading a crowd part's result")
+    }));
+    let (results, lag) = with_lag(stores, parts).await;
+    let results = results?;
+    let connected = results.iter().map(|r| r.connected).sum::<usize>();
+    let run = Run::merged(plan, results.into_iter().map(|r| r.share).collect());
     let held = held.await.unwrap_or(0);
     let mut row = Row::new(
         "arena-crowd",

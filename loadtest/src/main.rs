@@ -106,18 +106,6 @@ struct CrowdArgs {
     processes: usize,
 }
 
-impl Default for CrowdArgs {
-    fn default() -> Self {
-        Self {
-            voters: 20_000,
-            votes_each: 2,
-            interval_seconds: 5.0,
-            ramp_seconds: 5.0,
-            processes: 4,
-        }
-    }
-}
-
 #[derive(clap::Args, Clone)]
 struct OverloadArgs {
     /// The rate ingest sustains on this machine (requests per second).
@@ -144,6 +132,9 @@ struct References {
     naive_url: String,
     #[arg(long, env = "TALLY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// arena-crowd's shape, when `--ingest-also` lets the suite run it.
+    #[command(flatten)]
+    crowd: CrowdArgs,
 }
 
 impl Args {
@@ -203,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let crowd_args = match &scenario {
         Scenario::ArenaCrowd(c) => Some(c.clone()),
-        Scenario::Suite(_) if !args.ingest_also.is_empty() => Some(CrowdArgs::default()),
+        Scenario::Suite(refs) if !args.ingest_also.is_empty() => Some(refs.crowd.clone()),
         _ => None,
     };
     if let Some(c) = crowd_args {

@@ -78,10 +78,7 @@ pub(crate) async fn checked(row: &mut Row, outcome: anyhow::Result<String>) {
 }
 
 /// Measures the lag of what the Redis sink applied during `run`.
-pub(crate) async fn with_lag<F: Future<Output = Run>>(
-    stores: &Stores,
-    run: F,
-) -> (Run, Option<f64>) {
+pub(crate) async fn with_lag<T>(stores: &Stores, run: impl Future<Output = T>) -> (T, Option<f64>) {
     let before = stores.lag_buckets().await;
     let run = run.await;
     // The last batches land shortly after the last answer.

@@ -541,8 +541,14 @@ impl Outcome {
 /// prints and returns the outcome (the caller asserts it is clean).
 pub async fn settle(env: &TestEnv, burst: &Burst, poll: &str, within: Duration) -> Outcome {
     let deadline = Instant::now() + within;
+    // The stream no longer changes once the clients finished: read it once it can be read.
+    let mut in_stream: Option<Vec<Uuid>> = None;
     loop {
-        let outcome = observe(env, burst, poll).await;
+        if in_stream.is_none() {
+            in_stream = env.stream_ids().await.ok();
+        }
+        let jetstream = check(burst, in_stream.as_deref().unwrap_or_default());
+        let outcome = observe(env, burst, poll, jetstream).await;
         if outcome.is_clean() || Instant::now() > deadline {
             return outcome;
         }
@@ -550,7 +556,7 @@ pub async fn settle(env: &TestEnv, burst: &Burst, poll: &str, within: Duration) 
     }
 }
 
-async fn observe(env: &TestEnv, burst: &Burst, poll: &str) -> Outcome {
+async fn observe(env: &TestEnv, burst: &Burst, poll: &str, jetstream: Verdict) -> Outcome {
     use redis::AsyncCommands;
     let stored = env.stored_ids().await;
     let postgres_votes = stored
@@ -573,9 +579,8 @@ async fn observe(env: &TestEnv, burst: &Burst, poll: &str) -> Outcome {
             .iter()
             .filter_map(|row| row.first()?.parse().ok())
             .collect();
-    let in_stream = env.stream_ids().await.unwrap_or_default();
     Outcome {
-        jetstream: check(burst, &in_stream),
+        jetstream,
         reused_sequences: env.reused_sequences().await,
         postgres: check(burst, &stored),
         redis_counted: redis_counted.unwrap_or(0),
