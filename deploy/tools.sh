@@ -8,6 +8,7 @@
 #                    dynostore into $TALLY_TOOLS_DIR: ~20 minutes on 2 cores the first time)
 #   nats-server     (the version deploy/stack.sh runs, for the three-node cluster test)
 #   schemathesis    (PyPI, pinned, in a venv under $TALLY_TOOLS_DIR: the API conformance test)
+#   PyJWT           (PyPI, pinned, same venv: the README's token-minting example, run by a test)
 #   cargo-deny      (crates.io, pinned, into $TALLY_TOOLS_DIR: licences, bans and sources in CI)
 #   cmake, libcurl  (rdkafka's cmake-build of librdkafka)
 #
@@ -21,6 +22,7 @@ STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
 TOOLS_DIR="${TALLY_TOOLS_DIR:-$HOME/.cache/tally-tools}"
 TANSU_VERSION=0.6.0
 SCHEMATHESIS_VERSION=4.32.5
+PYJWT_VERSION=2.15.1
 CARGO_DENY_VERSION=0.20.2
 mkdir -p "$STATE_DIR" "$TOOLS_DIR/bin"
 log() { printf '[tools] %s\n' "$*" >&2; }
@@ -71,6 +73,12 @@ schemathesis_bin() {
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
       "schemathesis==$SCHEMATHESIS_VERSION" >&2
   fi
+  have=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pyjwt"))' 2>/dev/null || true)
+  if [ "$have" != "$PYJWT_VERSION" ]; then
+    log "installing PyJWT $PYJWT_VERSION from PyPI into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "pyjwt[crypto]==$PYJWT_VERSION" >&2
+  fi
   echo "$bin"
 }
 
@@ -92,7 +100,9 @@ set_tools_env() {
 }
 
 if [ "${1:-}" = schemathesis ]; then
-  set_tools_env TALLY_SCHEMATHESIS "$(schemathesis_bin)"
+  st=$(schemathesis_bin)
+  set_tools_env TALLY_SCHEMATHESIS "$st"
+  set_tools_env TALLY_PYTHON "$(dirname "$st")/python"
   log "schemathesis path written to $STATE_DIR/tools.env"
   exit 0
 fi
@@ -115,5 +125,6 @@ export TALLY_DOCKER_COMPOSE=$(command -v docker-compose)
 export TALLY_TANSU=$tansu
 export TALLY_NATS_SERVER=$nats
 export TALLY_SCHEMATHESIS=$schemathesis
+export TALLY_PYTHON=$(dirname "$schemathesis")/python
 ENV
 log "tool paths written to $STATE_DIR/tools.env"

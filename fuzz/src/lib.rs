@@ -1,13 +1,16 @@
 //! What the fuzz targets share: the envelope that ingest publishes for a decoded event, and
 //! the check that the sinks' decoder gives back exactly that envelope.
 
-use tally_schema::ids::IdempotencyKey;
+use tally_schema::ids::{IdempotencyKey, KeyOwner};
 use tally_schema::{Envelope, Event, StoredEvent};
 
 /// The envelope ingest publishes for an accepted event (as `AppState::accept` builds it).
 pub fn envelope(event: Event, key: Option<&IdempotencyKey>) -> Envelope {
     match key {
-        Some(key) => Envelope::keyed(key.event_id(), event),
+        Some(key) => {
+            let id = key.event_id(event.kind().as_str(), event.scope(), &KeyOwner::Anonymous);
+            Envelope::keyed(id, event)
+        }
         None => Envelope::new(event),
     }
 }

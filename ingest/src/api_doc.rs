@@ -84,6 +84,16 @@ pub enum WriteResponses {
     Accepted(AcceptedBody),
     #[response(status = 400, description = "Malformed JSON")]
     Malformed(ErrorResponse),
+    #[response(
+        status = 401,
+        description = "Credentials missing or refused (token_required, token_expired, …, unauthorized)"
+    )]
+    Unauthorized(ErrorResponse),
+    #[response(
+        status = 403,
+        description = "Credentials not enough (not_your_identity, group_not_granted, insufficient_role, invalid_key, invalid_signature, replayed_signature)"
+    )]
+    Forbidden(ErrorResponse),
     #[response(status = 404, description = "No such poll, arena or tournament")]
     NotFound(ErrorResponse),
     #[response(
@@ -114,7 +124,15 @@ pub enum ReadResponses {
     Ok(#[to_schema] serde_json::Value),
     #[response(status = 400, description = "A malformed query string")]
     Malformed(ErrorResponse),
-    #[response(status = 403, description = "Results hidden by the poll's visibility")]
+    #[response(
+        status = 401,
+        description = "A user token refused, or one required and missing"
+    )]
+    Unauthorized(ErrorResponse),
+    #[response(
+        status = 403,
+        description = "Results hidden by the poll's visibility, or not the reader's own registration"
+    )]
     Hidden(ErrorResponse),
     #[response(status = 404, description = "No such resource")]
     NotFound(ErrorResponse),

@@ -2,6 +2,8 @@
 //! never waits on Postgres: loaded at start, reloaded when a change is announced on NATS, and
 //! every `catalog_refresh_secs` as a fallback for a missed announcement.
 
+use crate::access;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::resource_store::{self, StoreError};
 use chrono::{DateTime, Utc};
@@ -132,45 +134,56 @@ impl Catalog {
         *guard = Arc::new(next);
     }
 
-    /// Checks an event against its resource's rules and stamps what the resource decides
-    /// (a score's effect). Unknown resource → 404, closed window → 409, bad member → 422.
+    /// Checks an event against its resource's rules and who may send it, and stamps what the
+    /// resource decides (a score's effect, a registrant's group). Unknown resource → 404,
+    /// credentials missing → 401 or not enough → 403, closed window → 409, bad member → 422.
     /// Returns the event and the resource's own rate limits.
     pub fn admit(
         &self,
         event: Event,
+        principal: &Principal,
         now: DateTime<Utc>,
     ) -> Result<(Event, Vec<RateLimit>), ApiError> {
         let snapshot = self.snapshot();
         Ok(match event {
             Event::PollVote(v) => {
                 let poll = snapshot.poll(v.poll.as_str())?;
+                access::act_as(principal, poll.identity, "voter", v.voter.as_str())?;
                 poll.check_vote(&v.options, now)?;
                 (Event::PollVote(v), poll.rate_limits.clone())
             }
             Event::PairVote(v) => {
                 // winner == loser was refused with the body (`same_as_winner`).
                 let arena = snapshot.arena(v.arena.as_str())?;
+                access::act_as(principal, arena.identity, "session", v.session.as_str())?;
                 arena.check_vote(&v.winner, &v.loser, now)?;
                 (Event::PairVote(v), arena.rate_limits.clone())
             }
             Event::Score(mut s) => {
                 let t = snapshot.tournament(s.tournament.as_str())?;
+                access::score(principal, t.scores_from(), &s.team)?;
                 t.check_score(&s.match_id, &s.team)?;
                 s.effect = t.score_effect();
                 (Event::Score(s), t.rate_limits.clone())
             }
-            Event::Registration(r) => {
+            Event::Registration(mut r) => {
                 let t = snapshot.tournament(r.tournament.as_str())?;
+                access::act_as(principal, t.identity, "user", r.user.as_str())?;
+                r.group = access::group(principal, t.identity, r.group.take())?;
                 t.check_registration(&r.user, r.group.as_ref(), now)?;
                 (Event::Registration(r), t.rate_limits.clone())
             }
             // Made by the workers and by the claim route, never taken from a client body.
             Event::RegistrationStatus(s) => {
                 let t = snapshot.tournament(s.tournament.as_str())?;
+                access::act_as(principal, t.identity, "user", s.user.as_str())?;
                 (Event::RegistrationStatus(s), t.rate_limits.clone())
             }
             Event::MediaUploaded(m) => {
                 let t = snapshot.tournament(m.tournament.as_str())?;
+                if let Some(user) = &m.user {
+                    access::act_as(principal, t.identity, "user", user.as_str())?;
+                }
                 (Event::MediaUploaded(m), t.rate_limits.clone())
             }
         })

@@ -70,10 +70,18 @@ pub struct IngestConfig {
         default_value = "memory"
     )]
     pub rate_limit_store: crate::rate_limit::LimitStore,
-    /// Take the client IP from this header (set by a trusted proxy, e.g. `x-real-ip`) instead
-    /// of the peer address.
+    /// Take the client IP from this header (set by a trusted proxy, e.g. `x-forwarded-for`)
+    /// instead of the peer address, when the peer is a trusted proxy.
     #[arg(long, env = "TALLY_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
+    /// The proxies whose client-IP header is believed, as networks (comma-separated).
+    #[arg(
+        long = "trusted-proxy",
+        env = "TALLY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins allowed to call the API from a browser, comma-separated
     /// (e.g. `https://vote.example.org`); none: no cross-origin access.
     #[arg(
@@ -90,12 +98,33 @@ pub struct IngestConfig {
         hide_env_values = true
     )]
     pub signing_keys: Vec<String>,
+    /// Live streams (SSE) one client address (an IPv6 client: its /64) may hold open; past
+    /// it, 429.
+    #[arg(long, env = "TALLY_MAX_STREAMS_PER_ADDRESS", default_value_t = 256)]
+    pub max_streams_per_address: usize,
+    /// Live streams this instance holds open; past it, 503 (another instance may take it).
+    #[arg(long, env = "TALLY_MAX_STREAMS", default_value_t = 16_000)]
+    pub max_streams: usize,
+    /// User tokens (JWT) of the organiser's site.
+    #[command(flatten)]
+    pub tokens: crate::identity::TokenConfig,
+    /// How often the active API keys are read again (a revocation takes effect within it),
+    /// in seconds. An unknown key also reads them, at most once a second.
+    #[arg(long, env = "TALLY_KEY_REFRESH_SECS", default_value_t = 5)]
+    pub key_refresh_secs: u64,
+    /// An unknown key reads the keys again at most this often, in milliseconds (so a flood of
+    /// junk keys costs Postgres one query per interval, not one per request).
+    #[arg(long, env = "TALLY_KEY_MISS_RELOAD_MS", default_value_t = 1000)]
+    pub key_miss_reload_ms: u64,
     /// Refuse unsigned writes (401) when signing keys are set.
     #[arg(long, env = "TALLY_REQUIRE_SIGNATURE", default_value_t = false)]
     pub require_signature: bool,
     /// Largest uploaded image, in bytes.
     #[arg(long, env = "TALLY_MEDIA_BODY_LIMIT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub media_body_limit_bytes: usize,
+    /// Bytes of media one tournament may store unless its definition says otherwise.
+    #[arg(long, env = "TALLY_MEDIA_QUOTA_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub media_quota_bytes: u64,
     /// Body limit of the admin routes, in bytes.
     #[arg(long, env = "TALLY_ADMIN_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     pub admin_body_limit_bytes: usize,
@@ -125,12 +154,29 @@ impl IngestConfig {
             catalog_refresh_secs: 30,
             admin_body_limit_bytes: 256 * 1024,
             media_body_limit_bytes: 10 * 1024 * 1024,
+            media_quota_bytes: 10 * 1024 * 1024 * 1024,
             cors_origins: Vec::new(),
             signing_keys: Vec::new(),
             require_signature: false,
             rate_limits: Vec::new(),
             rate_limit_store: crate::rate_limit::LimitStore::Memory,
             client_ip_header: None,
+            trusted_proxies: vec![
+                "127.0.0.0/8".parse().expect("a network"),
+                "::1/128".parse().expect("a network"),
+            ],
+            tokens: crate::identity::TokenConfig {
+                jwt_leeway_secs: 30,
+                jwks_refresh_secs: 300,
+                jwks_miss_refresh_secs: 10,
+                jwt_group_claim: "tally_group".into(),
+                jwt_team_claim: "tally_team".into(),
+                ..Default::default()
+            },
+            key_refresh_secs: 5,
+            key_miss_reload_ms: 1000,
+            max_streams_per_address: 256,
+            max_streams: 16_000,
         }
     }
 

@@ -26,7 +26,7 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     /// No usable credentials.
     #[error("{message}")]
-    Unauthorized { message: String },
+    Unauthorized { code: &'static str, message: String },
     /// Credentials that are wrong or not enough.
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The whole request took longer than its deadline (a client trickling its body).
     #[error("request timeout")]
     RequestTimeout,
+    /// This client address holds as many live streams as it may: 429.
+    #[error("too many live streams from this address (at most {limit})")]
+    TooManyStreams { limit: usize, retry_after_secs: u64 },
     /// JetStream did not take the event in time: the client should retry.
     #[error("unavailable: {reason}")]
     Unavailable {
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -121,9 +125,14 @@ impl ApiError {
                 ),
                 field: String::new(),
             },
-            ApiError::Unauthorized { message } => ErrorBody {
-                code: "unauthorized",
+            ApiError::Unauthorized { code, message } => ErrorBody {
+                code,
                 message: message.clone(),
+                field: String::new(),
+            },
+            ApiError::TooManyStreams { .. } => ErrorBody {
+                code: "too_many_streams",
+                message: self.to_string(),
                 field: String::new(),
             },
             ApiError::Unavailable { reason, .. } => ErrorBody {
@@ -143,6 +152,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(serde_json::json!({ "error": body }))).into_response();
         match self {
             ApiError::Unavailable {
+                retry_after_secs, ..
+            }
+            | ApiError::TooManyStreams {
                 retry_after_secs, ..
             } => {
                 response

@@ -107,8 +107,10 @@ impl IdempotencyHeader {
     }
 }
 
-/// The client's IP address: the peer's, or the one a trusted proxy put in the configured
-/// header. Without connection info (a test driving the router directly) it is unspecified.
+/// The client's IP address: the peer's, or, when the peer is one of the configured trusted
+/// proxies, the right-most address in the configured header that is not itself a trusted
+/// proxy (so a client cannot prepend a made-up address). Without connection info (a test
+/// driving the router directly) it is unspecified.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub std::net::IpAddr);
 
@@ -119,23 +121,44 @@ impl FromRequestParts<crate::server::AppState> for ClientIp {
         parts: &mut Parts,
         state: &crate::server::AppState,
     ) -> Result<Self, ApiError> {
-        if let Some(name) = &state.config.client_ip_header {
-            let from_header = parts
-                .headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next_back())
-                .and_then(|v| v.trim().parse().ok());
-            if let Some(ip) = from_header {
-                return Ok(Self(ip));
-            }
-        }
         let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
-        Ok(Self(peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())))
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+        let config = &state.config;
+        Ok(Self(client_ip(
+            peer,
+            config
+                .client_ip_header
+                .as_ref()
+                .and_then(|name| parts.headers.get(name.as_str()))
+                .and_then(|v| v.to_str().ok()),
+            &config.trusted_proxies,
+        )))
     }
+}
+
+/// [`ClientIp`]'s rule, pure.
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    header: Option<&str>,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let Some(header) = header.filter(|_| is_trusted(&peer)) else {
+        return peer;
+    };
+    let chain: Vec<std::net::IpAddr> = header
+        .split(',')
+        .map_while(|v| v.trim().parse().ok())
+        .collect();
+    chain
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 /// `axum::extract::Path` answering our JSON error: a segment that is not UTF-8 (so no id at
@@ -194,6 +217,42 @@ mod tests {
         assert!(!is_json(v("text/plain").as_ref()));
         assert!(!is_json(v("application/jsonx").as_ref()));
         assert!(!is_json(None));
+    }
+
+    #[test]
+    fn the_ip_header_counts_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "10.1.0.0/16".parse().unwrap(),
+        ];
+        // From an untrusted peer the header is the client's own claim: ignored.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), Some("198.51.100.1"), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("198.51.100.1"), &trusted),
+            ip("198.51.100.1")
+        );
+        // A client prepending an address does not move the right-most untrusted one.
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                Some("1.2.3.4, 198.51.100.1, 10.1.2.3"),
+                &trusted
+            ),
+            ip("198.51.100.1")
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), None, &trusted), ip("127.0.0.1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("junk"), &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), Some("10.1.0.1"), &trusted),
+            ip("10.1.0.1")
+        );
     }
 
     #[test]

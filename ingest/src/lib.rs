@@ -5,7 +5,9 @@
 //! - [`routes`]: one module per API area, each exporting `router()`.
 //! - [`catalog`]: resource definitions in memory, and the rules every event is checked against.
 //! - [`resource_store`]: Postgres for definitions and API keys (admin side only).
-//! - [`auth`]: admin API keys (bearer, hashed, constant-time).
+//! - [`auth`]: who is calling: API keys (hashed, held in memory), user tokens, nobody.
+//! - [`identity`]: user tokens (JWT) verified against an HS256 secret or a JWKS.
+//! - [`access`]: who may act for which user, post which score, read whose registration.
 //! - [`registration`]: what a registrant's position means (placed, waitlisted, received).
 //! - [`signature`]: optional HMAC-signed server-to-server writes.
 //! - [`rate_limit`]: GCRA limits per actor, IP and scope, in process or shared in Redis.
@@ -18,6 +20,7 @@
 //! - [`media`]: uploaded images — type from the bytes, object names.
 //! - [`live`]: fan-out of view changes to SSE clients.
 
+pub mod access;
 pub mod api_doc;
 pub mod auth;
 pub mod catalog;
@@ -25,6 +28,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod identity;
 pub mod live;
 pub mod media;
 pub mod publisher;

@@ -167,3 +167,127 @@ pub const USER_SEPARATOR: char = '\u{1f}';
 
 /// Teams in a live standings update.
 pub const LIVE_STANDINGS: usize = 50;
+
+/// How many live streams may be open: per client address (an IPv6 client by its /64) and on
+/// this instance. Each open stream holds a [`StreamSlot`]; dropping it frees the place.
+pub struct StreamSlots {
+    per_address: usize,
+    per_instance: usize,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    by_address: HashMap<String, usize>,
+    total: usize,
+    by_view: HashMap<LiveView, usize>,
+}
+
+/// Why a stream was not opened.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SlotRefusal {
+    /// This address holds as many as it may.
+    Address(usize),
+    /// This instance holds as many as it may.
+    Instance(usize),
+}
+
+impl StreamSlots {
+    pub fn new(per_address: usize, per_instance: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_address,
+            per_instance,
+            state: Mutex::default(),
+        })
+    }
+
+    /// Takes a place for a stream of `view` from `ip`, or says which cap is reached.
+    pub fn take(
+        self: &Arc<Self>,
+        ip: std::net::IpAddr,
+        view: LiveView,
+    ) -> Result<StreamSlot, SlotRefusal> {
+        let address = crate::rate_limit::ip_bucket(ip);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.total >= self.per_instance {
+            return Err(SlotRefusal::Instance(self.per_instance));
+        }
+        let held = state.by_address.entry(address.clone()).or_default();
+        if *held >= self.per_address {
+            return Err(SlotRefusal::Address(self.per_address));
+        }
+        *held += 1;
+        state.total += 1;
+        let open = state.by_view.entry(view).or_default();
+        *open += 1;
+        metrics::gauge!("tally_ingest_live_streams", "view" => view.as_str()).set(*open as f64);
+        Ok(StreamSlot {
+            slots: self.clone(),
+            address,
+            view,
+        })
+    }
+
+    /// Open streams by view, for `/healthz?details`.
+    pub fn open(&self) -> Vec<(LiveView, usize)> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open: Vec<_> = state.by_view.iter().map(|(v, n)| (*v, *n)).collect();
+        open.sort_by_key(|(v, _)| v.as_str());
+        open
+    }
+}
+
+/// One open stream's place; freed when dropped (the client went away or the server stops).
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    address: String,
+    view: LiveView,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut state = self.slots.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = state.by_address.get_mut(&self.address) {
+            *held -= 1;
+            if *held == 0 {
+                state.by_address.remove(&self.address);
+            }
+        }
+        state.total = state.total.saturating_sub(1);
+        if let Some(open) = state.by_view.get_mut(&self.view) {
+            *open = open.saturating_sub(1);
+            metrics::gauge!("tally_ingest_live_streams", "view" => self.view.as_str())
+                .set(*open as f64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_capped_per_address_and_per_instance_and_freed_on_drop() {
+        let slots = StreamSlots::new(2, 3);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let b_same_64: std::net::IpAddr = "2001:db8::ffff".parse().unwrap();
+        let first = slots.take(a, LiveView::PollResults).unwrap();
+        let _second = slots.take(a, LiveView::Standings).unwrap();
+        assert_eq!(
+            slots.take(a, LiveView::PollResults).err(),
+            Some(SlotRefusal::Address(2))
+        );
+        let _third = slots.take(b, LiveView::PollResults).unwrap();
+        assert_eq!(
+            slots.take(b_same_64, LiveView::PollResults).err(),
+            Some(SlotRefusal::Instance(3))
+        );
+        drop(first);
+        assert_eq!(
+            slots.open(),
+            vec![(LiveView::PollResults, 1), (LiveView::Standings, 1)]
+        );
+        assert!(slots.take(b_same_64, LiveView::PollResults).is_ok());
+    }
+}

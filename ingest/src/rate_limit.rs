@@ -103,7 +103,7 @@ fn rules_for(
         .map(|(policy, rule, limiter)| {
             let key = match rule.by {
                 LimitBy::Actor => format!("{scope}\u{1f}{}", actor(event)),
-                LimitBy::Ip => ip.to_string(),
+                LimitBy::Ip => ip_bucket(ip),
                 LimitBy::Scope => scope.to_owned(),
             };
             Applied {
@@ -116,6 +116,21 @@ fn rules_for(
         .collect()
 }
 
+/// The address a per-IP limit counts by: an IPv6 client by its /64 (one subscriber's
+/// network, which hands out 2^64 addresses), an IPv4 one (or IPv4-mapped) by its address.
+pub fn ip_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
 impl RateLimiter {
     pub fn new(
         routes: &[RouteLimit],
@@ -123,17 +138,22 @@ impl RateLimiter {
         redis: Option<(ConnectionManager, String)>,
     ) -> Self {
         let mut by_kind: HashMap<Kind, Vec<RouteRule>> = HashMap::new();
-        // Uploads are costly: each user gets 10 a minute unless configured otherwise.
-        let media_default = RouteLimit {
+        // Uploads are costly: each user gets 10 a minute, and each address (or IPv6 /64) 30,
+        // unless configured otherwise (a made-up user name does not buy more uploads).
+        let media_default = |by, limit| RouteLimit {
             kind: Kind::MediaUploaded,
             limit: RateLimit {
-                by: LimitBy::Actor,
-                limit: 10,
+                by,
+                limit,
                 per: tally_schema::resources::Per::Minute,
                 burst: None,
             },
         };
-        for r in std::iter::once(&media_default).chain(routes) {
+        let defaults = [
+            media_default(LimitBy::Actor, 10),
+            media_default(LimitBy::Ip, 30),
+        ];
+        for r in defaults.iter().chain(routes) {
             let rules = by_kind.entry(r.kind).or_default();
             // A later rule with the same `by` replaces an earlier one.
             rules.retain(|o| o.rule.by != r.limit.by);
@@ -148,7 +168,7 @@ impl RateLimiter {
             (LimitStore::Redis, Some((conn, prefix))) => Backend::Redis {
                 conn,
                 script: redis::Script::new(include_str!("../scripts/gcra.lua")),
-                prefix: format!("{prefix}:ratelimit"),
+                prefix,
             },
             _ => Backend::Memory(RwLock::default()),
         };
@@ -309,6 +329,18 @@ mod tests {
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let b = |s: &str| ip_bucket(s.parse().unwrap());
+        assert_eq!(
+            b("2001:db8:1:2:aaaa::1"),
+            b("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(b("2001:db8:1:2::1"), b("2001:db8:1:3::1"));
+        assert_eq!(b("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(b("192.0.2.7"), "192.0.2.7");
+    }
 
     #[tokio::test]
     async fn each_actor_has_its_own_allowance() {

@@ -1,5 +1,6 @@
 //! The application: shared state, the router with its layers, and `serve`.
 
+use crate::auth::{KeyRing, Principal};
 use crate::catalog::Catalog;
 use crate::config::IngestConfig;
 use crate::error::ApiError;
@@ -30,14 +31,22 @@ pub struct Inner {
     pub publisher: Publisher,
     pub views: Views,
     pub live: Live,
+    /// Places for live streams, capped per address and per instance.
+    pub streams: Arc<crate::live::StreamSlots>,
     /// Admin reads and writes only; events are checked against `catalog`, in memory.
     pub pool: sqlx::PgPool,
     pub catalog: Catalog,
     pub limiter: Arc<RateLimiter>,
     /// Uploaded originals (and, later, their variants).
     pub media: async_nats::jetstream::object_store::ObjectStore,
+    /// Each tournament's media bytes against its quota.
+    pub media_quota: crate::media::Quota,
     /// Keys of signed server-to-server writes (checked by the write routes' middleware).
     pub signing: Arc<crate::signature::Signing>,
+    /// The active API keys, in memory.
+    pub keys: Arc<KeyRing>,
+    /// Verifies user tokens.
+    pub verifier: Arc<crate::identity::Verifier>,
     nats: async_nats::Client,
 }
 
@@ -49,6 +58,8 @@ pub struct Parts {
     pub limiter: Arc<RateLimiter>,
     pub media: async_nats::jetstream::object_store::ObjectStore,
     pub signing: Arc<crate::signature::Signing>,
+    pub keys: Arc<KeyRing>,
+    pub verifier: Arc<crate::identity::Verifier>,
     pub nats: async_nats::Client,
 }
 
@@ -72,40 +83,57 @@ impl AppState {
             limiter,
             media,
             signing,
+            keys,
+            verifier,
             nats,
         } = parts;
         let live = Live::new(views.clone(), catalog.clone(), closing);
+        let media_quota = crate::media::Quota::new(views.connection(), views.keys().clone());
+        let streams =
+            crate::live::StreamSlots::new(config.max_streams_per_address, config.max_streams);
         Self(Arc::new(Inner {
             config,
             publisher,
             views,
             live,
+            streams,
             pool: catalog.pool().clone(),
             catalog,
             limiter,
             media,
+            media_quota,
             signing,
+            keys,
+            verifier,
             nats,
         }))
     }
 
-    /// Checks an event against its resource's rules and the rate limits, wraps it in its
-    /// envelope, publishes it and waits for JetStream's ack. A client key becomes the event id
-    /// and the JetStream message id, so a retry is stored once.
+    /// Checks an event against its resource's rules, who sent it and the rate limits, wraps
+    /// it in its envelope, publishes it and waits for JetStream's ack. A client key becomes
+    /// the event id (namespaced by kind, scope and caller) and the JetStream message id, so a
+    /// retry is stored once.
     pub async fn accept(
         &self,
         event: Event,
         key: Option<IdempotencyKey>,
         client: ClientIp,
+        principal: &Principal,
     ) -> Result<Stored, ApiError> {
-        let event = self.check(event, client).await?;
-        self.publish(event, key).await
+        let event = self.check(event, client, principal).await?;
+        let id = event_id(&event, key.as_ref(), principal);
+        self.publish(event, id).await
     }
 
-    /// The resource's rules and the rate limits, without publishing (an upload checks first,
-    /// then stores the bytes, then publishes).
-    pub async fn check(&self, event: Event, client: ClientIp) -> Result<Event, ApiError> {
-        let (event, limits) = self.catalog.admit(event, chrono::Utc::now())?;
+    /// The resource's rules, who sent it and the rate limits, without publishing (an upload
+    /// checks first, then stores the bytes, then publishes).
+    pub async fn check(
+        &self,
+        event: Event,
+        client: ClientIp,
+        principal: &Principal,
+    ) -> Result<Event, ApiError> {
+        let (event, limits) = self.catalog.admit(event, principal, chrono::Utc::now())?;
         match self.limiter.check(&event, &limits, client.0).await {
             Ok(Ok(())) => {}
             Ok(Err(limited)) => return Err(ApiError::RateLimited(limited)),
@@ -118,21 +146,12 @@ impl AppState {
         Ok(event)
     }
 
-    /// Publishes a checked event and waits for JetStream's ack.
-    pub async fn publish(
-        &self,
-        event: Event,
-        key: Option<IdempotencyKey>,
-    ) -> Result<Stored, ApiError> {
-        // One registration per user and tournament: its id is derived from both, so a repeat
-        // is the same event (answered `duplicate: true`) and every store holds it once.
-        let key = match &event {
-            Event::Registration(r) => Some(registration_key(r)),
-            _ => key,
-        };
-        let dedup = key.is_some();
-        let envelope = match key {
-            Some(key) => Envelope::keyed(key.event_id(), event),
+    /// Publishes a checked event under `id` (`None`: a fresh one) and waits for JetStream's
+    /// ack.
+    pub async fn publish(&self, event: Event, id: Option<uuid::Uuid>) -> Result<Stored, ApiError> {
+        let dedup = id.is_some();
+        let envelope = match id {
+            Some(id) => Envelope::keyed(id, event),
             None => Envelope::new(event),
         };
         self.publisher
@@ -184,9 +203,19 @@ impl AppState {
     }
 }
 
-fn registration_key(r: &tally_schema::event::Registration) -> IdempotencyKey {
-    IdempotencyKey::try_from(format!("registration:{}:{}", r.tournament, r.user))
-        .expect("scope and member ids make a valid key")
+/// The id an accepted event is stored under. A registration's is the server's (one per user
+/// and tournament: a repeat is the same event, answered `duplicate: true`); a client key's
+/// lives in the client namespace, under the event's kind, scope and caller, where no
+/// server-made id is; without either, a fresh UUIDv7.
+fn event_id(
+    event: &Event,
+    key: Option<&IdempotencyKey>,
+    principal: &Principal,
+) -> Option<uuid::Uuid> {
+    match event {
+        Event::Registration(r) => Some(r.event_id()),
+        _ => key.map(|k| k.event_id(event.kind().as_str(), event.scope(), &principal.key_owner())),
+    }
 }
 
 /// `202 Accepted` with the event id and stream sequence.
@@ -329,8 +358,6 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let signing = crate::signature::Signing::new(&config.signing_keys, config.require_signature)
-        .map_err(ServeError::Config)?;
     let (client, js) =
         tally_kit::nats::connect(&config.nats, "tally-ingest", config.max_publishes_in_flight)
             .await?;
@@ -347,6 +374,9 @@ pub async fn serve(
         Duration::from_millis(config.publish_slot_wait_ms),
     );
     let views = Views::connect(&config.redis.url, config.redis.keys()).await?;
+    let signing = crate::signature::Signing::new(&config.signing_keys, config.require_signature)
+        .map_err(ServeError::Config)?
+        .with_replay_store(views.connection(), config.redis.keys());
     // Definitions are read at start and on change; a Postgres outage later leaves the hot
     // path untouched (only the admin API answers 503).
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -359,13 +389,30 @@ pub async fn serve(
         .subscribe(spec_live.resource_changes_subject())
         .await
         .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+    let keys = Arc::new(
+        KeyRing::load(
+            pool.clone(),
+            Duration::from_millis(config.key_miss_reload_ms),
+        )
+        .await?,
+    );
+    let reloading_keys = tokio::spawn(
+        keys.clone()
+            .reload_forever(Duration::from_secs(config.key_refresh_secs.max(1))),
+    );
+    let verifier = Arc::new(
+        crate::identity::Verifier::new(config.tokens.clone())
+            .await
+            .map_err(ServeError::Config)?,
+    );
+    let refreshing_jwks = tokio::spawn(verifier.clone().refresh_forever());
     let catalog = Catalog::load(pool).await?;
     let following = tokio::spawn(
         catalog
             .clone()
             .follow(changes, Duration::from_secs(config.catalog_refresh_secs)),
     );
-    let redis = Some((views.connection(), config.redis.prefix.clone()));
+    let redis = Some((views.connection(), config.redis.keys().rate_limit_prefix()));
     let limiter = Arc::new(RateLimiter::new(
         &config.rate_limits,
         config.rate_limit_store,
@@ -384,6 +431,8 @@ pub async fn serve(
         limiter,
         media,
         signing: Arc::new(signing),
+        keys,
+        verifier,
         nats: client.clone(),
     };
     let state = AppState::new(config, parts, closing);
@@ -403,6 +452,8 @@ pub async fn serve(
     live.abort();
     following.abort();
     sweeping.abort();
+    reloading_keys.abort();
+    refreshing_jwks.abort();
     let _ = client.flush().await;
     tracing::info!("Ingest stopped.");
     Ok(())

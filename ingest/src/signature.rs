@@ -1,9 +1,15 @@
-//! Optional HMAC-signed server-to-server ingest. A partner's backend sends
+//! Optional HMAC-signed server-to-server writes. A partner's backend sends
 //! `Tally-Key-Id: <id>`, `Tally-Timestamp: <unix seconds>` and
-//! `Tally-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`. The timestamp
-//! must be within five minutes of ours (a captured request cannot be replayed later), the MAC
-//! is compared in constant time, and with `TALLY_REQUIRE_SIGNATURE` unsigned writes are
-//! refused. Signing keys come from `TALLY_SIGNING_KEYS` (`id:secret,…`).
+//! `Tally-Signature: v2=<hex HMAC-SHA256(secret, canonical request)>`, where the canonical
+//! request is, each line ending in `\n`: `v2`, the timestamp, the method, the path, the raw
+//! query (empty without one), the `Idempotency-Key` (empty without one), then the raw body.
+//! So a captured signature cannot be moved to another route, scope, query or key.
+//!
+//! The timestamp must be within five minutes of ours, the MAC is compared in constant time,
+//! and a signature is accepted once: its use is recorded in Redis for the window, so every
+//! ingest instance refuses a replay (a retry signs again, with a new timestamp). With
+//! `TALLY_REQUIRE_SIGNATURE` unsigned writes are refused. Signing keys come from
+//! `TALLY_SIGNING_KEYS` (`id:secret,…`).
 
 use crate::error::ApiError;
 use axum::body::Body;
@@ -18,10 +24,24 @@ use std::sync::Arc;
 /// Largest allowed difference between the sender's clock and ours.
 pub const TOLERANCE_SECS: i64 = 300;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Signing {
     keys: HashMap<String, Vec<u8>>,
     required: bool,
+    /// Where used signatures are recorded (shared by every instance).
+    replays: Option<(
+        redis::aio::ConnectionManager,
+        tally_schema::redis_keys::Keys,
+    )>,
+}
+
+/// What a request's signature covers besides the body.
+#[derive(Clone, Copy, Debug)]
+pub struct Signed<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub idempotency_key: &'a str,
 }
 
 impl Signing {
@@ -39,20 +59,37 @@ impl Signing {
         if required && keys.is_empty() {
             return Err("TALLY_REQUIRE_SIGNATURE needs TALLY_SIGNING_KEYS".into());
         }
-        Ok(Self { keys, required })
+        Ok(Self {
+            keys,
+            required,
+            replays: None,
+        })
+    }
+
+    /// Records used signatures in this Redis, so a replay is refused by every instance.
+    pub fn with_replay_store(
+        mut self,
+        conn: redis::aio::ConnectionManager,
+        keys: tally_schema::redis_keys::Keys,
+    ) -> Self {
+        self.replays = Some((conn, keys));
+        self
     }
 
     pub fn is_active(&self) -> bool {
         !self.keys.is_empty()
     }
 
-    /// Checks one request's headers and raw body against the keys at time `now`.
+    /// Checks one request's headers, what it signs and its raw body against the keys at time
+    /// `now`. Returns the verified MAC (for the replay check), or `None` for an unsigned
+    /// request that is allowed.
     pub fn verify(
         &self,
         headers: &axum::http::HeaderMap,
+        signed: Signed<'_>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Vec<u8>>, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let refuse = |code: &'static str, message: &str| ApiError::Forbidden {
             code,
@@ -65,11 +102,12 @@ impl Signing {
         ) else {
             if self.required {
                 return Err(ApiError::Unauthorized {
+                    code: "unauthorized",
                     message: "sign the request: Tally-Key-Id, Tally-Timestamp, Tally-Signature"
                         .into(),
                 });
             }
-            return Ok(());
+            return Ok(None);
         };
         let secret = self
             .keys
@@ -86,16 +124,55 @@ impl Signing {
             ));
         }
         let mac_bytes = signature
-            .strip_prefix("v1=")
+            .strip_prefix("v2=")
             .and_then(unhex)
-            .ok_or_else(|| refuse("invalid_signature", "Tally-Signature is v1=<hex>"))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(&mac_bytes)
-            .map_err(|_| refuse("invalid_signature", "the signature does not match"))
+            .ok_or_else(|| {
+                refuse(
+                    "invalid_signature",
+                    "Tally-Signature is v2=<hex> (v1, over the body alone, is no longer taken)",
+                )
+            })?;
+        mac(secret, timestamp, signed, body)
+            .verify_slice(&mac_bytes)
+            .map_err(|_| refuse("invalid_signature", "the signature does not match"))?;
+        Ok(Some(mac_bytes))
     }
+
+    /// Records a verified signature; `false` if it was used before (a replay).
+    async fn first_use(&self, mac: &[u8]) -> Result<bool, redis::RedisError> {
+        let Some((conn, keys)) = &self.replays else {
+            return Ok(true);
+        };
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        // Kept past both ends of the timestamp window, so a replay is caught while it could
+        // still pass the timestamp check.
+        let set: Option<String> = redis::cmd("SET")
+            .arg(keys.signature_seen(&hex))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(2 * TOLERANCE_SECS + 60)
+            .query_async(&mut conn.clone())
+            .await?;
+        Ok(set.is_some())
+    }
+}
+
+fn mac(secret: &[u8], timestamp: &str, signed: Signed<'_>, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+    for part in [
+        "v2",
+        timestamp,
+        signed.method,
+        signed.path,
+        signed.query,
+        signed.idempotency_key,
+    ] {
+        mac.update(part.as_bytes());
+        mac.update(b"\n");
+    }
+    mac.update(body);
+    mac
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -109,14 +186,12 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The signature a sender computes (for clients and tests).
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
+pub fn sign(secret: &[u8], timestamp: i64, signed: Signed<'_>, body: &[u8]) -> String {
+    let bytes = mac(secret, &timestamp.to_string(), signed, body)
+        .finalize()
+        .into_bytes();
     format!(
-        "v1={}",
+        "v2={}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }
@@ -137,8 +212,39 @@ pub async fn check(signing: Arc<Signing>, request: Request, next: Next) -> Respo
         Err(_) => return ApiError::PayloadTooLarge { limit }.into_response(),
     };
     let now = chrono::Utc::now().timestamp();
-    if let Err(e) = signing.verify(&parts.headers, &bytes, now) {
-        return e.into_response();
+    let signed = Signed {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        idempotency_key: parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    };
+    match signing.verify(&parts.headers, signed, &bytes, now) {
+        Err(e) => return e.into_response(),
+        Ok(None) => {}
+        Ok(Some(mac)) => match signing.first_use(&mac).await {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics::counter!("tally_ingest_signature_replays_total").increment(1);
+                return ApiError::Forbidden {
+                    code: "replayed_signature",
+                    message: "this signature was already used; sign each request anew".into(),
+                }
+                .into_response();
+            }
+            // Fail closed: without the record a captured request could be replayed.
+            Err(e) => {
+                tally_kit::warn_once_a_second!(error = %e, "Replay check failed; answering 503.");
+                return ApiError::Unavailable {
+                    reason: "replay_check_unavailable",
+                    retry_after_secs: 1,
+                }
+                .into_response();
+            }
+        },
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -160,31 +266,90 @@ mod tests {
         h
     }
 
+    const VOTE: Signed<'static> = Signed {
+        method: "POST",
+        path: "/v1/polls/p1/votes",
+        query: "",
+        idempotency_key: "k1",
+    };
+
     #[test]
     fn signatures_are_checked_for_key_time_and_body() {
         let s = Signing::new(&["p1:s3cret".into()], true).unwrap();
         let body = br#"{"voter":"v","options":["a"]}"#;
         let now = 1_800_000_000;
-        let good = sign(b"s3cret", now, body);
-        assert!(s.verify(&signed("p1", now, &good), body, now + 10).is_ok());
-        let code = |r: Result<(), ApiError>| r.unwrap_err().body().code;
+        let good = sign(b"s3cret", now, VOTE, body);
+        assert!(
+            s.verify(&signed("p1", now, &good), VOTE, body, now + 10)
+                .unwrap()
+                .is_some()
+        );
+        let code = |r: Result<Option<Vec<u8>>, ApiError>| r.unwrap_err().body().code;
         assert_eq!(
-            code(s.verify(&signed("p1", now, &good), b"{}", now)),
+            code(s.verify(&signed("p1", now, &good), VOTE, b"{}", now)),
             "invalid_signature"
         );
         assert_eq!(
-            code(s.verify(&signed("p2", now, &good), body, now)),
+            code(s.verify(&signed("p2", now, &good), VOTE, body, now)),
             "invalid_signature"
         );
         assert_eq!(
-            code(s.verify(&signed("p1", now, &good), body, now + 301)),
+            code(s.verify(&signed("p1", now, &good), VOTE, body, now + 301)),
             "stale_signature"
         );
-        assert_eq!(code(s.verify(&HeaderMap::new(), body, now)), "unauthorized");
+        assert_eq!(
+            code(s.verify(&HeaderMap::new(), VOTE, body, now)),
+            "unauthorized"
+        );
         let optional = Signing::new(&["p1:s3cret".into()], false).unwrap();
-        assert!(optional.verify(&HeaderMap::new(), body, now).is_ok());
+        assert!(
+            optional
+                .verify(&HeaderMap::new(), VOTE, body, now)
+                .unwrap()
+                .is_none()
+        );
         assert!(Signing::new(&["nocolon".into()], false).is_err());
         assert!(Signing::new(&[], true).is_err());
+    }
+
+    #[test]
+    fn the_signature_covers_method_path_query_and_idempotency_key() {
+        let s = Signing::new(&["p1:s3cret".into()], true).unwrap();
+        let body = br#"{"voter":"v","options":["a"]}"#;
+        let now = 1_800_000_000;
+        let headers = signed("p1", now, &sign(b"s3cret", now, VOTE, body));
+        let moved = [
+            Signed {
+                method: "PUT",
+                ..VOTE
+            },
+            Signed {
+                path: "/v1/polls/p2/votes",
+                ..VOTE
+            },
+            Signed {
+                query: "user=u2",
+                ..VOTE
+            },
+            Signed {
+                idempotency_key: "k2",
+                ..VOTE
+            },
+            Signed {
+                idempotency_key: "",
+                ..VOTE
+            },
+        ];
+        for other in moved {
+            let e = s.verify(&headers, other, body, now).unwrap_err();
+            assert_eq!(e.body().code, "invalid_signature", "{other:?}");
+        }
+        // A v1 signature (body only) is refused outright.
+        let v1 = signed("p1", now, "v1=00");
+        assert_eq!(
+            s.verify(&v1, VOTE, body, now).unwrap_err().body().code,
+            "invalid_signature"
+        );
     }
 
     #[test]
@@ -192,8 +357,8 @@ mod tests {
         let s = Signing::new(&["p1:s3cret".into()], true).unwrap();
         let now = 1_800_000_000;
         for sent in [i64::MIN, i64::MIN + now, i64::MAX] {
-            let headers = signed("p1", sent, &sign(b"s3cret", sent, b"{}"));
-            let e = s.verify(&headers, b"{}", now).unwrap_err();
+            let headers = signed("p1", sent, &sign(b"s3cret", sent, VOTE, b"{}"));
+            let e = s.verify(&headers, VOTE, b"{}", now).unwrap_err();
             assert_eq!(e.body().code, "stale_signature", "{sent}");
         }
     }

@@ -48,6 +48,17 @@ pub struct NatsConfig {
         default_value_t = 1
     )]
     pub replicas: usize,
+    /// Size cap of the media bucket in bytes (originals and variants); past it, uploads are
+    /// refused with 503 `media_store_full`.
+    #[arg(long = "media-max-bytes", env = "TALLY_MEDIA_MAX_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
+    pub media_max_bytes: i64,
+    /// How long uploaded media is kept, in days (0: until deleted).
+    #[arg(
+        long = "media-max-age-days",
+        env = "TALLY_MEDIA_MAX_AGE_DAYS",
+        default_value_t = 365
+    )]
+    pub media_max_age_days: u64,
     /// Timeout for JetStream API calls and publish acknowledgements, in milliseconds.
     #[arg(
         long = "nats-timeout-ms",
@@ -69,6 +80,8 @@ impl NatsConfig {
             max_age_hours: spec.max_age.as_secs() / 3600,
             max_bytes: spec.max_bytes,
             replicas: spec.replicas,
+            media_max_bytes: spec.media_max_bytes,
+            media_max_age_days: spec.media_max_age.as_secs() / 86_400,
             timeout_ms: 2000,
         }
     }
@@ -81,6 +94,8 @@ impl NatsConfig {
             max_age: Duration::from_secs(self.max_age_hours * 3600),
             max_bytes: self.max_bytes,
             replicas: self.replicas,
+            media_max_bytes: self.media_max_bytes,
+            media_max_age: Duration::from_secs(self.media_max_age_days * 86_400),
         }
     }
 
@@ -130,6 +145,8 @@ pub async fn media_store(
         description: Some("Tally: uploaded media, originals and variants".into()),
         storage: stream::StorageType::File,
         num_replicas: spec.replicas,
+        max_bytes: spec.media_max_bytes,
+        max_age: spec.media_max_age,
         ..Default::default()
     })
     .await

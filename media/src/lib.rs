@@ -1,11 +1,15 @@
 //! Uploaded images, as both sides see them: ingest reads the type from the bytes
 //! ([`sniff`]), the thumbnail job decodes them within fixed limits and renders the variants
-//! ([`render`]). Pure (no I/O), so the fuzz targets in `fuzz/` exercise exactly this code.
+//! ([`render`]); ingest removes location and camera metadata before storing anything
+//! ([`strip_metadata`]). Pure (no I/O), so the fuzz targets in `fuzz/` exercise exactly this code.
 //!
 //! Variants: `thumb` 150×150 (cropped to fill), `medium` 800×600 and `large` 1920×1080
 //! (fitted inside, never upscaled). Decoding is bounded (dimensions are read from the header
 //! first, and the decoder has an allocation limit), so a decompression bomb or a corrupt file
 //! fails with a reason instead of taking the worker down.
+
+mod metadata;
+pub use metadata::{Unstrippable, strip_metadata};
 
 use image::{DynamicImage, ImageFormat, ImageReader, imageops::FilterType};
 use serde::Serialize;

@@ -124,6 +124,13 @@ pub struct Registration {
     pub group: Option<GroupId>,
 }
 
+impl Registration {
+    /// One registration per user and tournament: a repeat is the same event, stored once.
+    pub fn event_id(&self) -> Uuid {
+        crate::ids::server_event_id(&["registration", self.tournament.as_str(), self.user.as_str()])
+    }
+}
+
 /// An uploaded image stored in the object store, waiting for its thumbnails.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MediaUploaded {
@@ -181,6 +188,26 @@ pub struct RegistrationStatus {
     pub deadline: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted: Option<UserId>,
+}
+
+impl RegistrationStatus {
+    /// One event per user, tournament and step of the draw (`drawn`, `claimed`,
+    /// `released`): a retried publish is the same event.
+    pub fn event_id(&self, step: &str) -> Uuid {
+        crate::ids::server_event_id(&[
+            "registration_status",
+            self.tournament.as_str(),
+            self.user.as_str(),
+            step,
+        ])
+    }
+}
+
+impl MediaUploaded {
+    /// The upload's media id names its event: a retried upload of the same id is stored once.
+    pub fn event_id(&self) -> Uuid {
+        crate::ids::server_event_id(&["media", self.tournament.as_str(), self.media.as_str()])
+    }
 }
 
 /// Every kind of event Tally carries.

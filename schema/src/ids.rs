@@ -180,8 +180,22 @@ impl utoipa::PartialSchema for IdempotencyKey {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for IdempotencyKey {}
 
-/// Namespace for turning idempotency keys that are not UUIDs into event ids (UUIDv5).
-const IDEMPOTENCY_NAMESPACE: uuid::Uuid = uuid::uuid!("0b6a7f4e-5f43-4c55-9a55-7a11e7a11e00");
+/// UUIDv5 namespace of the ids made from clients' idempotency keys.
+const CLIENT_NAMESPACE: uuid::Uuid = uuid::uuid!("0b6a7f4e-5f43-4c55-9a55-7a11e7a11e00");
+/// UUIDv5 namespace of the ids the server derives (a registration, a claim, a draw's status
+/// changes, an upload). No client key is hashed under it, so no client can name one.
+const SERVER_NAMESPACE: uuid::Uuid = uuid::uuid!("5e2f0c3a-9d1b-4e8a-b7c6-7a11e75e2fe0");
+
+/// Who a client key belongs to: part of the id it makes, so two callers' keys never collide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOwner<'a> {
+    /// No identity: the key is shared by every anonymous caller of the scope.
+    Anonymous,
+    /// The subject of a verified user token.
+    User(&'a str),
+    /// An API key, by the hex of its hash's first bytes (never the key itself).
+    ApiKey(&'a str),
+}
 
 impl IdempotencyKey {
     pub const MAX_LEN: usize = 255;
@@ -190,12 +204,32 @@ impl IdempotencyKey {
         &self.0
     }
 
-    /// The event id this key stands for: the key itself when it is a UUID, otherwise a
-    /// UUIDv5 of it, so the same key always names the same event in every sink.
-    pub fn event_id(&self) -> uuid::Uuid {
-        uuid::Uuid::parse_str(&self.0)
-            .unwrap_or_else(|_| uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, self.0.as_bytes()))
+    /// The event id this key stands for: a UUIDv5 of the event's kind and scope, the caller
+    /// and the key (a UUID key too), in the client namespace. The same retry maps to the same
+    /// id; the same key sent for another kind, scope or caller, or a copy of a server-made id,
+    /// maps elsewhere.
+    pub fn event_id(&self, kind: &str, scope: &str, owner: &KeyOwner<'_>) -> uuid::Uuid {
+        let owner = match owner {
+            KeyOwner::Anonymous => String::new(),
+            KeyOwner::User(sub) => format!("user:{sub}"),
+            KeyOwner::ApiKey(id) => format!("key:{id}"),
+        };
+        // Length-prefixed parts: no choice of one part can shift bytes into another.
+        uuid::Uuid::new_v5(
+            &CLIENT_NAMESPACE,
+            framed(&[kind, scope, &owner, &self.0]).as_bytes(),
+        )
     }
+}
+
+/// An id the server derives from `parts` (for example `["registration", tournament, user]`),
+/// in a namespace no client key reaches.
+pub fn server_event_id(parts: &[&str]) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&SERVER_NAMESPACE, framed(parts).as_bytes())
+}
+
+fn framed(parts: &[&str]) -> String {
+    parts.iter().map(|p| format!("{}:{p};", p.len())).collect()
 }
 
 impl TryFrom<String> for IdempotencyKey {
@@ -253,14 +287,43 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_map_to_stable_event_ids() {
+    fn idempotency_keys_map_to_stable_event_ids_of_their_own_namespace() {
+        let anon = KeyOwner::Anonymous;
         let uuid = "01890a5d-ac96-774b-bcce-b302099a8057";
         let k = IdempotencyKey::try_from(uuid.to_owned()).unwrap();
-        assert_eq!(k.event_id().to_string(), uuid);
+        // A UUID key is namespaced like any other: a client cannot pick the id itself.
+        assert_ne!(k.event_id("poll_vote", "p", &anon).to_string(), uuid);
         let a = IdempotencyKey::try_from("order-17".to_owned()).unwrap();
         let b = IdempotencyKey::try_from("order-17".to_owned()).unwrap();
-        assert_eq!(a.event_id(), b.event_id());
-        assert_ne!(a.event_id(), k.event_id());
+        let id = |k: &IdempotencyKey, kind, scope, owner| k.event_id(kind, scope, owner);
+        assert_eq!(
+            id(&a, "poll_vote", "p", &anon),
+            id(&b, "poll_vote", "p", &anon)
+        );
+        assert_ne!(
+            id(&a, "poll_vote", "p", &anon),
+            id(&k, "poll_vote", "p", &anon)
+        );
+        assert_ne!(id(&a, "poll_vote", "p", &anon), id(&a, "score", "p", &anon));
+        assert_ne!(
+            id(&a, "poll_vote", "p", &anon),
+            id(&a, "poll_vote", "q", &anon)
+        );
+        assert_ne!(
+            id(&a, "poll_vote", "p", &KeyOwner::User("u1")),
+            id(&a, "poll_vote", "p", &KeyOwner::User("u2"))
+        );
+        // The key a stranger would send to cancel u1's registration names another event.
+        let forged = IdempotencyKey::try_from("registration:t:u1".to_owned()).unwrap();
+        let server = server_event_id(&["registration", "t", "u1"]);
+        for kind in ["registration", "poll_vote"] {
+            assert_ne!(forged.event_id(kind, "t", &anon), server);
+        }
+        // Parts are framed: moving a separator changes the id.
+        assert_ne!(
+            server_event_id(&["a:b", "c"]),
+            server_event_id(&["a", "b:c"])
+        );
         assert!(IdempotencyKey::try_from("has space".to_owned()).is_err());
         assert!(IdempotencyKey::try_from("k".repeat(256)).is_err());
     }

@@ -57,6 +57,21 @@ impl Keys {
         format!("{}:bt:{arena}", self.prefix)
     }
 
+    /// String with a TTL: a request signature (hex) already used; a replay is refused.
+    pub fn signature_seen(&self, signature_hex: &str) -> String {
+        format!("{}:sigseen:{signature_hex}", self.prefix)
+    }
+
+    /// Integer: bytes of media a tournament has stored (its quota's count, kept by ingest).
+    pub fn media_bytes(&self, tournament: &str) -> String {
+        format!("{}:media:{tournament}:bytes", self.prefix)
+    }
+
+    /// The rate limiter's keys start with this.
+    pub fn rate_limit_prefix(&self) -> String {
+        format!("{}:ratelimit", self.prefix)
+    }
+
     /// Sorted set: item → Elo rating over one session's votes (expires).
     pub fn session_elo(&self, arena: &str, session: &str) -> String {
         format!("{}:elo:{arena}:session:{session}", self.prefix)

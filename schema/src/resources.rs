@@ -62,6 +62,38 @@ pub enum Visibility {
     Never,
 }
 
+/// Who a resource's participants are. `anonymous`: the body names the voter, session or
+/// user, as a public poll needs. `token`: the user comes from a token the organiser's site
+/// issued (its `sub`), or from a site key that vouches for the user it names; a body or path
+/// naming anyone else is refused.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Identity {
+    #[default]
+    Anonymous,
+    Token,
+}
+
+impl Identity {
+    fn is_anonymous(&self) -> bool {
+        *self == Identity::Anonymous
+    }
+}
+
+/// Who may post a tournament's scores.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoresFrom {
+    /// Any caller (the default of anonymous tournaments).
+    Anyone,
+    /// Admin and scorekeeper keys only (the default of tournaments that require identity).
+    Keys,
+    /// Those keys, and users whose token names the team (its team claim).
+    TeamToken,
+}
+
 /// A poll: its options, how many a voter may pick, when it is open, who sees results.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +118,9 @@ pub struct Poll {
     pub closes_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub visibility: Visibility,
+    /// Whether the voter comes from a user token.
+    #[serde(default, skip_serializing_if = "Identity::is_anonymous")]
+    pub identity: Identity,
     /// Limits for this poll, replacing the route's limit of the same kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
@@ -106,6 +141,9 @@ pub struct Arena {
     pub opens_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closes_at: Option<DateTime<Utc>>,
+    /// Whether the session comes from a user token.
+    #[serde(default, skip_serializing_if = "Identity::is_anonymous")]
+    pub identity: Identity,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
 }
@@ -206,6 +244,18 @@ pub struct Tournament {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 31_536_000))]
     pub claim_window_secs: Option<u64>,
+    /// Whether registrants (and uploaders) come from a user token; their priority group
+    /// then comes from the token's group claim or a site key, never from the body.
+    #[serde(default, skip_serializing_if = "Identity::is_anonymous")]
+    pub identity: Identity,
+    /// Who may post scores; by default anyone in an anonymous tournament, keys otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores_from: Option<ScoresFrom>,
+    /// Bytes of media the tournament may store (originals, after metadata removal); by
+    /// default ingest's `TALLY_MEDIA_QUOTA_BYTES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub media_quota_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
 }
@@ -538,6 +588,13 @@ impl Tournament {
             .claim_window_secs
             .unwrap_or(Self::DEFAULT_CLAIM_WINDOW_SECS);
         chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+    }
+
+    pub fn scores_from(&self) -> ScoresFrom {
+        self.scores_from.unwrap_or(match self.identity {
+            Identity::Anonymous => ScoresFrom::Anyone,
+            Identity::Token => ScoresFrom::Keys,
+        })
     }
 
     pub fn score_effect(&self) -> ScoreEffect {

@@ -25,6 +25,10 @@ pub struct StreamSpec {
     /// Copies of every message in a JetStream cluster (1 on a single server, 3 in production):
     /// a publish is acknowledged once a majority holds it, so one lost node loses nothing.
     pub replicas: usize,
+    /// Size cap of the media bucket (originals and variants): past it, uploads are refused.
+    pub media_max_bytes: i64,
+    /// How long uploaded media is kept (zero: until deleted).
+    pub media_max_age: Duration,
 }
 
 impl Default for StreamSpec {
@@ -36,6 +40,8 @@ impl Default for StreamSpec {
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 4 * 1024 * 1024 * 1024,
             replicas: 1,
+            media_max_bytes: 20 * 1024 * 1024 * 1024,
+            media_max_age: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }

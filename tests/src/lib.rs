@@ -156,6 +156,7 @@ impl TestEnv {
         nats.subject_root = name.clone();
         // JetStream reserves max_bytes per stream up front; keep test streams small.
         nats.max_bytes = 256 * 1024 * 1024;
+        nats.media_max_bytes = 64 * 1024 * 1024;
         let admin_url = servers.database_url.clone();
         let admin = PgPool::connect(&admin_url)
             .await
@@ -297,6 +298,10 @@ impl TestEnv {
             ),
             ("TALLY_REDIS_URL", config.redis.url.clone()),
             ("TALLY_REDIS_PREFIX", config.redis.prefix.clone()),
+            (
+                "TALLY_KEY_MISS_RELOAD_MS",
+                config.key_miss_reload_ms.to_string(),
+            ),
         ]);
         env
     }
@@ -334,6 +339,10 @@ impl TestEnv {
             tally_ingest::IngestConfig::for_nats(self.nats.clone(), self.database_url.clone());
         config.redis.url = self.redis_url.clone();
         config.redis.prefix = self.name.clone();
+        // Tests create keys and use them at once, several a second: every unknown key reads
+        // the keys again (production reads at most once a second; tests/tests/identity.rs
+        // checks that bound).
+        config.key_miss_reload_ms = 0;
         config
     }
 
@@ -464,6 +473,7 @@ fn nats_env(n: &NatsConfig) -> Vec<(&'static str, String)> {
         ("TALLY_STREAM", n.stream.clone()),
         ("TALLY_SUBJECT_ROOT", n.subject_root.clone()),
         ("TALLY_STREAM_MAX_BYTES", n.max_bytes.to_string()),
+        ("TALLY_MEDIA_MAX_BYTES", n.media_max_bytes.to_string()),
         ("TALLY_STREAM_REPLICAS", n.replicas.to_string()),
         ("RUST_LOG", "warn".to_owned()),
     ]

@@ -376,8 +376,14 @@ async fn only_listed_origins_may_call_from_a_browser() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_ingest_refuses_unsigned_forged_and_stale_writes() {
-    use tally_ingest::signature::sign;
+async fn signed_ingest_refuses_unsigned_forged_stale_moved_and_replayed_writes() {
+    use tally_ingest::signature::{Signed, sign};
+    let signed = Signed {
+        method: "POST",
+        path: VOTE,
+        query: "",
+        idempotency_key: "",
+    };
     let env = TestEnv::new().await;
     let mut config = env.ingest_config();
     config.signing_keys = vec!["partner:s3cret".into()];
@@ -415,18 +421,32 @@ async fn signed_ingest_refuses_unsigned_forged_and_stale_writes() {
         code(send(now, None, body.clone()).await.unwrap()).await,
         (401, "unauthorized".into())
     );
-    let forged = sign(b"guess", now, &body);
+    let forged = sign(b"guess", now, signed, &body);
     assert_eq!(
         code(send(now, Some(forged), body.clone()).await.unwrap()).await,
         (403, "invalid_signature".into())
     );
     let old = now - 600;
-    let stale = sign(b"s3cret", old, &body);
+    let stale = sign(b"s3cret", old, signed, &body);
     assert_eq!(
         code(send(old, Some(stale), body.clone()).await.unwrap()).await,
         (403, "stale_signature".into())
     );
-    let good = sign(b"s3cret", now, &body);
+    let good = sign(b"s3cret", now, signed, &body);
+    // Signed for another poll: the path is covered.
+    let elsewhere = sign(
+        b"s3cret",
+        now,
+        Signed {
+            path: "/v1/polls/other/votes",
+            ..signed
+        },
+        &body,
+    );
+    assert_eq!(
+        code(send(now, Some(elsewhere), body.clone()).await.unwrap()).await,
+        (403, "invalid_signature".into())
+    );
     let tampered = br#"{"voter":"v","options":["b"]}"#.to_vec();
     assert_eq!(
         code(send(now, Some(good.clone()), tampered).await.unwrap()).await,
@@ -437,7 +457,35 @@ async fn signed_ingest_refuses_unsigned_forged_and_stale_writes() {
         before,
         "nothing refused was published"
     );
-    assert_eq!(send(now, Some(good), body).await.unwrap().status(), 202);
+    assert_eq!(
+        send(now, Some(good.clone()), body.clone())
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    // The same signed request again, as an eavesdropper would replay it: refused, on a
+    // second instance too (the record is in Redis).
+    assert_eq!(
+        code(send(now, Some(good.clone()), body.clone()).await.unwrap()).await,
+        (403, "replayed_signature".into())
+    );
+    let mut config = env.ingest_config();
+    config.signing_keys = vec!["partner:s3cret".into()];
+    config.require_signature = true;
+    let second = Ingest::start(config).await;
+    let replayed = http
+        .post(second.url(VOTE))
+        .header("content-type", "application/json")
+        .header("tally-key-id", "partner")
+        .header("tally-timestamp", now.to_string())
+        .header("tally-signature", good)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(replayed).await, (403, "replayed_signature".into()));
+    second.stop().await;
     // Reads need no signature.
     let read = http
         .get(ingest.url("/v1/polls/final/results"))

@@ -63,12 +63,22 @@ async fn info_logs_hold_no_secrets_and_no_voter_ids() {
     }
     // A signed write, a duplicate and a refused one: the paths that handle credentials.
     let body = br#"{"voter":"voter-private-signed-x7","options":["b"]}"#.to_vec();
-    let now = chrono::Utc::now().timestamp();
-    let signature = tally_ingest::signature::sign(signing_secret.as_bytes(), now, &body);
-    for _ in 0..2 {
+    let signed = tally_ingest::signature::Signed {
+        method: "POST",
+        path: "/v1/polls/logs/votes",
+        query: "",
+        idempotency_key: "signed-once",
+    };
+    // Each retry is signed anew (a signature is accepted once); the key makes it a duplicate.
+    let mut signatures = Vec::new();
+    for i in 0..2 {
+        let now = chrono::Utc::now().timestamp() + i;
+        let signature =
+            tally_ingest::signature::sign(signing_secret.as_bytes(), now, signed, &body);
         let response = http
             .post(&vote_url)
             .header("content-type", "application/json")
+            .header("idempotency-key", "signed-once")
             .header("tally-key-id", "partner")
             .header("tally-timestamp", now.to_string())
             .header("tally-signature", &signature)
@@ -77,6 +87,7 @@ async fn info_logs_hold_no_secrets_and_no_voter_ids() {
             .await
             .unwrap();
         assert_eq!(response.status(), 202);
+        signatures.push(signature);
     }
     let wrong_key = "tk_wrong-key-that-must-not-be-logged";
     let mut statuses = Vec::new();
@@ -102,7 +113,8 @@ async fn info_logs_hold_no_secrets_and_no_voter_ids() {
         service.kill().await;
     }
 
-    let mut secrets: Vec<&str> = vec![&admin_key, wrong_key, signing_secret, &signature];
+    let mut secrets: Vec<&str> = vec![&admin_key, wrong_key, signing_secret];
+    secrets.extend(signatures.iter().map(String::as_str));
     secrets.push("voter-private-signed-x7");
     secrets.extend(voters.iter().map(String::as_str));
     let mut lines = 0;

@@ -67,13 +67,8 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
             "unsupported_media_type",
         ),
         (path, "image/png", Vec::new(), 422, "empty"),
-        (
-            path,
-            "image/png",
-            [PNG.to_vec(), vec![0; 70_000]].concat(),
-            413,
-            "payload_too_large",
-        ),
+        // (A body past the limit is answered 413 from its Content-Length before it is read:
+        // see uploads_lose_their_location_and_stay_within_the_tournament_quota.)
         (
             "/v1/tournaments/cup/media",
             "image/png",
@@ -230,6 +225,13 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     );
     let mut truncated = wide.clone();
     truncated.truncate(wide.len() / 3);
+    // Chunks intact, pixels garbled: it reaches the job, which fails it with a reason.
+    let mut garbled = wide.clone();
+    let idat = garbled.windows(4).position(|w| w == b"IDAT").unwrap();
+    let len = u32::from_be_bytes(garbled[idat - 4..idat].try_into().unwrap()) as usize;
+    for b in &mut garbled[idat + 4 + 2..idat + 4 + len] {
+        *b ^= 0x5A;
+    }
     let mut bomb = encoded(
         DynamicImage::ImageRgb8(RgbImage::new(1, 1)),
         ImageFormat::Png,
@@ -256,9 +258,22 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
             ),
             true,
         ),
-        ("truncated", "image/png", truncated, false),
+        ("garbled", "image/png", garbled, false),
         ("bomb", "image/png", bomb, false),
     ];
+    // A file cut short cannot be walked to remove its metadata: refused at once.
+    let (status, answer) = upload(
+        &http,
+        &ingest,
+        "/v1/tournaments/cup/media?user=truncated",
+        "image/png",
+        truncated,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (422, Some("not_an_image"))
+    );
     let mut uploads = Vec::new();
     for (name, content_type, body, good) in folder {
         let (status, answer) = upload(
@@ -349,5 +364,94 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
     writer.stop().await;
+    ingest.stop().await;
+}
+
+/// A JPEG encoded here with an EXIF segment (a GPS position and a camera serial) after SOI,
+/// and the length it has without it.
+fn jpeg_with_gps() -> (Vec<u8>, u64) {
+    let img = image::RgbImage::from_pixel(32, 16, image::Rgb([10, 120, 200]));
+    let mut plain = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut plain),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let exif = b"Exif\0\0GPSLatitude=48.8584N;GPSLongitude=2.2945E;BodySerialNumber=A1B2";
+    let mut tagged = plain[..2].to_vec();
+    tagged.extend_from_slice(&[0xFF, 0xE1]);
+    tagged.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    tagged.extend_from_slice(exif);
+    tagged.extend_from_slice(&plain[2..]);
+    (tagged, plain.len() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_lose_their_location_and_stay_within_the_tournament_quota() {
+    let env = TestEnv::new().await;
+    let (jpeg, stripped_len) = jpeg_with_gps();
+    // Room for two uploads, not three.
+    let definition =
+        serde_json::json!({"id": "photos", "media_quota_bytes": stripped_len * 2 + 10});
+    let resource = tally_schema::resources::Resource::decode(
+        tally_schema::resources::ResourceKind::Tournament,
+        definition.to_string().as_bytes(),
+    )
+    .unwrap();
+    tally_ingest::resource_store::create(&env.pool, &resource)
+        .await
+        .unwrap();
+    let mut config = env.ingest_config();
+    config.media_body_limit_bytes = 64 * 1024;
+    let ingest = Ingest::start(config).await;
+    let http = reqwest::Client::new();
+    let path = "/v1/tournaments/photos/media?user=ann";
+
+    let (status, body) = upload(&http, &ingest, path, "image/jpeg", jpeg.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    let media = body["media"].as_str().unwrap().to_owned();
+    let served = http
+        .get(ingest.url(&format!("/v1/media/{media}/original")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let has = |needle: &[u8]| served.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !has(b"GPSLatitude") && !has(b"BodySerialNumber"),
+        "metadata served"
+    );
+    assert_eq!(served.len() as u64, stripped_len);
+    let decoded = image::load_from_memory(&served).expect("still an image");
+    assert_eq!((decoded.width(), decoded.height()), (32, 16));
+
+    let (status, _) = upload(&http, &ingest, path, "image/jpeg", jpeg.clone()).await;
+    assert_eq!(status, 202);
+    let before = env.stream_messages().await;
+    let (status, body) = upload(&http, &ingest, path, "image/jpeg", jpeg.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("media_quota_exceeded"))
+    );
+    assert_eq!(env.stream_messages().await, before, "nothing published");
+
+    // A declared length past the limit is refused before the body is sent at all.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = ingest.base_url().trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: image/jpeg\r\ncontent-length: 999999999\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     ingest.stop().await;
 }

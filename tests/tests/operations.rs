@@ -98,8 +98,9 @@ fn emitted_metrics() -> BTreeMap<String, Vec<Emitted>> {
 fn metric_names_follow_one_scheme_with_bounded_labels() {
     // tally_<component>_<name>_<unit>; labels name classes of things, never ids.
     const COMPONENTS: [&str; 4] = ["ingest", "workers", "aggregator", "jetstream"];
-    const UNITS: [&str; 8] = [
+    const UNITS: [&str; 9] = [
         "total",
+        "streams",
         "seconds",
         "bytes",
         "events",
@@ -108,8 +109,8 @@ fn metric_names_follow_one_scheme_with_bounded_labels() {
         "keys",
         "resources",
     ];
-    const LABELS: [&str; 8] = [
-        "route", "status", "reason", "view", "sink", "kind", "consumer", "stream",
+    const LABELS: [&str; 9] = [
+        "route", "status", "reason", "view", "sink", "kind", "consumer", "stream", "step",
     ];
     let metrics = emitted_metrics();
     assert!(metrics.len() >= 25, "found only {} metrics", metrics.len());

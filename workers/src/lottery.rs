@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use tally_schema::event::{RegistrationStatus, StatusChange};
-use tally_schema::ids::{IdempotencyKey, TournamentId};
+use tally_schema::ids::TournamentId;
 use tally_schema::lottery::{self, Registrant};
 use tally_schema::redis_keys::Keys;
 use tally_schema::resources::{RegistrationMode, Resource, ResourceKind, Tournament};
@@ -303,12 +303,9 @@ impl Drawer {
         let spec = &self.spec;
         let results: Vec<Result<(), DrawError>> = futures::stream::iter(changes)
             .map(|change| {
-                let key = format!("status:{}:{}:{step}", change.tournament, change.user);
-                let id = IdempotencyKey::try_from(key.clone())
-                    .map(|k| k.event_id())
-                    .map_err(|e| DrawError::Corrupt(e.to_string()));
+                let id = change.event_id(step);
                 async move {
-                    let envelope = Envelope::keyed(id?, Event::RegistrationStatus(change));
+                    let envelope = Envelope::keyed(id, Event::RegistrationStatus(change));
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
                     let ack = self
@@ -320,7 +317,15 @@ impl Drawer {
                         )
                         .await
                         .map_err(|e| DrawError::JetStream(e.to_string()))?;
-                    ack.await.map_err(|e| DrawError::JetStream(e.to_string()))?;
+                    let ack = ack.await.map_err(|e| DrawError::JetStream(e.to_string()))?;
+                    if ack.duplicate {
+                        // Only this job makes these ids, so a duplicate is its own earlier
+                        // publish (a resumed draw or release): never a client's, but worth
+                        // seeing, since a silent one would hide a lost status change.
+                        metrics::counter!("tally_workers_status_duplicates_total", "step" => step.to_owned())
+                            .increment(1);
+                        tracing::warn!(id = %envelope.id, step, "JetStream answered a status change as a duplicate.");
+                    }
                     Ok(())
                 }
             })

@@ -1,5 +1,6 @@
 //! Pair votes ("winner beat loser") in an arena.
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, Path, scope};
 use crate::server::{Accepted, AppState};
@@ -22,11 +23,14 @@ async fn vote(
     Path(arena): Path<String>,
     key: IdempotencyHeader,
     client: ClientIp,
+    principal: Principal,
     JsonBody(body): JsonBody<PairVoteBody>,
 ) -> Result<Accepted, ApiError> {
     let arena: ArenaId = scope("arena", arena)?;
     let key = key.merge(body.id.clone())?;
     Ok(Accepted(
-        state.accept(body.into_event(arena), key, client).await?,
+        state
+            .accept(body.into_event(arena), key, client, &principal)
+            .await?,
     ))
 }

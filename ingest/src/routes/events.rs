@@ -2,6 +2,7 @@
 //! by one (a bad item fails alone, nothing of it is published) and the good ones are
 //! published concurrently. 202 when every item was stored, 207 otherwise.
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, JsonBody};
 use crate::server::{AppState, accepted_body};
@@ -29,14 +30,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn batch(
     State(state): State<AppState>,
     client: ClientIp,
+    principal: Principal,
     JsonBody(body): JsonBody<BatchBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let principal = &principal;
     let items = body.events.iter().enumerate().map(|(index, raw)| {
         let state = state.clone();
         async move {
             let outcome = match decode_batch_item(raw) {
                 Err(e) => Err(ApiError::from(e)),
-                Ok((event, key)) => state.accept(event, key, client).await,
+                Ok((event, key)) => state.accept(event, key, client, principal).await,
             };
             match outcome {
                 Ok(stored) => {

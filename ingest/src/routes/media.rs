@@ -3,21 +3,21 @@
 //! rules and the per-user limit are checked before anything is stored; the original goes to
 //! JetStream's object store, then a media-uploaded event goes on the stream.
 
+use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::extract::{BodyLimit, ClientIp, Path, scope};
+use crate::extract::{ClientIp, Path, scope};
 use crate::media::{ACCEPTED, original_key, sniff};
 use crate::server::AppState;
-use axum::body::Bytes;
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Deserialize;
 use std::collections::HashMap;
 use tally_schema::Event;
 use tally_schema::api::FieldError;
 use tally_schema::event::MediaUploaded;
-use tally_schema::ids::{IdempotencyKey, MediaId, TournamentId, UserId};
+use tally_schema::ids::{MediaId, TournamentId, UserId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -51,15 +51,26 @@ async fn upload(
     Path(tournament): Path<String>,
     query: Result<Query<Uploader>, axum::extract::rejection::QueryRejection>,
     client: ClientIp,
-    Extension(BodyLimit(limit)): Extension<BodyLimit>,
+    principal: Principal,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
+    let limit = state.config.media_body_limit_bytes;
     let Query(uploader) = query.map_err(|e| invalid("malformed_query", "", e.body_text()))?;
-    let user = uploader
-        .user
-        .ok_or_else(|| invalid("missing_field", "user", "name the uploader: ?user=…"))?;
+    // The uploader: the query's, or the token's subject (a tournament that requires
+    // identity refuses a query naming someone else in `check`).
+    let user = match (uploader.user, &principal) {
+        (Some(user), _) => user,
+        (None, Principal::User(u)) => u.id.to_string(),
+        (None, _) => {
+            return Err(invalid(
+                "missing_field",
+                "user",
+                "name the uploader: ?user=…",
+            ));
+        }
+    };
     let user =
         UserId::try_from(user).map_err(|e| invalid("invalid_value", "user", e.to_string()))?;
     let declared = headers
@@ -74,13 +85,33 @@ async fn upload(
         })
         .filter(|v| ACCEPTED.contains(&v.as_str()))
         .ok_or(ApiError::UnsupportedMediaType)?;
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            invalid("unreadable_body", "", rejection.body_text())
-        }
-    })?;
+    // A declared length past the limit is refused before a byte of the body is read.
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let media = MediaId::try_from(uuid::Uuid::now_v7().to_string()).expect("a uuid is a valid id");
+    let uploaded = MediaUploaded {
+        tournament,
+        media: media.clone(),
+        object_key: original_key(media.as_str()),
+        content_type: declared.clone(),
+        bytes: declared_len.unwrap_or(0),
+        user: Some(user),
+    };
+    // Rules, identity and limits first: a refused upload is not even read.
+    let Event::MediaUploaded(mut uploaded) = state
+        .check(Event::MediaUploaded(uploaded), client, &principal)
+        .await?
+    else {
+        unreachable!("check keeps the event's kind")
+    };
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })?;
     if bytes.is_empty() {
         return Err(invalid("empty", "body", "the body is empty"));
     }
@@ -98,35 +129,61 @@ async fn upload(
             format!("the bytes are {sniffed}, not {declared}"),
         ));
     }
-    let media = MediaId::try_from(uuid::Uuid::now_v7().to_string()).expect("a uuid is a valid id");
-    let event = Event::MediaUploaded(MediaUploaded {
-        tournament,
-        media: media.clone(),
-        object_key: original_key(media.as_str()),
-        content_type: sniffed.to_owned(),
-        bytes: bytes.len() as u64,
-        user: Some(user),
-    });
-    // Rules and limits first: a refused upload stores nothing.
-    let event = state.check(event, client).await?;
+    // What Tally serves says nothing of where or with what it was taken.
+    let bytes = tally_media::strip_metadata(&bytes)
+        .map_err(|e| invalid("not_an_image", "body", e.to_string()))?;
+    uploaded.content_type = sniffed.to_owned();
+    uploaded.bytes = bytes.len() as u64;
+    let id = uploaded.event_id();
+    let tournament = uploaded.tournament.clone();
+    let event = Event::MediaUploaded(uploaded);
+    // The tournament's quota, counted by every instance alike, before anything is stored.
+    let quota = state
+        .catalog
+        .snapshot()
+        .tournament(tournament.as_str())?
+        .media_quota_bytes
+        .unwrap_or(state.config.media_quota_bytes);
+    let size = bytes.len() as u64;
+    let unavailable = |reason| ApiError::Unavailable {
+        reason,
+        retry_after_secs: state.config.retry_after_secs,
+    };
+    match state
+        .media_quota
+        .reserve(tournament.as_str(), size, quota)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(ApiError::Conflict {
+                code: "media_quota_exceeded",
+                message: format!("the tournament's media would pass its quota of {quota} bytes"),
+            });
+        }
+        Err(e) => {
+            tally_kit::warn_once_a_second!(error = %e, "Media quota unreadable; answering 503.");
+            return Err(unavailable("views_unavailable"));
+        }
+    }
     let meta = async_nats::jetstream::object_store::ObjectMetadata {
         name: original_key(media.as_str()),
         metadata: HashMap::from([("content-type".to_owned(), sniffed.to_owned())]),
         ..Default::default()
     };
-    state
-        .media
-        .put(meta, &mut bytes.as_ref())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "Object store refused an upload; answering 503.");
-            ApiError::Unavailable {
-                reason: "object_store_unavailable",
-                retry_after_secs: state.config.retry_after_secs,
-            }
-        })?;
-    let key = IdempotencyKey::try_from(format!("media:{media}")).expect("a valid key");
-    let stored = state.publish(event, Some(key)).await?;
+    if let Err(e) = state.media.put(meta, &mut bytes.as_ref()).await {
+        if let Err(e) = state.media_quota.release(tournament.as_str(), size).await {
+            tracing::warn!(error = %e, "Could not give back the quota of a refused upload.");
+        }
+        // The bucket's own size cap (TALLY_MEDIA_MAX_BYTES) is the bound of last resort.
+        let full = e.to_string().contains("maximum bytes");
+        tally_kit::warn_once_a_second!(error = %e, "Object store refused an upload; answering 503.");
+        return Err(unavailable(match full {
+            true => "media_store_full",
+            false => "object_store_unavailable",
+        }));
+    }
+    let stored = state.publish(event, Some(id)).await?;
     let mut answer = crate::server::accepted_body(&stored);
     answer["media"] = media.to_string().into();
     Ok((StatusCode::ACCEPTED, Json(answer)))

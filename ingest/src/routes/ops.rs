@@ -2,7 +2,7 @@
 
 use crate::server::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use std::time::Duration;
@@ -17,10 +17,35 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The process answers.
-#[utoipa::path(get, path = "/healthz", tag = "ops",
-    responses((status = 200, description = "ok", content_type = "text/plain", body = String)))]
-async fn health() -> &'static str {
-    tally_kit::ops::HEALTHY
+#[utoipa::path(get, path = "/healthz", tag = "ops", params(HealthQuery),
+    responses((status = 200, description = "ok (text), or JSON with `details=true`",
+            content((String = "text/plain"), (serde_json::Value = "application/json"))),
+        (status = 400, description = "Malformed query", body = crate::api_doc::ErrorResponse)))]
+async fn health(
+    State(state): State<AppState>,
+    query: Result<Query<HealthQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    let Query(query) = query.map_err(crate::extract::malformed_query)?;
+    if !query.details.unwrap_or(false) {
+        return Ok(tally_kit::ops::HEALTHY.into_response());
+    }
+    let streams: serde_json::Map<String, serde_json::Value> = state
+        .streams
+        .open()
+        .into_iter()
+        .map(|(view, n)| (view.as_str().to_owned(), n.into()))
+        .collect();
+    Ok(
+        Json(serde_json::json!({"status": tally_kit::ops::HEALTHY, "live_streams": streams}))
+            .into_response(),
+    )
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HealthQuery {
+    /// Answer JSON with the open live streams by view.
+    details: Option<bool>,
 }
 
 /// Prometheus metrics, text format.

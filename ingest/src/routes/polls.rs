@@ -1,5 +1,6 @@
 //! Poll votes.
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, Path, scope};
 use crate::server::{Accepted, AppState};
@@ -22,11 +23,14 @@ async fn vote(
     Path(poll): Path<String>,
     key: IdempotencyHeader,
     client: ClientIp,
+    principal: Principal,
     JsonBody(body): JsonBody<PollVoteBody>,
 ) -> Result<Accepted, ApiError> {
     let poll: PollId = scope("poll", poll)?;
     let key = key.merge(body.id.clone())?;
     Ok(Accepted(
-        state.accept(body.into_event(poll), key, client).await?,
+        state
+            .accept(body.into_event(poll), key, client, &principal)
+            .await?,
     ))
 }

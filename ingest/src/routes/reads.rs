@@ -77,7 +77,10 @@ pub async fn check_results_visible(
 ) -> Result<(), ApiError> {
     let snapshot = state.catalog.snapshot();
     let definition = snapshot.poll(poll.as_str())?;
-    if caller.0.is_some() {
+    if caller
+        .0
+        .is_some_and(|c| c.0.allows(crate::auth::Role::Viewer))
+    {
         return Ok(());
     }
     let now = chrono::Utc::now();
@@ -261,11 +264,13 @@ async fn registrations(
 async fn registration_status(
     State(state): State<AppState>,
     Path((tournament, user)): Path<(String, String)>,
+    principal: crate::auth::Principal,
 ) -> Result<Json<Value>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let user: UserId = scope("user", user)?;
     let snapshot = state.catalog.snapshot();
     let definition = snapshot.tournament(tournament.as_str())?;
+    crate::access::read_as(&principal, definition.identity, &user)?;
     let position = state
         .views
         .registrant_position(tournament.as_str(), user.as_str())

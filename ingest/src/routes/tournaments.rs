@@ -1,5 +1,6 @@
 //! Tournament scores and registrations.
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{ClientIp, IdempotencyHeader, JsonBody, Path, scope};
 use crate::server::{Accepted, AppState};
@@ -7,7 +8,7 @@ use axum::extract::State;
 use tally_schema::Event;
 use tally_schema::api::{RegistrationBody, ScoreBody};
 use tally_schema::event::{RegistrationStatus, StatusChange};
-use tally_schema::ids::{IdempotencyKey, TournamentId, UserId};
+use tally_schema::ids::{TournamentId, UserId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,9 +28,17 @@ async fn claim(
     State(state): State<AppState>,
     Path((tournament, user)): Path<(String, String)>,
     client: ClientIp,
+    principal: Principal,
 ) -> Result<Accepted, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let user: UserId = scope("user", user)?;
+    // Who may claim comes before what the draw says: a stranger learns nothing of it.
+    let identity = state
+        .catalog
+        .snapshot()
+        .tournament(tournament.as_str())?
+        .identity;
+    crate::access::act_as(&principal, identity, "user", user.as_str())?;
     let refuse = |code, message: String| ApiError::Conflict { code, message };
     let result = state
         .views
@@ -57,17 +66,20 @@ async fn claim(
             ));
         }
     }
-    let key = IdempotencyKey::try_from(format!("status:{tournament}:{user}:claimed"))
-        .expect("ids make a valid key");
-    let event = Event::RegistrationStatus(RegistrationStatus {
+    let claimed = RegistrationStatus {
         tournament,
         user,
         status: StatusChange::Claimed,
         position: None,
         deadline: None,
         promoted: None,
-    });
-    Ok(Accepted(state.accept(event, Some(key), client).await?))
+    };
+    // The server's id: claiming again is the same event.
+    let id = claimed.event_id("claimed");
+    let event = state
+        .check(Event::RegistrationStatus(claimed), client, &principal)
+        .await?;
+    Ok(Accepted(state.publish(event, Some(id)).await?))
 }
 
 /// Points for a team in a match; combined by the tournament's score operator.
@@ -79,13 +91,14 @@ async fn score(
     Path(tournament): Path<String>,
     key: IdempotencyHeader,
     client: ClientIp,
+    principal: Principal,
     JsonBody(body): JsonBody<ScoreBody>,
 ) -> Result<Accepted, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let key = key.merge(body.id.clone())?;
     Ok(Accepted(
         state
-            .accept(body.into_event(tournament), key, client)
+            .accept(body.into_event(tournament), key, client, &principal)
             .await?,
     ))
 }
@@ -99,13 +112,14 @@ async fn register(
     Path(tournament): Path<String>,
     key: IdempotencyHeader,
     client: ClientIp,
+    principal: Principal,
     JsonBody(body): JsonBody<RegistrationBody>,
 ) -> Result<Accepted, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let key = key.merge(body.id.clone())?;
     Ok(Accepted(
         state
-            .accept(body.into_event(tournament), key, client)
+            .accept(body.into_event(tournament), key, client, &principal)
             .await?,
     ))
 }

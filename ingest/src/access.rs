@@ -1,0 +1,231 @@
+//! Who may do what to a resource: pure rules over the [`Principal`] and the resource's
+//! `identity` and `scores_from`, so they are unit-tested without servers.
+
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use tally_schema::ids::{GroupId, TeamId, UserId};
+use tally_schema::resources::{Identity, ScoresFrom};
+
+fn token_required(field: &str) -> ApiError {
+    ApiError::Unauthorized {
+        code: "token_required",
+        message: format!(
+            "this resource takes '{field}' from a user token: 'Authorization: Bearer <token>'"
+        ),
+    }
+}
+
+fn forbidden(code: &'static str, message: String) -> ApiError {
+    ApiError::Forbidden { code, message }
+}
+
+/// May `principal` act as `member` (a voter, session or user named in `field`)? Anonymous
+/// resources take the body's word; the others need that user's token, or a site or admin key
+/// that vouches for the user it names.
+pub fn act_as(
+    principal: &Principal,
+    identity: Identity,
+    field: &str,
+    member: &str,
+) -> Result<(), ApiError> {
+    if identity == Identity::Anonymous {
+        return Ok(());
+    }
+    match principal {
+        Principal::Anonymous => Err(token_required(field)),
+        Principal::User(user) if user.id.as_str() == member => Ok(()),
+        Principal::User(user) => Err(forbidden(
+            "not_your_identity",
+            format!("the token is for '{}', not '{member}' ({field})", user.id),
+        )),
+        Principal::Key { role, .. } if role.allows(Role::Site) => Ok(()),
+        Principal::Key { .. } => Err(forbidden(
+            "insufficient_role",
+            "acting for a user needs their token, or a key with the site role".into(),
+        )),
+    }
+}
+
+/// May `principal` read `user`'s registration? As [`act_as`], and viewer keys may read too.
+pub fn read_as(principal: &Principal, identity: Identity, user: &UserId) -> Result<(), ApiError> {
+    match principal {
+        Principal::Key { role, .. } if role.allows(Role::Viewer) => Ok(()),
+        _ => act_as(principal, identity, "user", user.as_str()),
+    }
+}
+
+/// The priority group a registration may carry. In a tournament that requires identity the
+/// group is the token's group claim (a body group must agree with it) or whatever a site key
+/// vouches for; anonymous tournaments take the body's group as declared.
+pub fn group(
+    principal: &Principal,
+    identity: Identity,
+    asked: Option<GroupId>,
+) -> Result<Option<GroupId>, ApiError> {
+    if identity == Identity::Anonymous {
+        return Ok(asked);
+    }
+    match principal {
+        Principal::Key { role, .. } if role.allows(Role::Site) => Ok(asked),
+        Principal::User(user) => match (asked, &user.group) {
+            (None, granted) => Ok(granted.clone()),
+            (Some(a), Some(g)) if &a == g => Ok(Some(a)),
+            (Some(a), _) => Err(forbidden(
+                "group_not_granted",
+                format!("the token does not grant the group '{a}'"),
+            )),
+        },
+        // act_as refuses these first; kept total for safety.
+        _ => Err(token_required("user")),
+    }
+}
+
+/// May `principal` post a score for `team`?
+pub fn score(principal: &Principal, from: ScoresFrom, team: &TeamId) -> Result<(), ApiError> {
+    let keyed =
+        |p: &Principal| matches!(p, Principal::Key { role, .. } if role.allows(Role::Scorekeeper));
+    match from {
+        ScoresFrom::Anyone => Ok(()),
+        _ if keyed(principal) => Ok(()),
+        ScoresFrom::TeamToken => match principal {
+            Principal::User(u) if u.team.as_ref() == Some(team) => Ok(()),
+            Principal::Anonymous => Err(token_required("team")),
+            _ => Err(forbidden(
+                "not_your_team",
+                format!("scores for '{team}' need a scorekeeper key or a token of that team"),
+            )),
+        },
+        ScoresFrom::Keys => match principal {
+            Principal::Anonymous => Err(ApiError::Unauthorized {
+                code: "unauthorized",
+                message: "this tournament takes scores from scorekeeper keys".into(),
+            }),
+            _ => Err(forbidden(
+                "insufficient_role",
+                "this tournament takes scores from scorekeeper keys".into(),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::User;
+
+    fn user(id: &str, group: Option<&str>, team: Option<&str>) -> Principal {
+        Principal::User(User {
+            id: id.try_into().unwrap(),
+            group: group.map(|g| g.try_into().unwrap()),
+            team: team.map(|t| t.try_into().unwrap()),
+        })
+    }
+
+    fn key(role: Role) -> Principal {
+        Principal::Key {
+            role,
+            id: "k".into(),
+        }
+    }
+
+    fn code(r: Result<impl std::fmt::Debug, ApiError>) -> &'static str {
+        r.unwrap_err().body().code
+    }
+
+    #[test]
+    fn anonymous_resources_take_the_body_at_its_word() {
+        let a = Identity::Anonymous;
+        assert!(act_as(&Principal::Anonymous, a, "voter", "v1").is_ok());
+        assert!(act_as(&user("u2", None, None), a, "user", "u1").is_ok());
+        let g = Some(GroupId::try_from("vip").unwrap());
+        assert_eq!(group(&Principal::Anonymous, a, g.clone()).unwrap(), g);
+    }
+
+    #[test]
+    fn token_resources_take_the_user_from_the_token() {
+        let t = Identity::Token;
+        assert_eq!(
+            code(act_as(&Principal::Anonymous, t, "user", "u1")),
+            "token_required"
+        );
+        assert_eq!(
+            code(act_as(&user("u2", None, None), t, "user", "u1")),
+            "not_your_identity"
+        );
+        assert!(act_as(&user("u1", None, None), t, "user", "u1").is_ok());
+        assert!(act_as(&key(Role::Site), t, "user", "u1").is_ok());
+        assert!(act_as(&key(Role::Admin), t, "user", "u1").is_ok());
+        assert_eq!(
+            code(act_as(&key(Role::Viewer), t, "user", "u1")),
+            "insufficient_role"
+        );
+        let u1 = UserId::try_from("u1").unwrap();
+        assert!(read_as(&key(Role::Viewer), t, &u1).is_ok());
+        assert_eq!(
+            code(read_as(&user("u2", None, None), t, &u1)),
+            "not_your_identity"
+        );
+        assert_eq!(
+            code(read_as(&key(Role::Scorekeeper), t, &u1)),
+            "insufficient_role"
+        );
+    }
+
+    #[test]
+    fn a_body_group_cannot_buy_a_weight_the_token_does_not_grant() {
+        let t = Identity::Token;
+        let vip = || Some(GroupId::try_from("vip").unwrap());
+        assert_eq!(
+            code(group(&user("u1", None, None), t, vip())),
+            "group_not_granted"
+        );
+        assert_eq!(
+            code(group(&user("u1", Some("members"), None), t, vip())),
+            "group_not_granted"
+        );
+        assert_eq!(
+            group(&user("u1", Some("vip"), None), t, None).unwrap(),
+            vip()
+        );
+        assert_eq!(
+            group(&user("u1", Some("vip"), None), t, vip()).unwrap(),
+            vip()
+        );
+        assert_eq!(group(&user("u1", None, None), t, None).unwrap(), None);
+        assert_eq!(group(&key(Role::Site), t, vip()).unwrap(), vip());
+    }
+
+    #[test]
+    fn scores_come_from_whom_the_tournament_says() {
+        let red = TeamId::try_from("red").unwrap();
+        assert!(score(&Principal::Anonymous, ScoresFrom::Anyone, &red).is_ok());
+        assert_eq!(
+            code(score(&Principal::Anonymous, ScoresFrom::Keys, &red)),
+            "unauthorized"
+        );
+        assert!(score(&key(Role::Scorekeeper), ScoresFrom::Keys, &red).is_ok());
+        assert!(score(&key(Role::Admin), ScoresFrom::Keys, &red).is_ok());
+        assert_eq!(
+            code(score(&key(Role::Site), ScoresFrom::Keys, &red)),
+            "insufficient_role"
+        );
+        assert_eq!(
+            code(score(&user("u", None, Some("red")), ScoresFrom::Keys, &red)),
+            "insufficient_role"
+        );
+        assert!(score(&user("u", None, Some("red")), ScoresFrom::TeamToken, &red).is_ok());
+        assert_eq!(
+            code(score(
+                &user("u", None, Some("blue")),
+                ScoresFrom::TeamToken,
+                &red
+            )),
+            "not_your_team"
+        );
+        assert!(score(&key(Role::Scorekeeper), ScoresFrom::TeamToken, &red).is_ok());
+        assert_eq!(
+            code(score(&Principal::Anonymous, ScoresFrom::TeamToken, &red)),
+            "token_required"
+        );
+    }
+}
