@@ -65,13 +65,19 @@ postgres_up() {
       for _ in $(seq 1 100); do pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break; sleep 0.1; done
     fi
   fi
-  # Role and database; CREATEDB so the tests can make one database per test.
+  # Role and database; CREATEDB so the tests can make one database per test. tally_reader:
+  # the read-only role (no login; granted to analysts), which the migrations give SELECT on
+  # everything but the draws' secrets and user ids.
   as_user postgres psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 <<SQL >/dev/null
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
     CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
   END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tally_reader') THEN
+    CREATE ROLE tally_reader NOLOGIN;
+  END IF;
 END \$\$;
+GRANT tally_reader TO $PG_USER;
 SQL
   if ! as_user postgres psql -p "$PG_PORT" -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" | grep -q 1; then
     as_user postgres createdb -p "$PG_PORT" -O "$PG_USER" "$PG_DB"

@@ -60,6 +60,9 @@ pub enum Command {
         /// Or a saved audit record.
         #[arg(long)]
         file: Option<String>,
+        /// Your registration's receipt: also say where you are in the draw.
+        #[arg(long)]
+        receipt: Option<String>,
     },
 }
 
@@ -110,8 +113,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             action,
         } => return keys(&database_url, action).await,
-        Command::VerifyDraw { tournament, file } => {
-            return verify_draw(&cli.api, tournament, file).await;
+        Command::VerifyDraw {
+            tournament,
+            file,
+            receipt,
+        } => {
+            return verify_draw(&cli.api, tournament, file, receipt).await;
         }
         Command::Polls { action } => (ResourceKind::Poll, action),
         Command::Arenas { action } => (ResourceKind::Arena, action),
@@ -155,8 +162,9 @@ async fn verify_draw(
     api: &str,
     tournament: Option<String>,
     file: Option<String>,
+    receipt: Option<String>,
 ) -> anyhow::Result<()> {
-    use tally_schema::lottery::{AuditRecord, verify};
+    use tally_schema::lottery::{AuditRecord, pseudonym, unhex32, verify};
     let text = match (file, tournament) {
         (Some(file), _) => read(&file)?,
         (None, Some(t)) => {
@@ -181,6 +189,19 @@ async fn verify_draw(
             record.winners.len(),
             record.waitlist.len()
         );
+        if let Some(receipt) = receipt {
+            let receipt = unhex32(receipt.trim()).context("a receipt is 64 hex digits")?;
+            let me = pseudonym(&receipt);
+            let place = |list: &[String]| list.iter().position(|p| *p == me);
+            match (place(&record.winners), place(&record.waitlist)) {
+                (Some(_), _) => println!("{me}: drawn a place"),
+                (_, Some(i)) => println!("{me}: waitlisted, position {}", i + 1),
+                _ if record.registrants.iter().any(|r| r.user == me) => {
+                    println!("{me}: registered, not drawn")
+                }
+                _ => bail!("{me} is not among the registrants"),
+            }
+        }
         return Ok(());
     }
     for p in &problems {

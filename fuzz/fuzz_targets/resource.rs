@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         for open in [true, false] {
             let changed = resource.clone().with_window_state(open, now);
             assert_stores(kind, &changed, if open { "opened" } else { "closed" });
-            let _ = changed.check_change_from(&resource);
+            let _ = changed.check_change_from(&resource, now);
         }
     }
 });

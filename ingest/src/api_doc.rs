@@ -49,6 +49,10 @@ pub struct AcceptedBody {
     pub seq: u64,
     /// The key was seen before: the event was stored once, earlier.
     pub duplicate: bool,
+    /// A lottery registration's receipt (64 hex digits): SHA-256 of it, cut to 32 hex
+    /// digits, is the registrant's pseudonym in the public draw record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 /// One server-sent event of a live stream: its name and the whole current view, as JSON.

@@ -22,6 +22,8 @@ pub struct Snapshot {
     polls: HashMap<String, Poll>,
     arenas: HashMap<String, Arena>,
     tournaments: HashMap<String, Tournament>,
+    /// Each lottery's pseudonym key (tally-draw-v2), for registrants' receipts.
+    pseudonym_keys: HashMap<String, [u8; 32]>,
 }
 
 impl Snapshot {
@@ -59,6 +61,14 @@ impl Snapshot {
             .ok_or_else(|| unknown(ResourceKind::Tournament, id))
     }
 
+    /// A registrant's receipt in a lottery (hex), from which they find their pseudonym in
+    /// the public draw record; `None` outside v2 lotteries.
+    pub fn receipt(&self, tournament: &str, user: &str) -> Option<String> {
+        let key = self.pseudonym_keys.get(tournament)?;
+        let receipt = tally_schema::lottery::receipt(key, user);
+        Some(tally_schema::lottery::hex(&receipt))
+    }
+
     pub fn len(&self) -> usize {
         self.polls.len() + self.arenas.len() + self.tournaments.len()
     }
@@ -89,6 +99,9 @@ impl From<Refusal> for ApiError {
 pub struct Catalog {
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     pool: PgPool,
+    /// Held from a reload's read to its swap, and by [`Catalog::put`]: a reload that read
+    /// Postgres before a definition was stored cannot swap it back out after it was put.
+    changing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Catalog {
@@ -96,6 +109,7 @@ impl Catalog {
         let catalog = Self {
             snapshot: Default::default(),
             pool,
+            changing: Arc::default(),
         };
         catalog.reload().await?;
         Ok(catalog)
@@ -115,7 +129,9 @@ impl Catalog {
     /// Reads every definition from Postgres and swaps them in at once.
     #[tracing::instrument(name = "catalog_reload", skip_all)]
     pub async fn reload(&self) -> Result<usize, StoreError> {
-        let snapshot = Snapshot::from_resources(resource_store::list_all(&self.pool).await?);
+        let _changing = self.changing.lock().await;
+        let mut snapshot = Snapshot::from_resources(resource_store::list_all(&self.pool).await?);
+        snapshot.pseudonym_keys = resource_store::pseudonym_keys(&self.pool).await?;
         let n = snapshot.len();
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         metrics::gauge!("tally_ingest_catalog_resources").set(n as f64);
@@ -123,12 +139,14 @@ impl Catalog {
     }
 
     /// Makes a definition this instance just stored visible to it at once.
-    pub fn put(&self, resource: Resource) {
+    pub async fn put(&self, resource: Resource) {
+        let _changing = self.changing.lock().await;
         let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
         let mut next = Snapshot {
             polls: guard.polls.clone(),
             arenas: guard.arenas.clone(),
             tournaments: guard.tournaments.clone(),
+            pseudonym_keys: guard.pseudonym_keys.clone(),
         };
         next.insert(resource);
         *guard = Arc::new(next);

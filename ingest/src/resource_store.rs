@@ -190,12 +190,30 @@ pub async fn list_keys(
 }
 
 /// Makes a lottery tournament's secret seed and stores it with its commitment, once: the
-/// commitment is public from then on, the seed only after the draw.
+/// The committed rules text of a lottery tournament's definition.
+pub fn lottery_rules(t: &tally_schema::resources::Tournament) -> String {
+    let weights = t
+        .groups
+        .iter()
+        .map(|g| (g.id.to_string(), g.weight))
+        .collect();
+    tally_schema::lottery::rules_text(
+        t.capacity,
+        t.registration_opens_at,
+        t.registration_closes_at,
+        &weights,
+    )
+}
+
+/// A lottery tournament's secret seed, secret pseudonym key and the commitment to the seed
+/// and its rules, made when it is defined. Until registration opens a change of the rules
+/// commits anew (same seed); after that the committed rules stand.
 pub async fn ensure_lottery_commitment(
     pool: &PgPool,
     resource: &Resource,
 ) -> Result<(), StoreError> {
     use rand::RngCore;
+    use tally_schema::lottery;
     use tally_schema::resources::RegistrationMode;
     let Resource::Tournament(t) = resource else {
         return Ok(());
@@ -203,19 +221,65 @@ pub async fn ensure_lottery_commitment(
     if t.mode != RegistrationMode::Lottery {
         return Ok(());
     }
-    let mut seed = [0u8; 32];
+    let (mut seed, mut key) = ([0u8; 32], [0u8; 32]);
     rand::rng().fill_bytes(&mut seed);
+    rand::rng().fill_bytes(&mut key);
+    let rules = lottery_rules(t);
     sqlx::query(
-        "INSERT INTO lottery_draws (tournament, algorithm, seed, commitment)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (tournament) DO NOTHING",
+        "INSERT INTO lottery_draws (tournament, algorithm, seed, commitment, pseudonym_key, rules)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tournament) DO NOTHING",
     )
     .bind(t.id.as_str())
-    .bind(tally_schema::lottery::ALGORITHM)
+    .bind(lottery::ALGORITHM)
     .bind(seed.as_slice())
-    .bind(tally_schema::lottery::commitment(&seed).as_slice())
+    .bind(lottery::commitment_v2(&seed, &rules).as_slice())
+    .bind(key.as_slice())
+    .bind(&rules)
     .execute(pool)
     .await?;
+    if t.registration_window()
+        .opens_at
+        .is_some_and(|o| o > Utc::now())
+    {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT seed FROM lottery_draws WHERE tournament = $1 AND algorithm = $2
+               AND drawn_at IS NULL AND rules IS DISTINCT FROM $3",
+        )
+        .bind(t.id.as_str())
+        .bind(lottery::ALGORITHM)
+        .bind(&rules)
+        .fetch_optional(pool)
+        .await?;
+        if let Some((seed,)) = row
+            && let Ok(seed) = <[u8; 32]>::try_from(seed.as_slice())
+        {
+            sqlx::query(
+                "UPDATE lottery_draws SET rules = $2, commitment = $3 WHERE tournament = $1",
+            )
+            .bind(t.id.as_str())
+            .bind(&rules)
+            .bind(lottery::commitment_v2(&seed, &rules).as_slice())
+            .execute(pool)
+            .await?;
+        }
+    }
     Ok(())
+}
+
+/// Every lottery's pseudonym key, by tournament (v2 lotteries only): ingest answers each
+/// registrant's receipt with it.
+pub async fn pseudonym_keys(
+    pool: &PgPool,
+) -> Result<std::collections::HashMap<String, [u8; 32]>, StoreError> {
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT tournament, pseudonym_key FROM lottery_draws WHERE pseudonym_key IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(t, k)| Some((t, k.try_into().ok()?)))
+        .collect())
 }
 
 /// The audit record of a tournament's draw: the commitment before it, everything after.
@@ -233,10 +297,13 @@ pub async fn draw_record(
         Option<i32>,
         Option<String>,
     );
+    // v2 publishes the pseudonymous lists; v1 records (before pseudonyms) stay as they were.
     let row: Option<Row> = sqlx::query_as(
         "SELECT algorithm, seed, commitment, committed_at, drawn_at, digest, capacity,
-                json_build_object('weights', weights, 'registrants', registrants,
-                                  'winners', winners, 'waitlist', waitlist)::text
+                json_build_object('weights', weights, 'rules', rules,
+                  'registrants', coalesce(public_registrants, registrants),
+                  'winners', coalesce(public_winners, winners),
+                  'waitlist', coalesce(public_waitlist, waitlist))::text
          FROM lottery_draws WHERE tournament = $1",
     )
     .bind(tournament)
@@ -247,6 +314,8 @@ pub async fn draw_record(
         return Ok(None);
     };
     use tally_schema::lottery::hex;
+    let rest: serde_json::Value =
+        serde_json::from_str(rest.as_deref().unwrap_or("{}")).unwrap_or_default();
     let mut record = serde_json::json!({
         "tournament": tournament,
         "algorithm": algorithm,
@@ -254,9 +323,11 @@ pub async fn draw_record(
         "committed_at": committed_at,
         "status": if drawn_at.is_some() { "drawn" } else { "committed" },
     });
+    // The rules are public from the commitment on: everyone sees what the draw will use.
+    if !rest["rules"].is_null() {
+        record["rules"] = rest["rules"].clone();
+    }
     if let (Some(drawn_at), Some(digest)) = (drawn_at, digest) {
-        let rest: serde_json::Value =
-            serde_json::from_str(rest.as_deref().unwrap_or("{}")).unwrap_or_default();
         record["drawn_at"] = serde_json::json!(drawn_at);
         record["seed"] = hex(&seed).into();
         record["digest"] = hex(&digest).into();

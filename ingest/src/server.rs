@@ -162,7 +162,15 @@ impl AppState {
 
     /// A definition changed on this instance: use it at once, and tell the others.
     pub async fn resource_changed(&self, resource: &Resource) {
-        self.catalog.put(resource.clone());
+        self.catalog.put(resource.clone()).await;
+        // A new lottery has a pseudonym key in Postgres: read it before answering, so the
+        // first registration here already gets its receipt.
+        if let Resource::Tournament(t) = resource
+            && t.mode == tally_schema::resources::RegistrationMode::Lottery
+            && let Err(e) = self.catalog.reload().await
+        {
+            tracing::warn!(error = %e, "Could not reload the catalog after a lottery changed.");
+        }
         let subject = self.config.nats.spec().resource_changes_subject();
         let what = format!("{} {}", resource.kind().as_str(), resource.id());
         // Best effort: the periodic refresh covers an announcement that did not get out.
@@ -232,6 +240,7 @@ pub fn accepted_body(stored: &Stored) -> serde_json::Value {
         id: stored.id,
         seq: stored.seq,
         duplicate: stored.duplicate,
+        receipt: None,
     };
     serde_json::to_value(body).expect("a plain struct serializes")
 }

@@ -1,6 +1,14 @@
-//! The verifiable lottery draw, `tally-draw-v1`. Everything a verifier needs is published in
-//! the audit record (seed, digest, weights, capacity, results); `docs/lottery.md` states the
-//! same algorithm in prose for verifiers written in other languages.
+//! The verifiable lottery draw. Everything a verifier needs is published in the audit record
+//! (seed, digest, rules, results); `docs/lottery.md` states the same algorithm in prose for
+//! verifiers written in other languages.
+//!
+//! `tally-draw-v2` (every new lottery) draws over pseudonyms, never user ids: each registrant
+//! gets a receipt, `HMAC-SHA256(pseudonym key, "tally-receipt-v1\0" ‖ user)`, in their
+//! registration answer, and appears in the public record as `pseudonym = hex(SHA-256(receipt))`
+//! cut to 32 digits; the pseudonym key is the tournament's secret and is never published. The
+//! commitment covers the rules too: `SHA-256(seed ‖ SHA-256(rules))`, `rules` being the
+//! published text of capacity, window and group weights ([`rules_text`]). Steps 2–5 below are
+//! those of `tally-draw-v1` with the pseudonym in the place of the user.
 //!
 //! 1. Before registration opens, publish the commitment `SHA-256(seed)` of a 32-byte secret
 //!    seed.
@@ -22,14 +30,98 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-pub const ALGORITHM: &str = "tally-draw-v1";
+/// The algorithm of every new lottery.
+pub const ALGORITHM: &str = "tally-draw-v2";
+/// Draws over user ids, committed to the seed alone: lotteries defined before v2.
+pub const ALGORITHM_V1: &str = "tally-draw-v1";
 
-/// One registrant as the draw sees it.
+/// One registrant as the draw sees it: a pseudonym (v2) or a user id (v1), and a group.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Registrant {
+    #[serde(alias = "pseudonym")]
     pub user: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+}
+
+/// A registrant as v2's public record shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PublicRegistrant<'a> {
+    pub pseudonym: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'a str>,
+}
+
+/// What a user's registration answer gives them: the key to their own line of the record.
+pub fn receipt(pseudonym_key: &[u8; 32], user: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(pseudonym_key).expect("HMAC takes any key");
+    mac.update(b"tally-receipt-v1\0");
+    mac.update(user.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// The name a receipt's holder has in the public record: 32 hex digits of SHA-256(receipt).
+pub fn pseudonym(receipt: &[u8; 32]) -> String {
+    hex(&Sha256::digest(receipt)[..16])
+}
+
+/// The rules a lottery commits to, as the exact text that is hashed and published: one
+/// `name\tvalue\n` line each for `algorithm`, `capacity` (empty: everyone wins),
+/// `opens_at` and `closes_at` (RFC 3339, empty: when the operator opens or closes it), then
+/// `group\t<id>\t<weight>\n` per priority group sorted by id (weight as the shortest decimal
+/// that reads back as the same double).
+pub fn rules_text(
+    capacity: Option<u32>,
+    opens_at: Option<chrono::DateTime<chrono::Utc>>,
+    closes_at: Option<chrono::DateTime<chrono::Utc>>,
+    weights: &HashMap<String, f64>,
+) -> String {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_default()
+    };
+    let mut text = format!(
+        "algorithm\t{ALGORITHM}\ncapacity\t{}\nopens_at\t{}\ncloses_at\t{}\n",
+        capacity.map(|c| c.to_string()).unwrap_or_default(),
+        time(opens_at),
+        time(closes_at),
+    );
+    let mut groups: Vec<_> = weights.iter().collect();
+    groups.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (id, weight) in groups {
+        text.push_str(&format!("group\t{id}\t{weight:?}\n"));
+    }
+    text
+}
+
+/// Capacity and weights read back from a rules text (what the draw and a verifier use).
+pub fn parse_rules(text: &str) -> Result<(Option<u32>, HashMap<String, f64>), String> {
+    let mut capacity = None;
+    let mut weights = HashMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["capacity", ""] => capacity = None,
+            ["capacity", c] => capacity = Some(c.parse().map_err(|_| format!("capacity {c}"))?),
+            ["group", id, w] => {
+                let w: f64 = w.parse().map_err(|_| format!("weight {w}"))?;
+                weights.insert((*id).to_owned(), w);
+            }
+            ["algorithm" | "opens_at" | "closes_at", _] => {}
+            _ => return Err(format!("unreadable rules line {line:?}")),
+        }
+    }
+    Ok((capacity, weights))
+}
+
+/// v2's commitment: SHA-256(seed ‖ SHA-256(rules)).
+pub fn commitment_v2(seed: &[u8; 32], rules: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(seed)
+        .chain_update(Sha256::digest(rules.as_bytes()))
+        .finalize()
+        .into()
 }
 
 /// Winners and waitlist, in drawn order, and the digest of the frozen list.
@@ -104,6 +196,9 @@ pub struct AuditRecord {
     pub tournament: String,
     pub algorithm: String,
     pub commitment: String,
+    /// v2: the committed rules text.
+    #[serde(default)]
+    pub rules: Option<String>,
     pub seed: String,
     pub digest: String,
     pub capacity: Option<u32>,
@@ -117,19 +212,45 @@ pub struct AuditRecord {
 /// Recomputes a draw from its record alone; returns what does not match (empty: verified).
 pub fn verify(record: &AuditRecord) -> Vec<String> {
     let mut problems = Vec::new();
-    if record.algorithm != ALGORITHM {
-        problems.push(format!("unknown algorithm {}", record.algorithm));
-        return problems;
-    }
     let Some(seed) = unhex32(&record.seed) else {
         problems.push("the seed is not 64 hex digits".into());
         return problems;
     };
-    if hex(&commitment(&seed)) != record.commitment {
-        problems.push("SHA-256(seed) is not the published commitment".into());
-    }
-    let capacity = record.capacity.unwrap_or(u32::MAX) as usize;
-    let outcome = draw(&seed, record.registrants.clone(), &record.weights, capacity);
+    let (capacity, weights) = match (record.algorithm.as_str(), &record.rules) {
+        (ALGORITHM_V1, _) => {
+            if hex(&commitment(&seed)) != record.commitment {
+                problems.push("SHA-256(seed) is not the published commitment".into());
+            }
+            (record.capacity, record.weights.clone())
+        }
+        (ALGORITHM, Some(rules)) => {
+            if hex(&commitment_v2(&seed, rules)) != record.commitment {
+                problems.push("SHA-256(seed ‖ SHA-256(rules)) is not the commitment".into());
+            }
+            match parse_rules(rules) {
+                Ok((capacity, weights)) => {
+                    if capacity != record.capacity || weights != record.weights {
+                        problems.push("capacity or weights differ from the committed rules".into());
+                    }
+                    (capacity, weights)
+                }
+                Err(e) => {
+                    problems.push(format!("the rules do not read: {e}"));
+                    return problems;
+                }
+            }
+        }
+        (ALGORITHM, None) => {
+            problems.push("a tally-draw-v2 record without its rules".into());
+            return problems;
+        }
+        (other, _) => {
+            problems.push(format!("unknown algorithm {other}"));
+            return problems;
+        }
+    };
+    let capacity = capacity.unwrap_or(u32::MAX) as usize;
+    let outcome = draw(&seed, record.registrants.clone(), &weights, capacity);
     if hex(&outcome.digest) != record.digest {
         problems.push("the registrant list does not hash to the published digest".into());
     }
@@ -229,8 +350,9 @@ mod tests {
         let outcome = draw(&seed, people.clone(), &weights, 5);
         let record = AuditRecord {
             tournament: "t".into(),
-            algorithm: ALGORITHM.into(),
+            algorithm: ALGORITHM_V1.into(),
             commitment: hex(&commitment(&seed)),
+            rules: None,
             seed: hex(&seed),
             digest: hex(&outcome.digest),
             capacity: Some(5),
@@ -249,6 +371,60 @@ mod tests {
         let mut dropped = record;
         dropped.registrants.pop();
         assert!(verify(&dropped).iter().any(|p| p.contains("digest")));
+    }
+
+    #[test]
+    fn a_v2_record_names_no_one_and_commits_to_its_rules() {
+        let (seed, key) = ([5u8; 32], [9u8; 32]);
+        let weights = HashMap::from([("vip".to_owned(), 2.5), ("a".to_owned(), 1.0)]);
+        let rules = rules_text(Some(3), None, None, &weights);
+        assert_eq!(
+            rules,
+            "algorithm\ttally-draw-v2\ncapacity\t3\nopens_at\t\ncloses_at\t\n\
+             group\ta\t1.0\ngroup\tvip\t2.5\n"
+        );
+        assert_eq!(parse_rules(&rules).unwrap(), (Some(3), weights.clone()));
+        let users: Vec<String> = (0..12).map(|i| format!("user{i}@example.org")).collect();
+        let people: Vec<Registrant> = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| reg(&pseudonym(&receipt(&key, u)), (i % 3 == 0).then_some("vip")))
+            .collect();
+        let outcome = draw(&seed, people.clone(), &weights, 3);
+        let record = AuditRecord {
+            tournament: "t".into(),
+            algorithm: ALGORITHM.into(),
+            commitment: hex(&commitment_v2(&seed, &rules)),
+            rules: Some(rules.clone()),
+            seed: hex(&seed),
+            digest: hex(&outcome.digest),
+            capacity: Some(3),
+            weights: weights.clone(),
+            registrants: freeze(people).0,
+            winners: outcome.winners.clone(),
+            waitlist: outcome.waitlist,
+        };
+        assert!(verify(&record).is_empty(), "{:?}", verify(&record));
+        let public = serde_json::to_string(&record.registrants).unwrap();
+        assert!(
+            users.iter().all(|u| !public.contains(u.as_str())),
+            "a user id is public"
+        );
+        // A user finds their own line from their receipt alone.
+        let mine = pseudonym(&receipt(&key, &users[0]));
+        assert_eq!(mine.len(), 32);
+        assert!(record.registrants.iter().any(|r| r.user == mine));
+        // Rules other than the committed ones do not verify.
+        let mut more_seats = record.clone();
+        more_seats.rules = Some(rules_text(Some(4), None, None, &weights));
+        assert!(verify(&more_seats).iter().any(|p| p.contains("commitment")));
+        let mut heavier = record;
+        heavier.weights.insert("vip".into(), 10.0);
+        assert!(
+            verify(&heavier)
+                .iter()
+                .any(|p| p.contains("committed rules"))
+        );
     }
 
     /// Expected winners per group under weighted sampling without replacement, by exact

@@ -714,16 +714,38 @@ impl Resource {
         self
     }
 
-    /// Whether `self` may replace `old`. Score rules are fixed once a tournament exists:
-    /// every score already applied was combined under them.
-    pub fn check_change_from(&self, old: &Resource) -> Result<(), Refusal> {
-        if let (Self::Tournament(new), Self::Tournament(old)) = (self, old)
-            && new.score_effect() != old.score_effect()
-        {
+    /// Whether `self` may replace `old` at `now`. Score rules are fixed once a tournament
+    /// exists: every score already applied was combined under them. A lottery's rules
+    /// (mode, capacity, groups and weights, window) are fixed once its registration has
+    /// opened: the draw's commitment covers them. Closing a window that was left open-ended
+    /// is what the committed rules say the operator does, so it stays allowed.
+    pub fn check_change_from(&self, old: &Resource, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let (Self::Tournament(new), Self::Tournament(old)) = (self, old) else {
+            return Ok(());
+        };
+        if new.score_effect() != old.score_effect() {
             return Err(Refusal::Conflict {
                 code: "immutable_field",
                 message: "score_operator and sort cannot change once a tournament exists".into(),
             });
+        }
+        let opened = old.registration_opens_at.is_none_or(|o| o <= now);
+        if old.mode == RegistrationMode::Lottery && opened {
+            let closes_ok = new.registration_closes_at == old.registration_closes_at
+                || old.registration_closes_at.is_none();
+            let same = new.mode == old.mode
+                && new.capacity == old.capacity
+                && new.groups == old.groups
+                && new.registration_opens_at == old.registration_opens_at
+                && closes_ok;
+            if !same {
+                return Err(Refusal::Conflict {
+                    code: "rules_frozen",
+                    message: "a lottery's mode, capacity, groups and window cannot change once \
+                              its registration has opened: the draw is committed to them"
+                        .into(),
+                });
+            }
         }
         Ok(())
     }
@@ -996,7 +1018,45 @@ mod tests {
             sort: SortOrder::Desc,
             ..t.clone()
         });
-        assert!(Resource::Tournament(t).check_change_from(&old).is_err());
+        assert!(
+            Resource::Tournament(t)
+                .check_change_from(&old, chrono::Utc::now())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_lotterys_rules_freeze_when_its_registration_opens() {
+        let now = chrono::Utc::now();
+        let t = |v: serde_json::Value| Resource::Tournament(serde_json::from_value(v).unwrap());
+        let soon = (now + chrono::Duration::hours(1)).to_rfc3339();
+        let waiting = t(
+            serde_json::json!({"id": "t", "mode": "lottery", "capacity": 10,
+                                           "registration_opens_at": soon}),
+        );
+        let open = t(serde_json::json!({"id": "t", "mode": "lottery", "capacity": 10}));
+        let more = |r: &Resource| {
+            let Resource::Tournament(mut t) = r.clone() else {
+                unreachable!()
+            };
+            t.capacity = Some(11);
+            Resource::Tournament(t)
+        };
+        assert!(more(&waiting).check_change_from(&waiting, now).is_ok());
+        let refused = more(&open).check_change_from(&open, now).unwrap_err();
+        assert!(matches!(
+            refused,
+            Refusal::Conflict {
+                code: "rules_frozen",
+                ..
+            }
+        ));
+        // Closing an open-ended window is what the committed rules say the operator does.
+        let closed = open.clone().with_window_state(false, now);
+        assert!(closed.check_change_from(&open, now).is_ok());
+        // Reopening it is not.
+        let reopened = closed.clone().with_window_state(true, now);
+        assert!(reopened.check_change_from(&closed, now).is_err());
     }
 
     #[test]

@@ -43,6 +43,8 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
         )
         .await;
     let http = reqwest::Client::new();
+    // The public record names pseudonyms; each registrant's receipt says which is theirs.
+    let mut user_of = std::collections::HashMap::new();
     for u in 1..=5 {
         let (s, body) = post(
             &http,
@@ -51,6 +53,8 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
         )
         .await;
         assert_eq!(s, 202, "{body}");
+        let receipt = tally_schema::lottery::unhex32(body["receipt"].as_str().unwrap()).unwrap();
+        user_of.insert(tally_schema::lottery::pseudonym(&receipt), format!("u{u}"));
     }
     wait_status(&http, &ingest, "u5", "received").await;
     admin
@@ -95,7 +99,7 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
+            .map(|v| user_of[v.as_str().unwrap()].clone())
             .collect()
     };
     let (winners, waitlist) = (names("winners"), names("waitlist"));

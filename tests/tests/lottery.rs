@@ -39,25 +39,54 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
         committed.get("seed").is_none(),
         "the seed stays secret until the draw"
     );
+    // The rules are committed with the seed and public from the start.
+    let rules = committed["rules"].as_str().unwrap().to_owned();
+    assert!(rules.contains("capacity\t700\n") && rules.contains("group\tmembers\t2.0\n"));
+    // Once registration is open they cannot change (the commitment covers them).
+    let (status, body) = admin
+        .send(
+            reqwest::Method::PUT,
+            "/admin/v1/tournaments/lucky",
+            Some(&json!({"id": "lucky", "capacity": 900, "mode": "lottery",
+                         "groups": [{"id": "members", "weight": 2}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("rules_frozen"))
+    );
 
     let url = ingest.url("/v1/tournaments/lucky/registrations");
-    let acked: Vec<Value> = futures::stream::iter(0..10_000)
+    let acked: Vec<(String, Value)> = futures::stream::iter(0..10_000)
         .map(|u| {
             let (http, url) = (http.clone(), url.clone());
             async move {
-                let mut body = json!({"user": format!("u{u:05}")});
+                let user = format!("u{u:05}");
+                let mut body = json!({"user": user});
                 if u % 5 == 0 {
                     body["group"] = "members".into();
                 }
                 let (status, answer) = post(&http, &url, &body).await;
                 assert_eq!(status, 202, "{answer}");
-                answer
+                (user, answer)
             }
         })
         .buffer_unordered(256)
         .collect()
         .await;
     assert_eq!(acked.len(), 10_000);
+    // Each registrant keeps a receipt; its hash is their name in the public record.
+    let receipt_of: std::collections::HashMap<String, String> = acked
+        .iter()
+        .map(|(user, answer)| (user.clone(), answer["receipt"].as_str().unwrap().to_owned()))
+        .collect();
+    let user_of: std::collections::HashMap<String, String> = receipt_of
+        .iter()
+        .map(|(user, receipt)| {
+            let receipt = tally_schema::lottery::unhex32(receipt).unwrap();
+            (tally_schema::lottery::pseudonym(&receipt), user.clone())
+        })
+        .collect();
     let (_, before) = get(
         &http,
         &ingest.url("/v1/tournaments/lucky/registrations/u00001"),
@@ -119,6 +148,14 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
     let everyone: HashSet<&str> = winners.iter().chain(&waitlist).copied().collect();
     assert_eq!(everyone.len(), 10_000, "each registrant exactly once");
     assert_eq!(record["commitment"], committed["commitment"]);
+    // The public record names no one: pseudonyms only, each a receipt's.
+    assert!(
+        !record.to_string().contains("u00001"),
+        "a user id is public"
+    );
+    assert!(everyone.iter().all(|p| user_of.contains_key(*p)));
+    let winners: Vec<&str> = winners.iter().map(|p| user_of[*p].as_str()).collect();
+    let waitlist: Vec<&str> = waitlist.iter().map(|p| user_of[*p].as_str()).collect();
 
     // Verified from the published record alone, by the library and by `tally verify-draw`.
     let audit: tally_schema::lottery::AuditRecord = serde_json::from_value(record.clone()).unwrap();
@@ -129,6 +166,58 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
     tally_cli::run(cli)
         .await
         .expect("tally verify-draw says verified");
+    // A registrant checks their own result with their receipt.
+    let cli = tally_cli::Cli::parse_from([
+        "tally",
+        "--api",
+        &ingest.base_url(),
+        "verify-draw",
+        "lucky",
+        "--receipt",
+        &receipt_of[winners[0]],
+    ]);
+    tally_cli::run(cli)
+        .await
+        .expect("a winner's receipt is found");
+    let cli = tally_cli::Cli::parse_from([
+        "tally",
+        "--api",
+        &ingest.base_url(),
+        "verify-draw",
+        "lucky",
+        "--receipt",
+        &"ab".repeat(32),
+    ]);
+    assert!(
+        tally_cli::run(cli).await.is_err(),
+        "a made-up receipt is found nowhere"
+    );
+    // The read-only role sees the public record, not the seed's bytes, the pseudonym key or
+    // the user ids behind the pseudonyms.
+    let mut reader = env.pool.acquire().await.unwrap();
+    sqlx::query("SET ROLE tally_reader")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
+    for secret in ["seed", "pseudonym_key", "winners", "registrants"] {
+        let denied = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {secret} FROM lottery_draws"
+        )))
+        .execute(&mut *reader)
+        .await;
+        assert!(denied.is_err(), "tally_reader reads {secret}");
+    }
+    let public: (String,) =
+        sqlx::query_as("SELECT public_winners::text FROM lottery_draws WHERE tournament = 'lucky'")
+            .fetch_one(&mut *reader)
+            .await
+            .unwrap();
+    assert!(public.0.len() > 700);
+    sqlx::query("RESET ROLE")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
+    drop(reader);
 
     // Members (weight 2) win more often than their share of registrants (20 %).
     let members_won = winners

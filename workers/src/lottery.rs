@@ -42,13 +42,16 @@ pub enum DrawError {
     Corrupt(String),
 }
 
-/// seed, drawn_at, winners, waitlist, statuses published, of a `lottery_draws` row.
+/// seed, drawn_at, winners, waitlist, statuses published, pseudonym key and committed rules
+/// (v2), of a `lottery_draws` row.
 type DrawRow = (
     Vec<u8>,
     Option<DateTime<Utc>>,
     Option<String>,
     Option<String>,
     bool,
+    Option<Vec<u8>>,
+    Option<String>,
 );
 
 /// What a finished draw says.
@@ -151,13 +154,15 @@ impl Drawer {
         let mut tx = self.pool.begin().await?;
         let row: Option<DrawRow> = sqlx::query_as(
             "SELECT seed, drawn_at, winners::text, waitlist::text,
-                    statuses_published_at IS NOT NULL
+                    statuses_published_at IS NOT NULL, pseudonym_key, rules
              FROM lottery_draws WHERE tournament = $1 FOR UPDATE",
         )
         .bind(tournament)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((seed, drawn_at, winners, waitlist, statuses_published)) = row else {
+        let Some((seed, drawn_at, winners, waitlist, statuses_published, pseudonym_key, rules)) =
+            row
+        else {
             return Err(DrawError::NoCommitment(tournament.to_owned()));
         };
         if let Some(drawn_at) = drawn_at {
@@ -203,34 +208,65 @@ impl Drawer {
             .into_iter()
             .map(|(user, group)| Registrant { user, group })
             .collect();
-        let weights: HashMap<String, f64> = definition
-            .groups
-            .iter()
-            .map(|g| (g.id.to_string(), g.weight))
-            .collect();
-        let capacity = definition.capacity.unwrap_or(u32::MAX) as usize;
         let seed: [u8; 32] = seed
             .try_into()
             .map_err(|_| DrawError::Corrupt(format!("{tournament}: seed is not 32 bytes")))?;
-        let (frozen, _) = lottery::freeze(registrants.clone());
-        let outcome = lottery::draw(&seed, registrants, &weights, capacity);
+        let result = match (pseudonym_key, rules) {
+            (Some(key), Some(rules)) => {
+                let key: [u8; 32] = key.try_into().map_err(|_| {
+                    DrawError::Corrupt(format!("{tournament}: pseudonym key is not 32 bytes"))
+                })?;
+                draw_v2(&seed, &key, &rules, registrants)
+                    .map_err(|e| DrawError::Corrupt(format!("{tournament}: {e}")))?
+            }
+            // Lotteries committed before pseudonyms: the v1 draw over user ids, by the
+            // definition's capacity and weights.
+            _ => {
+                let weights: HashMap<String, f64> = definition
+                    .groups
+                    .iter()
+                    .map(|g| (g.id.to_string(), g.weight))
+                    .collect();
+                let capacity = definition.capacity;
+                let (frozen, _) = lottery::freeze(registrants.clone());
+                let outcome = lottery::draw(
+                    &seed,
+                    registrants,
+                    &weights,
+                    capacity.unwrap_or(u32::MAX) as usize,
+                );
+                DrawResult {
+                    capacity,
+                    weights,
+                    registrants: frozen,
+                    outcome,
+                    public: None,
+                }
+            }
+        };
         let now = Utc::now();
+        let public = result.public.as_ref();
         sqlx::query(
             "UPDATE lottery_draws SET drawn_at = $2, digest = $3, capacity = $4,
                     weights = $5::jsonb, registrants = $6::jsonb, winners = $7::jsonb,
-                    waitlist = $8::jsonb
+                    waitlist = $8::jsonb, public_registrants = $9::jsonb,
+                    public_winners = $10::jsonb, public_waitlist = $11::jsonb
              WHERE tournament = $1",
         )
         .bind(tournament)
         .bind(now)
-        .bind(outcome.digest.as_slice())
-        .bind(definition.capacity.map(|c| c as i32))
-        .bind(to_json(&weights))
-        .bind(to_json(&frozen))
-        .bind(to_json(&outcome.winners))
-        .bind(to_json(&outcome.waitlist))
+        .bind(result.outcome.digest.as_slice())
+        .bind(result.capacity.map(|c| c as i32))
+        .bind(to_json(&result.weights))
+        .bind(to_json(&result.registrants))
+        .bind(to_json(&result.outcome.winners))
+        .bind(to_json(&result.outcome.waitlist))
+        .bind(public.map(|p| to_json(&p.registrants)))
+        .bind(public.map(|p| to_json(&p.winners)))
+        .bind(public.map(|p| to_json(&p.waitlist)))
         .execute(&mut *tx)
         .await?;
+        let outcome = result.outcome;
         tx.commit().await?;
         let drawn = Drawn {
             winners: outcome.winners,
@@ -399,6 +435,79 @@ impl Drawer {
             }),
         }
     }
+}
+
+/// A draw's result: the private lists (user ids, which the status events and the waitlist
+/// need) and, for v2, the public ones (pseudonyms).
+struct DrawResult {
+    capacity: Option<u32>,
+    weights: HashMap<String, f64>,
+    registrants: Vec<Registrant>,
+    outcome: lottery::Outcome,
+    public: Option<PublicLists>,
+}
+
+struct PublicLists {
+    registrants: Vec<serde_json::Value>,
+    winners: Vec<String>,
+    waitlist: Vec<String>,
+}
+
+/// `tally-draw-v2`: the draw runs over each registrant's pseudonym, under the committed rules
+/// (not the definition's: they are the same, since the rules froze when registration opened).
+fn draw_v2(
+    seed: &[u8; 32],
+    pseudonym_key: &[u8; 32],
+    rules: &str,
+    registrants: Vec<Registrant>,
+) -> Result<DrawResult, String> {
+    let (capacity, weights) = lottery::parse_rules(rules)?;
+    let mut users_by_pseudonym = HashMap::with_capacity(registrants.len());
+    let pseudonymous: Vec<Registrant> = registrants
+        .iter()
+        .map(|r| {
+            let p = lottery::pseudonym(&lottery::receipt(pseudonym_key, &r.user));
+            users_by_pseudonym.insert(p.clone(), r.user.clone());
+            Registrant {
+                user: p,
+                group: r.group.clone(),
+            }
+        })
+        .collect();
+    let (frozen, _) = lottery::freeze(pseudonymous.clone());
+    let drawn = lottery::draw(
+        seed,
+        pseudonymous,
+        &weights,
+        capacity.unwrap_or(u32::MAX) as usize,
+    );
+    let user = |p: &String| users_by_pseudonym[p].clone();
+    let outcome = lottery::Outcome {
+        digest: drawn.digest,
+        winners: drawn.winners.iter().map(user).collect(),
+        waitlist: drawn.waitlist.iter().map(user).collect(),
+    };
+    let public = PublicLists {
+        registrants: frozen
+            .iter()
+            .map(|r| {
+                serde_json::to_value(lottery::PublicRegistrant {
+                    pseudonym: &r.user,
+                    group: r.group.as_deref(),
+                })
+                .expect("a plain struct serializes")
+            })
+            .collect(),
+        winners: drawn.winners,
+        waitlist: drawn.waitlist,
+    };
+    Ok(DrawResult {
+        capacity,
+        weights,
+        registrants: lottery::freeze(registrants).0,
+        outcome,
+        public: Some(public),
+    })
 }
 
 /// How long after a deadline a place is released: longer than ingest's publish timeout.

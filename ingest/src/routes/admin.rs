@@ -300,8 +300,9 @@ async fn replace(
             FieldError::invalid("invalid_value", "id", "must equal the id in the path").into(),
         );
     }
+    let now = chrono::Utc::now();
     let changed = resource_store::update(&state.pool, kind, &id, |old| {
-        next.check_change_from(&old).map(|()| next)
+        next.check_change_from(&old, now).map(|()| next)
     })
     .await
     .map_err(|e| state.store_unavailable(e))?
@@ -325,11 +326,15 @@ async fn set_open(
     valid_id(kind, &id)?;
     let now = chrono::Utc::now();
     let changed = resource_store::update(&state.pool, kind, &id, |old| {
-        Ok::<_, ApiError>(old.with_window_state(open, now))
+        let next = old.clone().with_window_state(open, now);
+        next.check_change_from(&old, now).map(|()| next)
     })
     .await
     .map_err(|e| state.store_unavailable(e))?
     .ok_or_else(|| not_found(kind, &id))??;
+    resource_store::ensure_lottery_commitment(&state.pool, &changed.definition)
+        .await
+        .map_err(|e| state.store_unavailable(e))?;
     state.resource_changed(&changed.definition).await;
     Ok(body(kind, &changed))
 }

@@ -288,10 +288,17 @@ async fn registration_status(
             .map_err(|e| state.views_unavailable(e))?,
         RegistrationMode::FirstCome => None,
     };
-    let status = match drawn {
+    let mut status = match drawn {
         Some(result) => result,
         None => json!(crate::registration::status(definition, position)),
     };
+    // Only a reader proven to be the registrant (or a key) gets the receipt again: in an
+    // anonymous tournament anyone could read it and unmask the public record.
+    if definition.identity == tally_schema::resources::Identity::Token
+        && let Some(receipt) = snapshot.receipt(tournament.as_str(), user.as_str())
+    {
+        status["receipt"] = receipt.into();
+    }
     Ok(Json(
         json!({ "tournament": tournament, "user": user, "registration": status }),
     ))

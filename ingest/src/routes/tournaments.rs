@@ -114,12 +114,21 @@ async fn register(
     client: ClientIp,
     principal: Principal,
     JsonBody(body): JsonBody<RegistrationBody>,
-) -> Result<Accepted, ApiError> {
+) -> Result<(axum::http::StatusCode, axum::Json<serde_json::Value>), ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let key = key.merge(body.id.clone())?;
-    Ok(Accepted(
-        state
-            .accept(body.into_event(tournament), key, client, &principal)
-            .await?,
-    ))
+    let user = body.user.clone();
+    let stored = state
+        .accept(body.into_event(tournament.clone()), key, client, &principal)
+        .await?;
+    let mut answer = crate::server::accepted_body(&stored);
+    // In a lottery: what the registrant keeps to find their own line of the public draw.
+    if let Some(receipt) = state
+        .catalog
+        .snapshot()
+        .receipt(tournament.as_str(), user.as_str())
+    {
+        answer["receipt"] = receipt.into();
+    }
+    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(answer)))
 }
