@@ -51,6 +51,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ResourceAction,
     },
+    /// A tournament's priority-group membership list (registrants' groups come from it).
+    Members {
+        #[command(subcommand)]
+        action: MembersAction,
+    },
     /// Recomputes a lottery draw from its published audit record alone and says whether the
     /// winners and the waitlist match (exit status 1 if not).
     VerifyDraw {
@@ -64,6 +69,13 @@ pub enum Command {
         #[arg(long)]
         receipt: Option<String>,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MembersAction {
+    /// Adds (or moves) the members of a CSV file, `user,group` a line (a header line
+    /// `user,group` is skipped; `-` reads stdin), sent 5,000 at a time.
+    Import { tournament: String, file: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -120,6 +132,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             return verify_draw(&cli.api, tournament, file, receipt).await;
         }
+        Command::Members {
+            action: MembersAction::Import { tournament, file },
+        } => return import_members(&cli.api, cli.key, &tournament, &file).await,
         Command::Polls { action } => (ResourceKind::Poll, action),
         Command::Arenas { action } => (ResourceKind::Arena, action),
         Command::Tournaments { action } => (ResourceKind::Tournament, action),
@@ -208,6 +223,68 @@ async fn verify_draw(
         println!("MISMATCH: {p}");
     }
     bail!("the draw of {} does not verify", record.tournament)
+}
+
+/// The members of a `user,group` CSV. Ids cannot hold commas or quotes, so a line is split at
+/// its comma; a bad line is reported with its number before anything is sent.
+fn parse_members(text: &str) -> anyhow::Result<Vec<tally_schema::api::GroupMember>> {
+    let mut members = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.eq_ignore_ascii_case("user,group")) {
+            continue;
+        }
+        let Some((user, group)) = line.split_once(',') else {
+            bail!("line {}: want user,group", i + 1);
+        };
+        let member = tally_schema::api::GroupMember {
+            user: user
+                .trim()
+                .try_into()
+                .with_context(|| format!("line {}: user", i + 1))?,
+            group: group
+                .trim()
+                .try_into()
+                .with_context(|| format!("line {}: group", i + 1))?,
+        };
+        members.push(member);
+    }
+    Ok(members)
+}
+
+async fn import_members(
+    api: &str,
+    key: Option<String>,
+    tournament: &str,
+    file: &str,
+) -> anyhow::Result<()> {
+    let Some(key) = key else {
+        bail!("set --key or TALLY_API_KEY (tally keys create makes one)");
+    };
+    let members = parse_members(&read(file)?)?;
+    let url = format!(
+        "{}/admin/v1/tournaments/{tournament}/members",
+        api.trim_end_matches('/')
+    );
+    let client = reqwest::Client::new();
+    let mut last = serde_json::Value::Null;
+    for chunk in members.chunks(tally_schema::api::MAX_MEMBERS_PER_CALL) {
+        let response = client
+            .post(&url)
+            .bearer_auth(&key)
+            .json(&serde_json::json!({ "members": chunk }))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {api}"))?;
+        let status = response.status();
+        last = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            println!("{}", serde_json::to_string_pretty(&last)?);
+            bail!("the API answered {status}");
+        }
+    }
+    println!("imported {} members: {}", members.len(), last["groups"]);
+    Ok(())
 }
 
 fn read(file: &str) -> anyhow::Result<String> {

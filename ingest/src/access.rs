@@ -3,6 +3,7 @@
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+use std::collections::HashMap;
 use tally_schema::ids::{GroupId, TeamId, UserId};
 use tally_schema::resources::{Identity, ScoresFrom};
 
@@ -54,29 +55,38 @@ pub fn read_as(principal: &Principal, identity: Identity, user: &UserId) -> Resu
     }
 }
 
-/// The priority group a registration may carry. In a tournament that requires identity the
-/// group is the token's group claim (a body group must agree with it) or whatever a site key
-/// vouches for; anonymous tournaments take the body's group as declared.
+/// The priority group a registration may carry. A site or admin key vouches for the group it
+/// names (or the list's). Otherwise the group is granted by the user's token (its group
+/// claim) or by the operator's membership list, and a body group must agree with it
+/// (`403 group_not_granted`). Only an anonymous tournament without a list takes the body's
+/// group as declared.
 pub fn group(
     principal: &Principal,
     identity: Identity,
+    listed: Option<&HashMap<String, GroupId>>,
+    user: &UserId,
     asked: Option<GroupId>,
 ) -> Result<Option<GroupId>, ApiError> {
-    if identity == Identity::Anonymous {
+    let on_list = listed.and_then(|l| l.get(user.as_str())).cloned();
+    if let Principal::Key { role, .. } = principal
+        && role.allows(Role::Site)
+    {
+        return Ok(asked.or(on_list));
+    }
+    if identity == Identity::Anonymous && listed.is_none() {
         return Ok(asked);
     }
-    match principal {
-        Principal::Key { role, .. } if role.allows(Role::Site) => Ok(asked),
-        Principal::User(user) => match (asked, &user.group) {
-            (None, granted) => Ok(granted.clone()),
-            (Some(a), Some(g)) if &a == g => Ok(Some(a)),
-            (Some(a), _) => Err(forbidden(
-                "group_not_granted",
-                format!("the token does not grant the group '{a}'"),
-            )),
-        },
-        // act_as refuses these first; kept total for safety.
-        _ => Err(token_required("user")),
+    let granted = match principal {
+        Principal::User(u) => u.group.clone().or(on_list),
+        _ => on_list,
+    };
+    match (asked, granted) {
+        (None, granted) => Ok(granted),
+        (Some(a), Some(g)) if a == g => Ok(Some(a)),
+        (Some(a), _) => Err(forbidden(
+            "group_not_granted",
+            format!("'{user}' is not granted the group '{a}'"),
+        )),
     }
 }
 
@@ -132,13 +142,64 @@ mod tests {
         r.unwrap_err().body().code
     }
 
+    fn u(id: &str) -> UserId {
+        UserId::try_from(id).unwrap()
+    }
+
     #[test]
     fn anonymous_resources_take_the_body_at_its_word() {
         let a = Identity::Anonymous;
         assert!(act_as(&Principal::Anonymous, a, "voter", "v1").is_ok());
         assert!(act_as(&user("u2", None, None), a, "user", "u1").is_ok());
         let g = Some(GroupId::try_from("vip").unwrap());
-        assert_eq!(group(&Principal::Anonymous, a, g.clone()).unwrap(), g);
+        assert_eq!(
+            group(&Principal::Anonymous, a, None, &u("u1"), g.clone()).unwrap(),
+            g
+        );
+    }
+
+    #[test]
+    fn a_membership_list_grants_groups_even_without_identity() {
+        let vip = || Some(GroupId::try_from("vip").unwrap());
+        let list = HashMap::from([("u1".to_owned(), GroupId::try_from("vip").unwrap())]);
+        for identity in [Identity::Anonymous, Identity::Token] {
+            let anyone = match identity {
+                Identity::Anonymous => Principal::Anonymous,
+                Identity::Token => user("u2", None, None),
+            };
+            let listed = Some(&list);
+            assert_eq!(
+                code(group(&anyone, identity, listed, &u("u2"), vip())),
+                "group_not_granted"
+            );
+            assert_eq!(
+                group(&anyone, identity, listed, &u("u2"), None).unwrap(),
+                None
+            );
+        }
+        let listed = Some(&list);
+        assert_eq!(
+            group(
+                &Principal::Anonymous,
+                Identity::Anonymous,
+                listed,
+                &u("u1"),
+                None
+            )
+            .unwrap(),
+            vip()
+        );
+        assert_eq!(
+            group(
+                &user("u1", None, None),
+                Identity::Token,
+                listed,
+                &u("u1"),
+                vip()
+            )
+            .unwrap(),
+            vip()
+        );
     }
 
     #[test]
@@ -175,24 +236,16 @@ mod tests {
     fn a_body_group_cannot_buy_a_weight_the_token_does_not_grant() {
         let t = Identity::Token;
         let vip = || Some(GroupId::try_from("vip").unwrap());
+        let g = |p: &Principal, asked| group(p, t, None, &u("u1"), asked);
+        assert_eq!(code(g(&user("u1", None, None), vip())), "group_not_granted");
         assert_eq!(
-            code(group(&user("u1", None, None), t, vip())),
+            code(g(&user("u1", Some("members"), None), vip())),
             "group_not_granted"
         );
-        assert_eq!(
-            code(group(&user("u1", Some("members"), None), t, vip())),
-            "group_not_granted"
-        );
-        assert_eq!(
-            group(&user("u1", Some("vip"), None), t, None).unwrap(),
-            vip()
-        );
-        assert_eq!(
-            group(&user("u1", Some("vip"), None), t, vip()).unwrap(),
-            vip()
-        );
-        assert_eq!(group(&user("u1", None, None), t, None).unwrap(), None);
-        assert_eq!(group(&key(Role::Site), t, vip()).unwrap(), vip());
+        assert_eq!(g(&user("u1", Some("vip"), None), None).unwrap(), vip());
+        assert_eq!(g(&user("u1", Some("vip"), None), vip()).unwrap(), vip());
+        assert_eq!(g(&user("u1", None, None), None).unwrap(), None);
+        assert_eq!(g(&key(Role::Site), vip()).unwrap(), vip());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tally_schema::Event;
+use tally_schema::ids::GroupId;
 use tally_schema::resources::{
     Arena, Poll, RateLimit, Refusal, Resource, ResourceKind, Tournament,
 };
@@ -24,6 +25,8 @@ pub struct Snapshot {
     tournaments: HashMap<String, Tournament>,
     /// Each lottery's pseudonym key (tally-draw-v2), for registrants' receipts.
     pseudonym_keys: HashMap<String, [u8; 32]>,
+    /// Each tournament's priority-group list (user → group), where the operator keeps one.
+    members: HashMap<String, HashMap<String, GroupId>>,
 }
 
 impl Snapshot {
@@ -132,6 +135,7 @@ impl Catalog {
         let _changing = self.changing.lock().await;
         let mut snapshot = Snapshot::from_resources(resource_store::list_all(&self.pool).await?);
         snapshot.pseudonym_keys = resource_store::pseudonym_keys(&self.pool).await?;
+        snapshot.members = resource_store::all_members(&self.pool).await?;
         let n = snapshot.len();
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         metrics::gauge!("tally_ingest_catalog_resources").set(n as f64);
@@ -147,6 +151,7 @@ impl Catalog {
             arenas: guard.arenas.clone(),
             tournaments: guard.tournaments.clone(),
             pseudonym_keys: guard.pseudonym_keys.clone(),
+            members: guard.members.clone(),
         };
         next.insert(resource);
         *guard = Arc::new(next);
@@ -187,7 +192,8 @@ impl Catalog {
             Event::Registration(mut r) => {
                 let t = snapshot.tournament(r.tournament.as_str())?;
                 access::act_as(principal, t.identity, "user", r.user.as_str())?;
-                r.group = access::group(principal, t.identity, r.group.take())?;
+                let listed = snapshot.members.get(r.tournament.as_str());
+                r.group = access::group(principal, t.identity, listed, &r.user, r.group.take())?;
                 t.check_registration(&r.user, r.group.as_ref(), now)?;
                 (Event::Registration(r), t.rate_limits.clone())
             }

@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use sqlx::PgPool;
+use tally_schema::ids::GroupId;
 use tally_schema::resources::{Resource, ResourceKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +281,74 @@ pub async fn pseudonym_keys(
         .into_iter()
         .filter_map(|(t, k)| Some((t, k.try_into().ok()?)))
         .collect())
+}
+
+/// Adds members to a tournament's priority-group list, or moves them to another group.
+pub async fn upsert_members(
+    pool: &PgPool,
+    tournament: &str,
+    members: &[tally_schema::api::GroupMember],
+) -> Result<u64, StoreError> {
+    let users: Vec<&str> = members.iter().map(|m| m.user.as_str()).collect();
+    let groups: Vec<&str> = members.iter().map(|m| m.group.as_str()).collect();
+    let done = sqlx::query(
+        "INSERT INTO group_members (tournament, user_id, grp)
+         SELECT $1, u, g FROM UNNEST($2::text[], $3::text[]) AS m(u, g)
+         ON CONFLICT (tournament, user_id) DO UPDATE SET grp = EXCLUDED.grp, added_at = now()",
+    )
+    .bind(tournament)
+    .bind(&users)
+    .bind(&groups)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Takes a user off a tournament's list; false if they were not on it.
+pub async fn delete_member(
+    pool: &PgPool,
+    tournament: &str,
+    user: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM group_members WHERE tournament = $1 AND user_id = $2")
+        .bind(tournament)
+        .bind(user)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// How many members each group of a tournament's list has.
+pub async fn member_counts(
+    pool: &PgPool,
+    tournament: &str,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT grp, count(*) FROM group_members WHERE tournament = $1 GROUP BY grp ORDER BY grp",
+    )
+    .bind(tournament)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Every tournament's list: tournament → user → group (held in ingest's memory).
+pub async fn all_members(
+    pool: &PgPool,
+) -> Result<std::collections::HashMap<String, std::collections::HashMap<String, GroupId>>, StoreError>
+{
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT tournament, user_id, grp FROM group_members")
+            .fetch_all(pool)
+            .await?;
+    let mut lists: std::collections::HashMap<_, std::collections::HashMap<_, _>> =
+        std::collections::HashMap::new();
+    for (tournament, user, group) in rows {
+        // Stored through the admin API, so valid; a bad row is skipped, not fatal.
+        if let Ok(group) = GroupId::try_from(group) {
+            lists.entry(tournament).or_default().insert(user, group);
+        }
+    }
+    Ok(lists)
 }
 
 /// The audit record of a tournament's draw: the commitment before it, everything after.

@@ -163,13 +163,13 @@ impl AppState {
     /// A definition changed on this instance: use it at once, and tell the others.
     pub async fn resource_changed(&self, resource: &Resource) {
         self.catalog.put(resource.clone()).await;
-        // A new lottery has a pseudonym key in Postgres: read it before answering, so the
-        // first registration here already gets its receipt.
-        if let Resource::Tournament(t) = resource
-            && t.mode == tally_schema::resources::RegistrationMode::Lottery
+        // A tournament carries more than its definition (a lottery's pseudonym key, a
+        // membership list, both in Postgres): read them before answering, so the next
+        // registration here already sees them.
+        if matches!(resource, Resource::Tournament(_))
             && let Err(e) = self.catalog.reload().await
         {
-            tracing::warn!(error = %e, "Could not reload the catalog after a lottery changed.");
+            tracing::warn!(error = %e, "Could not reload the catalog after a tournament changed.");
         }
         let subject = self.config.nats.spec().resource_changes_subject();
         let what = format!("{} {}", resource.kind().as_str(), resource.id());

@@ -636,3 +636,44 @@ mod tests {
         assert_eq!(ev.kind(), crate::Kind::PairVote);
     }
 }
+
+/// Most members one `POST /admin/v1/tournaments/{t}/members` may carry.
+pub const MAX_MEMBERS_PER_CALL: usize = 5_000;
+
+/// A user's place in a priority group, as the operator's list says.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    pub user: UserId,
+    pub group: GroupId,
+}
+
+/// `POST /admin/v1/tournaments/{t}/members`: members added to (or moved within) the list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersBody {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 5000))]
+    pub members: Vec<GroupMember>,
+}
+
+impl Validate for MembersBody {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.members.is_empty() {
+            return Err(FieldError::invalid(
+                "empty",
+                "members",
+                "must hold at least one member",
+            ));
+        }
+        if self.members.len() > MAX_MEMBERS_PER_CALL {
+            return Err(FieldError::invalid(
+                "too_many",
+                "members",
+                format!("must hold at most {MAX_MEMBERS_PER_CALL} members"),
+            ));
+        }
+        Ok(())
+    }
+}

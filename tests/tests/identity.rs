@@ -717,3 +717,106 @@ async fn the_readme_token_example_mints_tokens_tally_accepts() {
     assert_eq!(stored_groups(&env).await["ada"].as_deref(), Some("vip"));
     ingest.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_list_grants_groups_that_a_body_cannot_claim() {
+    let env = TestEnv::new().await;
+    store(
+        &env,
+        &[tournament(json!({"id": "club", "mode": "lottery",
+                            "groups": [{"id": "vip", "weight": 5}, {"id": "members", "weight": 2}]}))],
+    )
+    .await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let admin = env.api_key(Role::Admin).await;
+    // The operator imports the list with the CLI, from a CSV.
+    let csv = std::env::temp_dir().join(format!("tally-members-{}.csv", env.name));
+    let mut text = String::from("user,group\nann,vip\n");
+    text.extend((0..6_000).map(|i| format!("m{i},members\n")));
+    std::fs::write(&csv, text).unwrap();
+    use clap::Parser;
+    let cli = tally_cli::Cli::parse_from([
+        "tally",
+        "--api",
+        &ingest.base_url(),
+        "--key",
+        &admin,
+        "members",
+        "import",
+        "club",
+        csv.to_str().unwrap(),
+    ]);
+    tally_cli::run(cli).await.expect("the list imports");
+    std::fs::remove_file(&csv).ok();
+    let http = reqwest::Client::new();
+    let get = reqwest::Method::GET;
+    let (status, counts) = call(
+        &http,
+        &ingest,
+        get.clone(),
+        "/admin/v1/tournaments/club/members",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(counts["groups"], json!({"members": 6000, "vip": 1}));
+    // A group the tournament does not have is refused, naming the member.
+    let (status, code) = call(
+        &http,
+        &ingest,
+        reqwest::Method::POST,
+        "/admin/v1/tournaments/club/members",
+        Some(&admin),
+        Some(json!({"members": [{"user": "x", "group": "gold"}]})),
+    )
+    .await;
+    assert_eq!((status, code), (422, "unknown_member".into()));
+
+    let register = |user: &str, group: Option<&str>| {
+        let mut body = json!({ "user": user });
+        if let Some(g) = group {
+            body["group"] = g.into();
+        }
+        call(
+            &http,
+            &ingest,
+            reqwest::Method::POST,
+            "/v1/tournaments/club/registrations",
+            None,
+            Some(body),
+        )
+    };
+    // Listed: the group comes from the list, with or without the body naming it.
+    assert_eq!(register("ann", None).await.0, 202);
+    assert_eq!(register("m1", Some("members")).await.0, 202);
+    // Not listed, or listed elsewhere: the body cannot buy the weight.
+    assert_eq!(
+        register("eve", Some("vip")).await,
+        (403, "group_not_granted".into())
+    );
+    assert_eq!(
+        register("m2", Some("vip")).await,
+        (403, "group_not_granted".into())
+    );
+    assert_eq!(register("eve", None).await.0, 202);
+    // Off the list: no group any more.
+    let (status, _) = call(
+        &http,
+        &ingest,
+        reqwest::Method::DELETE,
+        "/admin/v1/tournaments/club/members/m3",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(register("m3", None).await.0, 202);
+    let groups = stored_groups(&env).await;
+    assert_eq!(groups["ann"].as_deref(), Some("vip"));
+    assert_eq!(groups["m1"].as_deref(), Some("members"));
+    assert_eq!(groups["eve"], None);
+    assert_eq!(groups["m3"], None);
+    assert!(!groups.contains_key("m2"));
+    ingest.stop().await;
+}

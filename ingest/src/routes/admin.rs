@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(polls::router())
         .merge(arenas::router())
         .merge(tournaments::router())
+        .merge(members::router())
         .routes(routes!(jobs))
 }
 
@@ -337,4 +338,144 @@ async fn set_open(
         .map_err(|e| state.store_unavailable(e))?;
     state.resource_changed(&changed.definition).await;
     Ok(body(kind, &changed))
+}
+
+/// A tournament's priority-group membership list: who is in which group. A registration's
+/// group comes from it (or from the user's token, or a site key), never from its body.
+pub mod members {
+    use super::*;
+    use crate::extract::{JsonBody, scope};
+    use tally_schema::api::MembersBody;
+    use tally_schema::ids::{TournamentId, UserId};
+
+    pub fn router() -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(routes!(add, counts))
+            .routes(routes!(remove))
+    }
+
+    fn tournament(state: &AppState, raw: String) -> Result<TournamentId, ApiError> {
+        let id: TournamentId = scope("tournament", raw)?;
+        state.catalog.snapshot().tournament(id.as_str())?;
+        Ok(id)
+    }
+
+    /// Adds members (up to 5,000 a call), or moves them to another group.
+    #[utoipa::path(post, path = "/admin/v1/tournaments/{tournament}/members", tag = "admin",
+        security(("admin_key" = [])), params(("tournament" = TournamentId, Path)),
+        request_body = MembersBody, responses(
+            (status = 200, description = "Stored: {stored, groups: {group: members}}", body = serde_json::Value),
+            (status = 400, description = "Malformed JSON", body = crate::api_doc::ErrorResponse),
+            (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
+            (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
+            (status = 404, description = "No such tournament", body = crate::api_doc::ErrorResponse),
+            (status = 413, description = "Body too large", body = crate::api_doc::ErrorResponse),
+            (status = 415, description = "Not application/json", body = crate::api_doc::ErrorResponse),
+            (status = 422, description = "A member or group that is not valid, named", body = crate::api_doc::ErrorResponse),
+            (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        ))]
+    async fn add(
+        State(state): State<AppState>,
+        caller: Caller,
+        Path(raw): Path<String>,
+        JsonBody(body): JsonBody<MembersBody>,
+    ) -> Result<Json<serde_json::Value>, ApiError> {
+        caller.require(Role::Admin)?;
+        let id = tournament(&state, raw)?;
+        let snapshot = state.catalog.snapshot();
+        let definition = snapshot.tournament(id.as_str())?;
+        if let Some(i) = body
+            .members
+            .iter()
+            .position(|m| !definition.groups.iter().any(|g| g.id == m.group))
+        {
+            return Err(FieldError::invalid(
+                "unknown_member",
+                format!("members[{i}].group"),
+                format!(
+                    "'{}' is not a priority group of this tournament",
+                    body.members[i].group
+                ),
+            )
+            .into());
+        }
+        let stored = resource_store::upsert_members(&state.pool, id.as_str(), &body.members)
+            .await
+            .map_err(|e| state.store_unavailable(e))?;
+        // Every instance reads the list again before its next registration.
+        let definition = Resource::Tournament(definition.clone());
+        state.resource_changed(&definition).await;
+        let groups = group_counts(&state, &id).await?;
+        Ok(Json(
+            serde_json::json!({"stored": stored, "groups": groups}),
+        ))
+    }
+
+    async fn group_counts(
+        state: &AppState,
+        id: &TournamentId,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        Ok(resource_store::member_counts(&state.pool, id.as_str())
+            .await
+            .map_err(|e| state.store_unavailable(e))?
+            .into_iter()
+            .map(|(g, n)| (g, n.into()))
+            .collect())
+    }
+
+    /// How many members each group has.
+    #[utoipa::path(get, path = "/admin/v1/tournaments/{tournament}/members", tag = "admin",
+        security(("admin_key" = [])), params(("tournament" = TournamentId, Path)), responses(
+            (status = 200, description = "{groups: {group: members}}", body = serde_json::Value),
+            (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
+            (status = 403, description = "Wrong key", body = crate::api_doc::ErrorResponse),
+            (status = 404, description = "No such tournament", body = crate::api_doc::ErrorResponse),
+            (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        ))]
+    async fn counts(
+        State(state): State<AppState>,
+        caller: Caller,
+        Path(raw): Path<String>,
+    ) -> Result<Json<serde_json::Value>, ApiError> {
+        caller.require(Role::Viewer)?;
+        let id = tournament(&state, raw)?;
+        let groups = group_counts(&state, &id).await?;
+        Ok(Json(
+            serde_json::json!({"tournament": id, "groups": groups}),
+        ))
+    }
+
+    /// Takes a user off the list.
+    #[utoipa::path(delete, path = "/admin/v1/tournaments/{tournament}/members/{user}", tag = "admin",
+        security(("admin_key" = [])), params(("tournament" = TournamentId, Path), ("user" = UserId, Path)),
+        responses(
+            (status = 204, description = "Removed"),
+            (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
+            (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
+            (status = 404, description = "No such tournament, or not on its list", body = crate::api_doc::ErrorResponse),
+            (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        ))]
+    async fn remove(
+        State(state): State<AppState>,
+        caller: Caller,
+        Path((raw, user)): Path<(String, String)>,
+    ) -> Result<StatusCode, ApiError> {
+        caller.require(Role::Admin)?;
+        let id = tournament(&state, raw)?;
+        let user: UserId = scope("user", user)?;
+        let removed = resource_store::delete_member(&state.pool, id.as_str(), user.as_str())
+            .await
+            .map_err(|e| state.store_unavailable(e))?;
+        if !removed {
+            return Err(ApiError::NotFound {
+                field: "user".into(),
+                message: format!("'{user}' is not on the list of '{id}'"),
+            });
+        }
+        let definition = state.catalog.snapshot().tournament(id.as_str())?.clone();
+        state
+            .resource_changed(&Resource::Tournament(definition))
+            .await;
+        Ok(StatusCode::NO_CONTENT)
+    }
 }
