@@ -90,6 +90,14 @@ pub fn check(burst: &Burst, stored: &[Uuid]) -> Verdict {
     }
 }
 
+/// The event id ingest stores an anonymous vote in `poll` under, for its key `key`: the key
+/// namespaced by kind, scope and caller (README, "Ids the server makes").
+pub fn vote_event_id(poll: &str, key: Uuid) -> Uuid {
+    tally_schema::ids::IdempotencyKey::try_from(key.to_string())
+        .expect("a UUID is a valid key")
+        .event_id("poll_vote", poll, &tally_schema::ids::KeyOwner::Anonymous)
+}
+
 /// One vote for option `a` from voter `v-<id>`, keyed by `id`: the same id always sends the
 /// same request, as a retry must. The status, or 0 for no answer (timeout, reset).
 async fn send_vote(http: &reqwest::Client, url: &str, id: Uuid) -> u16 {
@@ -121,8 +129,11 @@ pub async fn keyed_votes(
         .map(|_| {
             let (client, url) = (client.clone(), url.clone());
             async move {
-                let id = Uuid::new_v4();
-                (id, send_vote(&client, &url, id).await)
+                let key = Uuid::new_v4();
+                (
+                    vote_event_id(poll, key),
+                    send_vote(&client, &url, key).await,
+                )
             }
         })
         .buffer_unordered(concurrency)
@@ -161,12 +172,12 @@ impl Sustained {
         let give_up_at = Arc::new(std::sync::Mutex::new(None));
         let clients = (0..clients)
             .map(|_| {
-                let (http, url) = (http.clone(), url.clone());
+                let (http, url, poll) = (http.clone(), url.clone(), poll.to_owned());
                 let (stop, give_up_at) = (stop.clone(), give_up_at.clone());
                 tokio::spawn(async move {
                     let mut burst = Burst::default();
                     while !stop.load(Ordering::Relaxed) {
-                        careful_vote(&http, &url, &mut burst, &give_up_at).await;
+                        careful_vote(&http, &url, &poll, &mut burst, &give_up_at).await;
                     }
                     burst
                 })
@@ -194,14 +205,16 @@ impl Sustained {
 async fn careful_vote(
     http: &reqwest::Client,
     url: &str,
+    poll: &str,
     burst: &mut Burst,
     give_up_at: &std::sync::Mutex<Option<Instant>>,
 ) {
-    let id = Uuid::new_v4();
+    let key = Uuid::new_v4();
+    let id = vote_event_id(poll, key);
     burst.attempted.insert(id);
     loop {
         let sent = Instant::now();
-        let status = send_vote(http, url, id).await;
+        let status = send_vote(http, url, key).await;
         *burst.statuses.entry(status).or_default() += 1;
         if status == 202 {
             burst.acknowledged.insert(id);
