@@ -49,8 +49,9 @@ pub struct NatsConfig {
     )]
     pub replicas: usize,
     /// Size cap of the media bucket in bytes (originals and variants); past it, uploads are
-    /// refused with 503 `media_store_full`.
-    #[arg(long = "media-max-bytes", env = "TALLY_MEDIA_MAX_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
+    /// refused with 503 `media_store_full`. JetStream reserves it up front, beside the
+    /// stream's own cap, within the server's `max_file_store` (20 GB in deploy/stack.sh).
+    #[arg(long = "media-max-bytes", env = "TALLY_MEDIA_MAX_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub media_max_bytes: i64,
     /// How long uploaded media is kept, in days (0: until deleted).
     #[arg(

@@ -40,7 +40,7 @@ impl Default for StreamSpec {
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 4 * 1024 * 1024 * 1024,
             replicas: 1,
-            media_max_bytes: 20 * 1024 * 1024 * 1024,
+            media_max_bytes: 2 * 1024 * 1024 * 1024,
             media_max_age: Duration::from_secs(365 * 24 * 3600),
         }
     }
