@@ -2,7 +2,7 @@
 # Rate limits on versus off, in one run on this machine: two more ingest instances beside the
 # demo's (same NATS, Postgres, Redis), one limiting in process (governor), one in Redis
 # (shared GCRA script), each rule generous enough that nothing is refused, so the figures are
-# the limiter's cost. The same burst (unique voters, tally-burst) goes to each in turn,
+# the limiter's cost. The same burst (unique voters, tally-loadtest burst) goes to each in turn,
 # twice, and every acknowledged vote is checked in Postgres.
 #   deploy/bench-limits.sh            (needs deploy/demo.sh's services; starts them if not)
 set -euo pipefail
@@ -34,8 +34,8 @@ echo "== limits: $LIMITS (3 rules per vote, none refuses)"
 for round in 1 2; do
   for target in "off 127.0.0.1:8080" "memory 127.0.0.1:8081" "redis 127.0.0.1:8082"; do
     set -- $target
-    line=$("$BIN/tally-burst" --ingest "http://$2" --concurrency "$CONCURRENCY" \
-      --database-url "$TALLY_DATABASE_URL" burst --count "$COUNT" 2>&1 | grep -E 'events/s|outcome' | tr '\n' ' ')
+    line=$("$BIN/tally-loadtest" --ingest "http://$2" --connections "$CONCURRENCY" \
+      burst --count "$COUNT" 2>&1 | grep '^| burst' | tr '\n' ' ')
     echo "round $round, limits $1: $line"
   done
 done

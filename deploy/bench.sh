@@ -3,7 +3,7 @@
 #   1. the HTTP ceiling: a do-nothing axum handler (tally-noop) under oha;
 #   2. ingest under the same oha load, a burst of BURST_COUNT single-event requests, then the
 #      outcome check: Postgres holds exactly as many rows for that poll as oha saw 202s;
-#   3. the batch endpoint (tally-burst batch), checked event by event in Postgres;
+#   3. the batch endpoint (tally-loadtest burst --batch), checked event by event in Postgres;
 #   4. the Postgres writer alone: a backlog of DRAIN_COUNT events drained, rows/s;
 #   5. the read API (standings top 10) at 10,000 reads/s for 10 s;
 #   6. ingest-to-Redis lag while 5,000 votes/s arrive for 10 s (aggregator's lag histogram).
@@ -68,11 +68,11 @@ echo "  outcome: $ACCEPTED answered 202, $stored rows in Postgres for the poll"
 [ "$stored" = "$ACCEPTED" ] || { echo "MISMATCH"; exit 1; }
 
 echo "== 3. batch endpoint, 1000 events per request, 8 concurrent"
-"$BIN/tally-burst" --concurrency 8 --database-url "$TALLY_DATABASE_URL" batch --count 200000 --size 1000
+"$BIN/tally-loadtest" --connections 8 burst --count 200000 --batch 1000
 
 echo "== 4. Postgres writer draining a backlog of $DRAIN_COUNT events"
 kill "$(cat "$STATE_DIR/pids/workers.pid")"; sleep 1
-batch_out=$(env -u TALLY_DATABASE_URL "$BIN/tally-burst" --concurrency 8 batch --count "$DRAIN_COUNT" --size 1000)
+batch_out=$("$BIN/tally-loadtest" --connections 8 burst --count "$DRAIN_COUNT" --batch 1000 --no-check)
 echo "$batch_out"
 DPOLL=$(grep -o 'load-[0-9a-f]*' <<<"$batch_out" | head -1)
 t0=$(date +%s.%N)

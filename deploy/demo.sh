@@ -85,7 +85,7 @@ curl -sS -X POST "http://$INGEST_ADDR/v1/polls/demo/votes" -H 'content-type: app
   -d '{"voter":"ada","options":["red"],"received_at":"yesterday"}'; echo
 
 log "a burst of 5,000 single-vote requests, then the outcome check in Postgres:"
-burst=$("$BIN/tally-burst" --ingest "http://$INGEST_ADDR" --database-url "$TALLY_DATABASE_URL" burst --count 5000)
+burst=$("$BIN/tally-loadtest" --ingest "http://$INGEST_ADDR" --connections 64 burst --count 5000)
 echo "$burst"
 poll=$(grep -o 'load-[0-9a-f]*' <<<"$burst" | head -1)
 # The aggregator may first be catching up on older events; wait (bounded) for this burst.

@@ -1,6 +1,10 @@
 //! The open-loop engine: request `i` is due at `start + i / rate`, whatever earlier answers
 //! did, and its latency runs from that due time (no coordinated omission). Requests that wait
 //! for one of the `connections` permits wait on the clock too, as a real client's would.
+//!
+//! [`closed_loop`] is the same engine with every request due at once: `connections` in
+//! flight, the next sent as one is answered, latency from sending. It measures how fast a
+//! burst drains, not latency under an arrival rate.
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,7 +20,7 @@ use uuid::Uuid;
 #[derive(Clone, Copy, Debug, Serialize, serde::Deserialize)]
 pub struct Plan {
     pub requests: usize,
-    /// Requests per second offered.
+    /// Requests per second offered; infinite in a [`closed_loop`] run (all due at once).
     pub rate: f64,
     /// Requests in flight at most (the client's connection budget).
     pub connections: usize,
@@ -287,6 +291,45 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Answer> + Send + 'static,
 {
+    drive(label, plan, due, Latency::FromDue, send).await
+}
+
+/// Closed loop: `requests` requests all due at once, at most `connections` in flight, each
+/// sent as soon as one is answered; latency runs from sending, as such a client sees it.
+pub async fn closed_loop<F, Fut>(label: &str, requests: usize, connections: usize, send: F) -> Run
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    let plan = Plan {
+        requests,
+        rate: f64::INFINITY,
+        connections,
+    };
+    let due = std::iter::repeat(Duration::ZERO);
+    drive(label, plan, due, Latency::FromSending, send).await
+}
+
+/// Where a request's latency starts.
+#[derive(Clone, Copy)]
+enum Latency {
+    /// Its due time: waiting for a connection counts (open loop).
+    FromDue,
+    /// When it leaves, a connection in hand (closed loop).
+    FromSending,
+}
+
+async fn drive<F, Fut>(
+    label: &str,
+    plan: Plan,
+    due: impl IntoIterator<Item = Duration>,
+    latency: Latency,
+    send: F,
+) -> Run
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
     let bar = ProgressBar::new(plan.requests as u64).with_style(
         ProgressStyle::with_template(
             "{prefix:>18} [{bar:40}] {pos}/{len} answered {msg} ({elapsed})",
@@ -317,14 +360,28 @@ where
     for (i, offset) in due.into_iter().enumerate().take(plan.requests) {
         let due = start + offset;
         tokio::time::sleep_until(due.into()).await;
+        // A closed loop makes the next request only when one is answered; an open loop makes
+        // it now, and it waits for a connection on the clock.
+        let held = match latency {
+            Latency::FromDue => None,
+            Latency::FromSending => permits.clone().acquire_owned().await.ok(),
+        };
         let request = send(i);
         let (permits, tx) = (permits.clone(), tx.clone());
         tokio::spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
+            let _permit = match held {
+                Some(permit) => permit,
+                None => match permits.acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let from = match latency {
+                Latency::FromDue => due,
+                Latency::FromSending => Instant::now(),
             };
             let answer = request.await;
-            let _ = tx.send((due, Instant::now(), answer));
+            let _ = tx.send((from, Instant::now(), answer));
         });
     }
     drop(tx);
@@ -385,6 +442,33 @@ mod tests {
             "queueing behind the slow connection counts: {max_ms} ms"
         );
         assert!(run.quantile_ms(0.0) >= 19.0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_loop_counts_latency_from_sending() {
+        // The same 10 slow answers over 1 connection: each waits for the previous one, but
+        // only its own 20 ms count; the run takes ~200 ms.
+        let run = closed_loop("test", 10, 1, |_| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Answer {
+                status: 202,
+                acknowledged: vec![Uuid::new_v4()],
+            }
+        })
+        .await;
+        assert_eq!(run.accepted(), 10);
+        assert_eq!(run.acknowledged.len(), 10);
+        let max_ms = run.latency.max() as f64 / 1000.0;
+        assert!(
+            (19.0..100.0).contains(&max_ms),
+            "queueing does not count: {max_ms} ms"
+        );
+        assert!(
+            run.elapsed >= Duration::from_millis(190),
+            "{:?}",
+            run.elapsed
+        );
+        assert!(run.plan.rate.is_infinite());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! a PNG plot of latency and throughput over time.
 
 use crate::open_loop::{Run, Slice};
+use crate::plot;
+use anyhow::bail;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,12 +89,16 @@ pub fn table(rows: &[Row], ratios_to: &[&str]) -> String {
             .iter()
             .map(|(s, n)| format!("{s}: {n}"))
             .collect();
+        // A closed loop offers no rate: everything at once, as fast as answers come.
+        let offered = if row.offered_per_second.is_finite() {
+            format!("{:.0}/s × {}", row.offered_per_second, row.requests)
+        } else {
+            format!("closed loop × {}", row.requests)
+        };
         out.push_str(&format!(
-            "| {} ({}) | {:.0}/s × {} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+            "| {} ({}) | {offered} | {} | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
             row.name,
             row.what,
-            row.offered_per_second,
-            row.requests,
             row.accepted,
             statuses.join(", "),
             row.events_per_second(),
@@ -113,5 +119,34 @@ pub fn table(rows: &[Row], ratios_to: &[&str]) -> String {
 
 pub fn write_json(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(rows)?)?;
+    Ok(())
+}
+
+/// The end of a run: the table printed, and written with the JSON and the plot to `out` as
+/// `{prefix}summary.md`, `{prefix}run.json` and `{prefix}plot.png`; an error naming the rows
+/// whose outcome check failed.
+pub fn finish(out: &Path, prefix: &str, rows: &[Row], ratios_to: &[&str]) -> anyhow::Result<()> {
+    let table = table(rows, ratios_to);
+    println!("\n{table}");
+    std::fs::create_dir_all(out)?;
+    let [summary, json, png] =
+        ["summary.md", "run.json", "plot.png"].map(|f| format!("{prefix}{f}"));
+    std::fs::write(out.join(&summary), &table)?;
+    write_json(&out.join(&json), rows)?;
+    match plot::draw(&out.join(&png), rows) {
+        Ok(()) => println!("wrote {}/{json}, {summary} and {png}", out.display()),
+        Err(e) => println!(
+            "wrote {}/{json} and {summary}; no plot: {e:#}",
+            out.display()
+        ),
+    }
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.outcome.starts_with("MISMATCH"))
+        .map(|r| r.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!("outcome check failed for {failed:?}");
+    }
     Ok(())
 }

@@ -6,10 +6,10 @@
 //! against one wall-clock start) and over several ingest instances, which hit the same limit:
 //! Tally's services are stateless and scale by running more of them.
 
+use super::{Clients, Harness, arena_outcome, checked, define_arena, vote_and_read, with_lag};
 use crate::open_loop::{Collector, Plan, Run, Share};
 use crate::outcome::Stores;
 use crate::report::Row;
-use crate::scenarios::{Clients, arena_outcome, checked, define_arena, vote_and_read, with_lag};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
@@ -31,6 +31,55 @@ pub struct Crowd {
     pub targets: Vec<String>,
     /// Loopback source addresses 127.0.0.1–N.
     pub addresses: u8,
+}
+
+/// The crowd's shape on the command line (`arena-crowd`, and the suite's when it runs it).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CrowdArgs {
+    /// Voters, each on a connection of their own.
+    #[arg(long, default_value_t = 20_000)]
+    pub voters: usize,
+    /// Votes (each followed by a personal-ranking read) per voter.
+    #[arg(long, default_value_t = 2)]
+    pub votes_each: usize,
+    /// Seconds between one voter's votes.
+    #[arg(long, default_value_t = 5.0)]
+    pub interval_seconds: f64,
+    /// Seconds over which the voters arrive.
+    #[arg(long, default_value_t = 5.0)]
+    pub ramp_seconds: f64,
+    /// Generator processes (at most 20,000 open files each).
+    #[arg(long, default_value_t = 4)]
+    pub processes: usize,
+}
+
+/// The `arena-crowd` subcommand: the crowd over `--ingest` and `--ingest-also`, its parts run
+/// by this program's own executable.
+pub async fn run(h: &Harness<'_>, args: &CrowdArgs) -> anyhow::Result<Vec<Row>> {
+    let s = h.settings;
+    let crowd = Crowd {
+        voters: s.scaled(args.voters),
+        votes_each: args.votes_each.max(1),
+        interval: Duration::from_secs_f64(args.interval_seconds),
+        ramp: Duration::from_secs_f64(args.ramp_seconds),
+        processes: args.processes,
+        targets: std::iter::once(s.ingest.clone())
+            .chain(s.ingest_also.iter().cloned())
+            .collect(),
+        addresses: s.addresses,
+    };
+    let exe = std::env::current_exe()?;
+    Ok(vec![
+        arena_crowd(&exe, &h.clients, &h.stores, &crowd).await?,
+    ])
+}
+
+/// The hidden `crowd-part` subcommand: a child of arena-crowd runs its share of the voters and
+/// writes the result as JSON on stdout.
+pub async fn part(p: &PartArgs) -> anyhow::Result<()> {
+    let result = run_part(p).await?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
 }
 
 /// From the first voter's first vote to the last voter's last.

@@ -3,10 +3,10 @@
 //! answers the excess with 429/503 quickly, keeps its memory flat, and accepts the sustainable
 //! rate again as soon as the load drops (the recovery time).
 
+use super::{Clients, Harness, answer_of_request, run_name};
 use crate::open_loop::{self, SLICE_MS, Slice};
 use crate::outcome::Stores;
 use crate::report::Row;
-use crate::scenarios::{Clients, answer_of_request, run_name};
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -14,6 +14,45 @@ use tally_schema::api::PollVoteBody;
 
 /// The timeline's slice width, in seconds.
 const SLICE_S: f64 = SLICE_MS as f64 / 1000.0;
+
+/// The overload run's shape on the command line.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OverloadArgs {
+    /// The rate ingest sustains on this machine (requests per second).
+    #[arg(long, default_value_t = 4000.0)]
+    pub sustainable_rate: f64,
+    /// How many times the sustainable rate the middle phase offers.
+    #[arg(long, default_value_t = 3.0)]
+    pub factor: f64,
+    /// Length of each of the three phases.
+    #[arg(long, default_value_t = 10.0)]
+    pub phase_seconds: f64,
+    /// Ingest's process id, to sample its resident memory.
+    #[arg(long)]
+    pub ingest_pid: Option<u32>,
+}
+
+/// The `overload` subcommand: the run's row; the phases printed and written to
+/// `overload.md` and `overload.json` in `--out`.
+pub async fn run(h: &Harness<'_>, args: &OverloadArgs) -> anyhow::Result<Vec<Row>> {
+    let s = h.settings;
+    let shape = Shape {
+        sustainable_per_s: args.sustainable_rate,
+        seconds: args.phase_seconds * s.scale,
+        factor: args.factor,
+    };
+    let (row, overload) =
+        overload(&h.clients, &h.stores, shape, s.connections, args.ingest_pid).await?;
+    let summary = overload.summary();
+    println!("\n{summary}");
+    std::fs::create_dir_all(&s.out)?;
+    std::fs::write(s.out.join("overload.md"), &summary)?;
+    std::fs::write(
+        s.out.join("overload.json"),
+        serde_json::to_string_pretty(&overload)?,
+    )?;
+    Ok(vec![row])
+}
 
 /// The three phases, each `seconds` long.
 #[derive(Clone, Copy, Debug, Serialize)]
