@@ -39,7 +39,7 @@ pub struct AggregatorConfig {
     #[command(flatten)]
     pub redis: RedisConfig,
     /// Durable consumer of the Redis sink.
-    #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = "redis-sink")]
+    #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = tally_schema::consumers::REDIS_SINK)]
     pub redis_consumer: String,
     /// Most events per Redis script call.
     #[arg(long, env = "TALLY_REDIS_BATCH_MAX", default_value_t = 2000)]
@@ -76,7 +76,7 @@ pub struct AggregatorConfig {
     #[arg(
         long,
         env = "TALLY_CLICKHOUSE_CONSUMER",
-        default_value = "clickhouse-sink"
+        default_value = tally_schema::consumers::CLICKHOUSE_SINK
     )]
     pub clickhouse_consumer: String,
     /// Most rows per INSERT (ClickHouse wants 10k–100k).
@@ -95,7 +95,7 @@ pub struct AggregatorConfig {
     #[arg(long, env = "TALLY_KAFKA_PARTITIONS", default_value_t = 6)]
     pub kafka_partitions: i32,
     /// Durable consumer of the Kafka mirror.
-    #[arg(long, env = "TALLY_KAFKA_CONSUMER", default_value = "kafka-mirror")]
+    #[arg(long, env = "TALLY_KAFKA_CONSUMER", default_value = tally_schema::consumers::KAFKA_MIRROR)]
     pub kafka_consumer: String,
     /// Postgres URL, read by `rebuild` only.
     #[arg(
@@ -105,7 +105,7 @@ pub struct AggregatorConfig {
     )]
     pub database_url: String,
     /// The Postgres writer's consumer, whose backlog `rebuild` checks.
-    #[arg(long, env = "TALLY_PG_CONSUMER", default_value = "postgres-writer")]
+    #[arg(long, env = "TALLY_PG_CONSUMER", default_value = tally_schema::consumers::POSTGRES_WRITER)]
     pub postgres_consumer: String,
     /// Address of `/healthz` and `/metrics`.
     #[arg(

@@ -63,26 +63,9 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
             s.user.to_string(),
-            status_values(s).to_string(),
+            serde_json::to_string(&s.state_change()).expect("a state change serializes"),
         ],
     }
-}
-
-/// The status view values a change writes: the user's, and the promoted user's.
-pub fn status_values(s: &tally_schema::event::RegistrationStatus) -> serde_json::Value {
-    use serde_json::json;
-    use tally_schema::event::StatusChange;
-    let user = match s.status {
-        StatusChange::Won => json!({"status": "won", "deadline": s.deadline}),
-        StatusChange::Waitlisted => json!({"status": "waitlisted", "position": s.position}),
-        StatusChange::Claimed => json!({"status": "claimed"}),
-        StatusChange::Released => json!({"status": "released"}),
-    };
-    let promoted = s
-        .promoted
-        .as_ref()
-        .map(|_| json!({"status": "won", "deadline": s.deadline, "promoted": true}));
-    json!({"user": user, "promoted": promoted})
 }
 
 /// Elo after "winner beat loser": both move by K × (1 − the winner's expected score).
@@ -109,6 +92,20 @@ mod tests {
         // Points are conserved.
         let (w, l) = elo_update(1234.5, 987.25, 24.0);
         assert!((w + l - (1234.5 + 987.25)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_script_compares_the_tags_the_schema_writes() {
+        use tally_schema::event::StatusChange;
+        let script = include_str!("../scripts/apply_batch.lua");
+        for change in [
+            StatusChange::Won,
+            StatusChange::Waitlisted,
+            StatusChange::Claimed,
+            StatusChange::Released,
+        ] {
+            assert!(script.contains(&format!("'{}'", change.as_str())));
+        }
     }
 
     #[test]

@@ -61,28 +61,16 @@ pub async fn run(
     let sink = redis_sink(&config).await?;
     let applied = sink.applied_seq().await?;
     let consumer_spec = config.redis_consumer_spec(applied);
-    let consumer = consumer::durable_consumer(&js, &spec, &consumer_spec)
-        .await
-        .map_err(AggregatorError::Consumer)?;
+    let (pipeline, applied_tx) =
+        consumer::Pipeline::ordered(&js, &spec, &consumer_spec, config.redis_batch_spec())
+            .await
+            .map_err(AggregatorError::Consumer)?;
     tracing::info!(resume_after = applied, consumer = %config.redis_consumer, "Redis sink running.");
 
     let shutdown = shutdown.shared();
     if let Some(listener) = metrics_listener {
         tokio::spawn(tally_kit::ops::serve_ops(listener, shutdown.clone()));
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let (applied_tx, applied_rx) = tokio::sync::watch::channel(applied);
-    let puller = tokio::spawn(consumer::pull_batches(
-        consumer.clone(),
-        config.redis_batch_spec(),
-        tx,
-        consumer::Recovery::recreate(js.clone(), spec.clone(), consumer_spec, applied_rx),
-    ));
-    let reporter = tokio::spawn(consumer::report_backlog(
-        js.clone(),
-        consumer,
-        Duration::from_secs(2),
-    ));
     let changed = live::Changed::default();
     let notifier = tokio::spawn(live::notify(
         client.clone(),
@@ -104,13 +92,11 @@ pub async fn run(
         ))
     });
     let sink = leaderboard::LiveRedisSink { sink, changed };
-    ordered_sink::apply_batches(sink, rx, applied_tx, shutdown).await;
+    ordered_sink::apply_batches(sink, pipeline.batches, applied_tx, shutdown).await;
     analytics.abort();
     if let Some(mirror) = mirror {
         mirror.abort();
     }
-    puller.abort();
-    reporter.abort();
     notifier.abort();
     let _ = client.flush().await;
     tracing::info!("Aggregator stopped.");
@@ -160,7 +146,11 @@ async fn run_kafka_mirror(
     let spec = config.nats.spec();
     // Only a consumer that does not exist yet starts from 0: NATS being away must not send
     // the whole stream again.
-    let read = || consumer::ack_floor(&js, &spec, &config.kafka_consumer);
+    let read = || async {
+        consumer::progress(&js, &spec, &config.kafka_consumer)
+            .await
+            .map(|p| p.ack_floor)
+    };
     let what = "Reading the Kafka mirror's ack floor";
     let every = Duration::from_secs(1);
     let Some(floor) = consumer::retry_every(what, every, read, shutdown.clone()).await else {
@@ -183,30 +173,16 @@ async fn consume_into<S: ordered_sink::OrderedSink>(
     sink: S,
     shutdown: impl Future<Output = ()> + Clone + Send,
 ) {
-    let create = || consumer::durable_consumer(&js, &events, &spec);
+    let create = || consumer::Pipeline::ordered(&js, &events, &spec, batches);
     let what = "Creating the consumer";
     let every = Duration::from_secs(1);
-    let Some(consumer) = consumer::retry_every(what, every, create, shutdown.clone()).await else {
+    let Some((pipeline, applied_tx)) =
+        consumer::retry_every(what, every, create, shutdown.clone()).await
+    else {
         return;
     };
     tracing::info!(sink = S::NAME, resume_after = ?spec.resume_after, "Sink running.");
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let (applied_tx, applied_rx) = tokio::sync::watch::channel(spec.resume_after.unwrap_or(0));
-    let recovery = consumer::Recovery::recreate(js.clone(), events, spec, applied_rx);
-    let puller = tokio::spawn(consumer::pull_batches(
-        consumer.clone(),
-        batches,
-        tx,
-        recovery,
-    ));
-    let reporter = tokio::spawn(consumer::report_backlog(
-        js,
-        consumer,
-        Duration::from_secs(2),
-    ));
-    ordered_sink::apply_batches(sink, rx, applied_tx, shutdown).await;
-    puller.abort();
-    reporter.abort();
+    ordered_sink::apply_batches(sink, pipeline.batches, applied_tx, shutdown).await;
 }
 
 /// Rebuilds the Redis views from Postgres, after checking the writer has caught up.
@@ -217,27 +193,14 @@ pub async fn rebuild_from_postgres(
     let (_client, js) =
         tally_kit::nats::connect(&config.nats, "tally-aggregator-rebuild", 16).await?;
     if !force {
-        let stream = js
-            .get_stream(&config.nats.stream)
+        let writer = consumer::progress(&js, &config.nats.spec(), &config.postgres_consumer)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut writer = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-                &config.postgres_consumer,
-            )
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "no Postgres writer consumer '{}': {e}",
-                    config.postgres_consumer
-                )
-            })?;
-        let info = writer.info().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        if info.num_pending > 0 || info.num_ack_pending > 0 {
+        if !writer.caught_up() {
             anyhow::bail!(
-                "the Postgres writer is behind ({} pending, {} unacknowledged); wait, or pass --force",
-                info.num_pending,
-                info.num_ack_pending
+                "the Postgres writer is behind: it has acknowledged up to {} of {}; wait, or pass --force",
+                writer.ack_floor,
+                writer.last
             );
         }
     }

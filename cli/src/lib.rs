@@ -1,10 +1,24 @@
 //! `tally`: the admin CLI. `keys` works on Postgres directly (it makes the first key, before
 //! any key exists to call the API with); everything else goes through the admin API, exactly
-//! as any other client would.
+//! as any other client would. It needs only the contract (`tally-schema`), no service.
+//!
+//! - [`keys`]: API keys, through schema's shared `api_keys` statements.
+//! - [`admin`]: polls, arenas, tournaments and membership lists, through the admin API.
+//! - [`draw`]: `verify-draw`, from a published audit record alone.
+//! - [`output`]: tables for people, `--json` for scripts, a quiet end on a closed pipe.
+//! - [`table`]: the aligned-table and `key: value` renderer.
 
-use anyhow::{Context, bail};
-use tally_ingest::auth::Role;
+pub mod admin;
+pub mod draw;
+pub mod keys;
+pub mod output;
+pub mod table;
+
+use anyhow::Context;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use output::Format;
 use tally_schema::resources::ResourceKind;
+use tally_schema::roles::Role;
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -18,6 +32,9 @@ pub struct Cli {
     /// An API key (`tally keys create` makes one).
     #[arg(long, env = "TALLY_API_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// Print the answer as JSON (for scripts) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -80,14 +97,17 @@ pub enum MembersAction {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeyAction {
-    /// Makes a key and prints it once; only its hash is stored.
+    /// Makes a key and prints it once, alone on its line (`--json`: with its name and role);
+    /// only its hash is stored.
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum, default_value = "admin")]
+        #[arg(long, default_value = "admin", value_parser = role_parser())]
         role: Role,
     },
+    /// Every key's name, role, creation time and state (never the key or its hash).
     List,
+    /// Revokes the active key of that name (ingest stops taking it within seconds).
     Revoke {
         #[arg(long)]
         name: String,
@@ -96,197 +116,54 @@ pub enum KeyAction {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ResourceAction {
+    /// Every definition, a row each.
     List,
-    Get {
-        id: String,
-    },
+    /// One definition, every field.
+    Get { id: String },
     /// Creates from a JSON definition (a file, or - for stdin).
-    Create {
-        file: String,
-    },
+    Create { file: String },
     /// Replaces the definition of `id`.
-    Update {
-        id: String,
-        file: String,
-    },
+    Update { id: String, file: String },
     /// Opens the voting (or registration) window now.
-    Open {
-        id: String,
-    },
+    Open { id: String },
     /// Closes it now.
-    Close {
-        id: String,
-    },
+    Close { id: String },
+}
+
+/// `--role`: the roles' names, each with what it may do in `--help`.
+fn role_parser() -> impl TypedValueParser<Value = Role> {
+    let names = Role::ALL.map(|r| PossibleValue::new(r.as_str()).help(r.describe()));
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<Role>())
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = Format::new(cli.json);
     let (kind, action) = match cli.command {
         Command::Keys {
             database_url,
             action,
-        } => return keys(&database_url, action).await,
+        } => return keys::run(&database_url, action, format).await,
         Command::VerifyDraw {
             tournament,
             file,
             receipt,
-        } => {
-            return verify_draw(&cli.api, tournament, file, receipt).await;
-        }
+        } => return draw::run(&cli.api, tournament, file, receipt, format).await,
         Command::Members {
             action: MembersAction::Import { tournament, file },
-        } => return import_members(&cli.api, cli.key, &tournament, &file).await,
+        } => {
+            let admin = admin::Admin::new(&cli.api, cli.key, format)?;
+            return admin.import_members(&tournament, &file).await;
+        }
         Command::Polls { action } => (ResourceKind::Poll, action),
         Command::Arenas { action } => (ResourceKind::Arena, action),
         Command::Tournaments { action } => (ResourceKind::Tournament, action),
     };
-    let Some(key) = cli.key else {
-        bail!("set --key or TALLY_API_KEY (tally keys create makes one)");
-    };
-    let base = format!(
-        "{}/admin/v1/{}",
-        cli.api.trim_end_matches('/'),
-        kind.plural()
-    );
-    let client = reqwest::Client::new();
-    let request = match action {
-        ResourceAction::List => client.get(&base),
-        ResourceAction::Get { id } => client.get(format!("{base}/{id}")),
-        ResourceAction::Create { file } => client.post(&base).body(read(&file)?),
-        ResourceAction::Update { id, file } => {
-            client.put(format!("{base}/{id}")).body(read(&file)?)
-        }
-        ResourceAction::Open { id } => client.post(format!("{base}/{id}/open")),
-        ResourceAction::Close { id } => client.post(format!("{base}/{id}/close")),
-    };
-    let response = request
-        .bearer_auth(key)
-        .header("content-type", "application/json")
-        .send()
+    admin::Admin::new(&cli.api, cli.key, format)?
+        .resource(kind, action)
         .await
-        .with_context(|| format!("cannot reach {}", cli.api))?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    if !status.is_success() {
-        bail!("the API answered {status}");
-    }
-    Ok(())
 }
 
-async fn verify_draw(
-    api: &str,
-    tournament: Option<String>,
-    file: Option<String>,
-    receipt: Option<String>,
-) -> anyhow::Result<()> {
-    use tally_schema::lottery::{AuditRecord, pseudonym, unhex32, verify};
-    let text = match (file, tournament) {
-        (Some(file), _) => read(&file)?,
-        (None, Some(t)) => {
-            let url = format!("{}/v1/tournaments/{t}/draw", api.trim_end_matches('/'));
-            reqwest::get(&url)
-                .await
-                .with_context(|| format!("cannot reach {url}"))?
-                .error_for_status()?
-                .text()
-                .await?
-        }
-        (None, None) => bail!("name a tournament or --file"),
-    };
-    let record: AuditRecord = serde_json::from_str(&text)
-        .context("not a drawn lottery's audit record (is it drawn yet?)")?;
-    let problems = verify(&record);
-    if problems.is_empty() {
-        println!(
-            "verified: {} — {} registrants, {} winners, {} on the waitlist",
-            record.tournament,
-            record.registrants.len(),
-            record.winners.len(),
-            record.waitlist.len()
-        );
-        if let Some(receipt) = receipt {
-            let receipt = unhex32(receipt.trim()).context("a receipt is 64 hex digits")?;
-            let me = pseudonym(&receipt);
-            let place = |list: &[String]| list.iter().position(|p| *p == me);
-            match (place(&record.winners), place(&record.waitlist)) {
-                (Some(_), _) => println!("{me}: drawn a place"),
-                (_, Some(i)) => println!("{me}: waitlisted, position {}", i + 1),
-                _ if record.registrants.iter().any(|r| r.user == me) => {
-                    println!("{me}: registered, not drawn")
-                }
-                _ => bail!("{me} is not among the registrants"),
-            }
-        }
-        return Ok(());
-    }
-    for p in &problems {
-        println!("MISMATCH: {p}");
-    }
-    bail!("the draw of {} does not verify", record.tournament)
-}
-
-/// The members of a `user,group` CSV. Ids cannot hold commas or quotes, so a line is split at
-/// its comma; a bad line is reported with its number before anything is sent.
-fn parse_members(text: &str) -> anyhow::Result<Vec<tally_schema::api::GroupMember>> {
-    let mut members = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || (i == 0 && line.eq_ignore_ascii_case("user,group")) {
-            continue;
-        }
-        let Some((user, group)) = line.split_once(',') else {
-            bail!("line {}: want user,group", i + 1);
-        };
-        let member = tally_schema::api::GroupMember {
-            user: user
-                .trim()
-                .try_into()
-                .with_context(|| format!("line {}: user", i + 1))?,
-            group: group
-                .trim()
-                .try_into()
-                .with_context(|| format!("line {}: group", i + 1))?,
-        };
-        members.push(member);
-    }
-    Ok(members)
-}
-
-async fn import_members(
-    api: &str,
-    key: Option<String>,
-    tournament: &str,
-    file: &str,
-) -> anyhow::Result<()> {
-    let Some(key) = key else {
-        bail!("set --key or TALLY_API_KEY (tally keys create makes one)");
-    };
-    let members = parse_members(&read(file)?)?;
-    let url = format!(
-        "{}/admin/v1/tournaments/{tournament}/members",
-        api.trim_end_matches('/')
-    );
-    let client = reqwest::Client::new();
-    let mut last = serde_json::Value::Null;
-    for chunk in members.chunks(tally_schema::api::MAX_MEMBERS_PER_CALL) {
-        let response = client
-            .post(&url)
-            .bearer_auth(&key)
-            .json(&serde_json::json!({ "members": chunk }))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {api}"))?;
-        let status = response.status();
-        last = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            println!("{}", serde_json::to_string_pretty(&last)?);
-            bail!("the API answered {status}");
-        }
-    }
-    println!("imported {} members: {}", members.len(), last["groups"]);
-    Ok(())
-}
-
+/// A file's text, or stdin's for `-`.
 fn read(file: &str) -> anyhow::Result<String> {
     if file == "-" {
         return std::io::read_to_string(std::io::stdin()).context("reading stdin");
@@ -294,40 +171,42 @@ fn read(file: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
 }
 
-async fn keys(database_url: &str, action: KeyAction) -> anyhow::Result<()> {
-    use tally_ingest::{auth, resource_store};
-    let pool = sqlx::PgPool::connect(database_url)
-        .await
-        .context("connecting to Postgres")?;
-    tally_schema::MIGRATOR.run(&pool).await?;
-    match action {
-        KeyAction::Create { name, role } => {
-            let key = auth::generate_key();
-            resource_store::create_key(&pool, &name, role.as_str(), &auth::hash_key(&key)).await?;
-            // The only time the key exists outside the caller's hands: print it, nothing else.
-            println!("{key}");
-        }
-        KeyAction::List => {
-            for (name, role, created, revoked) in resource_store::list_keys(&pool).await? {
-                let state = if revoked { "revoked" } else { "active" };
-                println!("{name}\t{role}\t{}\t{state}", created.to_rfc3339());
-            }
-        }
-        KeyAction::Revoke { name } => {
-            if !resource_store::revoke_key(&pool, &name).await? {
-                bail!("no active key named {name}");
-            }
-            println!("revoked {name}");
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use clap::Parser;
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
-        super::Cli::command().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn roles_parse_by_name_and_default_to_admin() {
+        let role = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from([&["tally", "keys", "create", "--name", "k"], args].concat())?;
+            match cli.command {
+                Command::Keys {
+                    action: KeyAction::Create { role, .. },
+                    ..
+                } => Ok::<_, clap::Error>(role),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(role(&[]).unwrap(), Role::Admin);
+        for r in Role::ALL {
+            assert_eq!(role(&["--role", r.as_str()]).unwrap(), r);
+        }
+        assert!(role(&["--role", "root"]).is_err());
+    }
+
+    #[test]
+    fn json_is_a_flag_anywhere_on_the_line() {
+        let before = Cli::try_parse_from(["tally", "--json", "polls", "list"]).unwrap();
+        let after = Cli::try_parse_from(["tally", "polls", "list", "--json"]).unwrap();
+        let plain = Cli::try_parse_from(["tally", "polls", "list"]).unwrap();
+        assert!(before.json && after.json && !plain.json);
     }
 }

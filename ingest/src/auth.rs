@@ -11,61 +11,16 @@ use crate::identity::{TokenError, User};
 use crate::server::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tally_schema::ids::KeyOwner;
 
-/// What a key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub enum Role {
-    /// Read definitions and hidden results.
-    Viewer,
-    /// Post scores to tournaments that take them from keys.
-    Scorekeeper,
-    /// An organiser's backend: acts for any user it names (it vouches for them).
-    Site,
-    /// Everything.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Scorekeeper, Role::Site, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Scorekeeper => "scorekeeper",
-            Role::Site => "site",
-            Role::Admin => "admin",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    /// Whether a key of this role may do what `need` may: admin may do everything.
-    pub fn allows(self, need: Role) -> bool {
-        self == Role::Admin || self == need
-    }
-}
-
-/// Prefix of every key, so a leaked one is recognisable (secret scanners, logs).
-pub const KEY_PREFIX: &str = "tally_";
+pub use tally_schema::roles::{KEY_PREFIX, Role, hash_key};
 
 /// A new key: the prefix and 256 random bits in hex. Shown once; only its hash is stored.
 pub fn generate_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{KEY_PREFIX}{hex}")
-}
-
-pub fn hash_key(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+    tally_schema::roles::generate_key(&mut rand::rng())
 }
 
 /// The active keys, by hash, in memory.
@@ -81,7 +36,7 @@ impl KeyRing {
     pub async fn load(
         pool: sqlx::PgPool,
         miss_reload_every: Duration,
-    ) -> Result<Self, crate::resource_store::StoreError> {
+    ) -> Result<Self, crate::store::StoreError> {
         let ring = Self {
             pool,
             keys: RwLock::default(),
@@ -93,8 +48,8 @@ impl KeyRing {
     }
 
     /// Reads the active keys again and swaps them in.
-    pub async fn reload(&self) -> Result<usize, crate::resource_store::StoreError> {
-        let active = crate::resource_store::active_keys(&self.pool).await?;
+    pub async fn reload(&self) -> Result<usize, crate::store::StoreError> {
+        let active = crate::store::active_keys(&self.pool).await?;
         let keys: HashMap<[u8; 32], Role> = active
             .into_iter()
             .filter_map(|(role, hash)| Some((hash.try_into().ok()?, Role::parse(&role)?)))

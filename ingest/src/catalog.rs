@@ -5,7 +5,7 @@
 use crate::access;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::resource_store::{self, StoreError};
+use crate::store::{self, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -133,9 +133,9 @@ impl Catalog {
     #[tracing::instrument(name = "catalog_reload", skip_all)]
     pub async fn reload(&self) -> Result<usize, StoreError> {
         let _changing = self.changing.lock().await;
-        let mut snapshot = Snapshot::from_resources(resource_store::list_all(&self.pool).await?);
-        snapshot.pseudonym_keys = resource_store::pseudonym_keys(&self.pool).await?;
-        snapshot.members = resource_store::all_members(&self.pool).await?;
+        let mut snapshot = Snapshot::from_resources(store::list_all(&self.pool).await?);
+        snapshot.pseudonym_keys = store::pseudonym_keys(&self.pool).await?;
+        snapshot.members = store::all_members(&self.pool).await?;
         let n = snapshot.len();
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         metrics::gauge!("tally_ingest_catalog_resources").set(n as f64);

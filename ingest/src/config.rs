@@ -52,6 +52,8 @@ pub struct IngestConfig {
         default_value = "postgres://tally:tally@127.0.0.1:5432/tally"
     )]
     pub database_url: String,
+    /// Postgres connections ingest holds: the admin API, key and catalog reloads (never the
+    /// event path).
     #[arg(long, env = "TALLY_INGEST_PG_MAX_CONNECTIONS", default_value_t = 4)]
     pub pg_max_connections: u32,
     /// Reload every definition this often even without a change announcement, in seconds.

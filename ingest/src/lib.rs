@@ -4,16 +4,15 @@
 //! - [`server`]: the shared [`server::AppState`], [`server::app`] and [`server::serve`].
 //! - [`routes`]: one module per API area, each exporting `router()`.
 //! - [`catalog`]: resource definitions in memory, and the rules every event is checked against.
-//! - [`resource_store`]: Postgres for definitions and API keys (admin side only).
+//! - [`store`]: ingest's one way to Postgres (statements in `ingest/queries/`): definitions,
+//!   keys, members, lottery commitments, and the views schema defines over the workers' tables.
 //! - [`auth`]: who is calling: API keys (hashed, held in memory), user tokens, nobody.
 //! - [`identity`]: user tokens (JWT) verified against an HS256 secret or a JWKS.
 //! - [`access`]: who may act for which user, post which score, read whose registration.
-//! - [`registration`]: what a registrant's position means (placed, waitlisted, received).
 //! - [`signature`]: optional HMAC-signed server-to-server writes.
 //! - [`rate_limit`]: GCRA limits per actor, IP and scope, in process or shared in Redis.
 //! - [`api_doc`]: the OpenAPI document's shared parts (`/openapi.json` is generated from the routes).
 //! - [`extract`]: the strict JSON body and `Idempotency-Key` extractors.
-//! - [`publisher`]: JetStream publishing with the ack awaited and a bounded timeout.
 //! - [`error`]: the one HTTP error type and its JSON body.
 //! - [`telemetry`]: request metrics by route and status.
 //! - [`views`]: the live views in Redis that the read API serves.
@@ -31,13 +30,11 @@ pub mod extract;
 pub mod identity;
 pub mod live;
 pub mod media;
-pub mod publisher;
 pub mod rate_limit;
-pub mod registration;
-pub mod resource_store;
 pub mod routes;
 pub mod server;
 pub mod signature;
+pub mod store;
 pub mod telemetry;
 pub mod views;
 

@@ -2,12 +2,7 @@
 //! defined in `tally-media` beside the decoder the workers use), and the object names
 //! originals and variants are stored under.
 
-pub use tally_media::{ACCEPTED, sniff};
-
-/// Where the original of `media` lives in the object store.
-pub fn original_key(media: &str) -> String {
-    format!("originals/{media}")
-}
+pub use tally_media::{ACCEPTED, original_key, sniff, variant_key};
 
 /// What `GET /v1/media/{media}/{variant}` serves: the original or a thumbnail variant (made
 /// by the workers' thumbnail job under `variants/<media>/<variant>`).
@@ -17,7 +12,7 @@ pub const SERVED: [&str; 4] = ["original", "thumb", "medium", "large"];
 pub fn object_key(media: &str, variant: &str) -> Option<String> {
     match variant {
         "original" => Some(original_key(media)),
-        v if SERVED.contains(&v) => Some(format!("variants/{media}/{v}")),
+        v if SERVED.contains(&v) => Some(variant_key(media, v)),
         _ => None,
     }
 }

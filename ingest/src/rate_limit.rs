@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tally_schema::redis_keys::Keys;
 use tally_schema::resources::{LimitBy, RateLimit, RouteLimit};
 use tally_schema::{Event, Kind};
 
@@ -59,7 +60,7 @@ enum Backend {
     Redis {
         conn: ConnectionManager,
         script: redis::Script,
-        prefix: String,
+        keys: Keys,
     },
 }
 
@@ -135,7 +136,7 @@ impl RateLimiter {
     pub fn new(
         routes: &[RouteLimit],
         store: LimitStore,
-        redis: Option<(ConnectionManager, String)>,
+        redis: Option<(ConnectionManager, Keys)>,
     ) -> Self {
         let mut by_kind: HashMap<Kind, Vec<RouteRule>> = HashMap::new();
         // Uploads are costly: each user gets 10 a minute, and each address (or IPv6 /64) 30,
@@ -165,10 +166,10 @@ impl RateLimiter {
             });
         }
         let backend = match (store, redis) {
-            (LimitStore::Redis, Some((conn, prefix))) => Backend::Redis {
+            (LimitStore::Redis, Some((conn, keys))) => Backend::Redis {
                 conn,
                 script: redis::Script::new(include_str!("../scripts/gcra.lua")),
-                prefix,
+                keys,
             },
             _ => Backend::Memory(RwLock::default()),
         };
@@ -191,11 +192,9 @@ impl RateLimiter {
         let applied = rules_for(&self.routes, event, resource, ip);
         match &self.backend {
             Backend::Memory(limiters) => Ok(self.check_memory(limiters, &applied)),
-            Backend::Redis {
-                conn,
-                script,
-                prefix,
-            } => check_redis(conn, script, prefix, &applied).await,
+            Backend::Redis { conn, script, keys } => {
+                check_redis(conn, script, keys, &applied).await
+            }
         }
     }
 
@@ -280,19 +279,13 @@ fn limited(a: &Applied, retry_after: Duration) -> Limited {
 async fn check_redis(
     conn: &ConnectionManager,
     script: &redis::Script,
-    prefix: &str,
+    keys: &Keys,
     applied: &[Applied],
 ) -> Result<Result<(), Limited>, LimitError> {
     let mut invocation = script.prepare_invoke();
     for a in applied {
-        invocation.key(format!(
-            "{prefix}:{}:{}/{:?}/{}:{}",
-            a.policy,
-            a.rule.limit,
-            a.rule.per,
-            a.rule.burst(),
-            a.key
-        ));
+        let rule = format!("{}/{:?}/{}", a.rule.limit, a.rule.per, a.rule.burst());
+        invocation.key(keys.rate_limit(&a.policy, &rule, &a.key));
         let emission_us = a.rule.emission_interval().as_micros().max(1) as u64;
         invocation.arg(emission_us).arg(a.rule.burst());
     }

@@ -6,7 +6,6 @@ use crate::config::IngestConfig;
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::live::Live;
-use crate::publisher::{PublishError, Publisher, Stored};
 use crate::rate_limit::RateLimiter;
 use crate::routes;
 use crate::views::Views;
@@ -17,6 +16,7 @@ use axum::{BoxError, Json, Router};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tally_kit::publisher::{PublishError, Publisher, Stored};
 use tally_schema::ids::IdempotencyKey;
 use tally_schema::resources::Resource;
 use tally_schema::{Envelope, Event};
@@ -188,7 +188,7 @@ impl AppState {
         }
     }
 
-    pub fn store_unavailable(&self, e: crate::resource_store::StoreError) -> ApiError {
+    pub fn store_unavailable(&self, e: crate::store::StoreError) -> ApiError {
         tally_kit::warn_once_a_second!(error = %e, "Postgres failed on an admin route; answering 503.");
         ApiError::Unavailable {
             reason: "store_unavailable",
@@ -351,7 +351,7 @@ pub enum ServeError {
     #[error("cannot apply the Postgres migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot load the resource catalog: {0}")]
-    Catalog(#[from] crate::resource_store::StoreError),
+    Catalog(#[from] crate::store::StoreError),
     #[error("cannot subscribe to live-view notifications: {0}")]
     Subscribe(String),
     #[error("configuration: {0}")]
@@ -375,7 +375,7 @@ pub async fn serve(
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let js_media = js.clone();
     let publisher = Publisher::new(
-        client.clone(),
+        tally_kit::publisher::Service::Ingest,
         js,
         spec,
         config.publish_timeout(),
@@ -421,7 +421,7 @@ pub async fn serve(
             .clone()
             .follow(changes, Duration::from_secs(config.catalog_refresh_secs)),
     );
-    let redis = Some((views.connection(), config.redis.keys().rate_limit_prefix()));
+    let redis = Some((views.connection(), config.redis.keys()));
     let limiter = Arc::new(RateLimiter::new(
         &config.rate_limits,
         config.rate_limit_store,

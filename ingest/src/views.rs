@@ -5,6 +5,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use tally_schema::redis_keys::Keys;
 use tally_schema::resources::SortOrder;
+use tally_schema::status::RegistrationState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -83,10 +84,10 @@ impl Views {
         &self,
         tournament: &str,
         user: &str,
-    ) -> Result<Option<serde_json::Value>, ViewError> {
+    ) -> Result<Option<RegistrationState>, ViewError> {
         let mut conn = self.conn.clone();
         let text: Option<String> = conn.hget(self.keys.draw_results(tournament), user).await?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(text.and_then(|t| RegistrationState::from_json(&t).ok()))
     }
 
     /// Whether `voter` has a vote counted in `poll`.

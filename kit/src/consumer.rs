@@ -96,19 +96,104 @@ fn consumer_not_found(e: &jetstream::stream::ConsumerError) -> bool {
     )
 }
 
-/// The ack floor of `name` (the last stream sequence below which everything was acked), 0
-/// when the consumer does not exist yet; an error when NATS cannot say.
-pub async fn ack_floor(
+/// A sink's consumer, wired the one way every sink uses: the durable consumer, the puller
+/// that cuts its deliveries into batches (through a channel of capacity one) and the backlog
+/// reporter. The sink takes `batches`; the tasks stop when `tasks` is dropped.
+pub struct Pipeline {
+    pub batches: mpsc::Receiver<EventBatch>,
+    pub tasks: PipelineTasks,
+}
+
+/// The puller and reporter of a [`Pipeline`]; aborted on drop.
+pub struct PipelineTasks {
+    puller: tokio::task::JoinHandle<()>,
+    reporter: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PipelineTasks {
+    fn drop(&mut self) {
+        self.puller.abort();
+        self.reporter.abort();
+    }
+}
+
+impl Pipeline {
+    /// For a sink that deduplicates by event id and may share its consumer with other
+    /// instances (the Postgres writer): a broken delivery stream is reopened.
+    pub async fn shared(
+        js: &jetstream::Context,
+        events: &StreamSpec,
+        spec: &ConsumerSpec,
+        batches: BatchSpec,
+    ) -> Result<Self, async_nats::Error> {
+        let consumer = durable_consumer(js, events, spec).await?;
+        Ok(Self::wire(js, consumer, batches, Recovery::Reopen))
+    }
+
+    /// For an ordered sink that records the last sequence it applied (`spec.resume_after`):
+    /// the sink reports each applied sequence on the returned sender, and a gap or a broken
+    /// delivery stream recreates the consumer right after it.
+    pub async fn ordered(
+        js: &jetstream::Context,
+        events: &StreamSpec,
+        spec: &ConsumerSpec,
+        batches: BatchSpec,
+    ) -> Result<(Self, watch::Sender<u64>), async_nats::Error> {
+        let consumer = durable_consumer(js, events, spec).await?;
+        let (applied_tx, applied_rx) = watch::channel(spec.resume_after.unwrap_or(0));
+        let recovery = Recovery::recreate(js.clone(), events.clone(), spec.clone(), applied_rx);
+        Ok((Self::wire(js, consumer, batches, recovery), applied_tx))
+    }
+
+    fn wire(
+        js: &jetstream::Context,
+        consumer: Consumer,
+        batches: BatchSpec,
+        recovery: Recovery,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(1);
+        let puller = tokio::spawn(pull_batches(consumer.clone(), batches, tx, recovery));
+        let reporter = tokio::spawn(report_backlog(js.clone(), consumer, Duration::from_secs(2)));
+        Self {
+            batches: rx,
+            tasks: PipelineTasks { puller, reporter },
+        }
+    }
+}
+
+/// How far a durable consumer has got through the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The last stream sequence below which everything was acknowledged.
+    pub ack_floor: u64,
+    /// The stream's last sequence when asked.
+    pub last: u64,
+}
+
+impl Progress {
+    /// Every event the stream held when asked has been applied and acknowledged. The one
+    /// test of "has this sink caught up": the draw waits for the Postgres writer, releases
+    /// for the Redis sink, a rebuild from Postgres for the writer.
+    pub fn caught_up(&self) -> bool {
+        self.ack_floor >= self.last
+    }
+}
+
+/// The progress of `name`; an ack floor of 0 when the consumer does not exist yet, an error
+/// when NATS cannot say.
+pub async fn progress(
     js: &jetstream::Context,
     events: &StreamSpec,
     name: &str,
-) -> Result<u64, async_nats::Error> {
-    let stream = js.get_stream(&events.name).await?;
-    match stream.consumer_info(name).await {
-        Ok(info) => Ok(info.ack_floor.stream_sequence),
-        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e.into()),
-    }
+) -> Result<Progress, async_nats::Error> {
+    let mut stream = js.get_stream(&events.name).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let ack_floor = match stream.consumer_info(name).await {
+        Ok(info) => info.ack_floor.stream_sequence,
+        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => 0,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Progress { ack_floor, last })
 }
 
 /// What a puller does when deliveries break off (a NATS restart, a missed heartbeat, a gap).

@@ -3,6 +3,7 @@
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
 //! - [`nats`]: connecting to NATS and declaring the event and dead-letter streams.
 //! - [`consumer`]: a sink's durable consumer and the loop that cuts it into batches.
+//! - [`publisher`]: the one publisher of events to JetStream, bounded and acknowledged.
 //! - [`shutdown`]: the signal future that `serve` functions take.
 //! - [`redis`]: where the live views are (URL and key prefix).
 //! - [`ops`]: `/healthz` and `/metrics` routes.
@@ -10,6 +11,7 @@
 pub mod consumer;
 pub mod nats;
 pub mod ops;
+pub mod publisher;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

@@ -16,6 +16,16 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Cursor;
 
+/// Where the original of `media` lives in the media object store.
+pub fn original_key(media: &str) -> String {
+    format!("originals/{media}")
+}
+
+/// Where the workers' thumbnail job stores a variant of `media`, and ingest serves it from.
+pub fn variant_key(media: &str, variant: &str) -> String {
+    format!("variants/{media}/{variant}")
+}
+
 /// The image types Tally takes.
 pub const ACCEPTED: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 

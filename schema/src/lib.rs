@@ -5,16 +5,28 @@
 //! - [`lottery`]: the verifiable draw (`tally-draw-v1`) that workers run and anyone can check.
 //! - [`stream`]: the JetStream stream definition and the subject scheme.
 //! - [`api`]: the HTTP request bodies and their field-level validation.
+//! - [`analytics`] (feature `clickhouse`): events as rows of ClickHouse's `events`.
+//! - [`rows`] (feature `postgres`): events as Postgres rows, one mapping each way.
 //! - [`resources`]: polls, arenas and tournaments as defined by operators, and their rules.
 //! - [`redis_keys`]: the names of the live views in Redis.
+//! - [`consumers`]: the durable consumers' names.
+//! - [`roles`]: API keys: their roles, how they are made and hashed, the `api_keys` statements.
+//! - [`status`]: a registration's state (placed, waitlisted, received, won, claimed, released).
 //! - [`MIGRATOR`] (feature `migrations`): the Postgres schema, from `postgres/migrations/`.
 
+#[cfg(feature = "clickhouse")]
+pub mod analytics;
 pub mod api;
+pub mod consumers;
 pub mod event;
 pub mod ids;
 pub mod lottery;
 pub mod redis_keys;
 pub mod resources;
+pub mod roles;
+#[cfg(feature = "postgres")]
+pub mod rows;
+pub mod status;
 pub mod stream;
 
 pub use event::{Envelope, Event, Kind, StoredEvent};

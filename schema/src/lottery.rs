@@ -279,6 +279,103 @@ pub fn unhex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// A finished draw: what the audit record stores.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrawResult {
+    pub capacity: Option<u32>,
+    pub weights: HashMap<String, f64>,
+    /// The frozen registrant list, by user id (kept private to the operator).
+    pub registrants: Vec<Registrant>,
+    /// Winners and waitlist by user id.
+    pub outcome: Outcome,
+    /// v2: what the public record shows instead (pseudonyms); v1 records show `registrants`.
+    pub public: Option<PublicLists>,
+}
+
+/// The pseudonymous lists of a v2 draw's public record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublicLists {
+    pub registrants: Vec<serde_json::Value>,
+    pub winners: Vec<String>,
+    pub waitlist: Vec<String>,
+}
+
+/// `tally-draw-v2`: the draw runs over each registrant's pseudonym, under the committed rules
+/// (not the definition's: they are the same, since the rules froze when registration opened).
+pub fn draw_v2(
+    seed: &[u8; 32],
+    pseudonym_key: &[u8; 32],
+    rules: &str,
+    registrants: Vec<Registrant>,
+) -> Result<DrawResult, String> {
+    let (capacity, weights) = parse_rules(rules)?;
+    let mut users_by_pseudonym = HashMap::with_capacity(registrants.len());
+    let pseudonymous: Vec<Registrant> = registrants
+        .iter()
+        .map(|r| {
+            let p = pseudonym(&receipt(pseudonym_key, &r.user));
+            users_by_pseudonym.insert(p.clone(), r.user.clone());
+            Registrant {
+                user: p,
+                group: r.group.clone(),
+            }
+        })
+        .collect();
+    let drawn = draw_v1(seed, pseudonymous, weights, capacity);
+    let user = |p: &String| users_by_pseudonym[p].clone();
+    let outcome = Outcome {
+        digest: drawn.outcome.digest,
+        winners: drawn.outcome.winners.iter().map(user).collect(),
+        waitlist: drawn.outcome.waitlist.iter().map(user).collect(),
+    };
+    let public = PublicLists {
+        registrants: drawn
+            .registrants
+            .iter()
+            .map(|r| {
+                serde_json::to_value(PublicRegistrant {
+                    pseudonym: &r.user,
+                    group: r.group.as_deref(),
+                })
+                .expect("a plain struct serializes")
+            })
+            .collect(),
+        winners: drawn.outcome.winners,
+        waitlist: drawn.outcome.waitlist,
+    };
+    Ok(DrawResult {
+        capacity,
+        weights: drawn.weights,
+        registrants: freeze(registrants).0,
+        outcome,
+        public: Some(public),
+    })
+}
+
+/// `tally-draw-v1`, for lotteries committed before pseudonyms: the draw over user ids, by the
+/// definition's capacity and weights.
+pub fn draw_v1(
+    seed: &[u8; 32],
+    registrants: Vec<Registrant>,
+    weights: HashMap<String, f64>,
+    capacity: Option<u32>,
+) -> DrawResult {
+    let (frozen, _) = freeze(registrants.clone());
+    let outcome = draw(
+        seed,
+        registrants,
+        &weights,
+        capacity.unwrap_or(u32::MAX) as usize,
+    );
+    DrawResult {
+        capacity,
+        weights,
+        registrants: frozen,
+        outcome,
+        public: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,9 +67,10 @@ impl Keys {
         format!("{}:media:{tournament}:bytes", self.prefix)
     }
 
-    /// The rate limiter's keys start with this.
-    pub fn rate_limit_prefix(&self) -> String {
-        format!("{}:ratelimit", self.prefix)
+    /// GCRA state of one rate-limit bucket: the policy (`kind.by`), the rule's fingerprint
+    /// (a changed rule starts afresh) and the bucket (actor, address or /64).
+    pub fn rate_limit(&self, policy: &str, rule: &str, bucket: &str) -> String {
+        format!("{}:ratelimit:{policy}:{rule}:{bucket}", self.prefix)
     }
 
     /// Sorted set: item → Elo rating over one session's votes (expires).

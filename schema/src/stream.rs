@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn dead_letters_stay_outside_the_event_subjects() {
         let spec = StreamSpec::default();
-        let dlq = spec.dead_letter_subject("postgres-writer");
+        let dlq = spec.dead_letter_subject(crate::consumers::POSTGRES_WRITER);
         assert_eq!(dlq, "tally.dlq.postgres-writer");
         assert!(!dlq.starts_with("tally.v1."));
     }

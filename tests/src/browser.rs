@@ -112,18 +112,16 @@ impl Browser {
         expected: serde_json::Value,
         within: Duration,
     ) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
+        let what = format!("`{expression}` to show {expected}");
+        crate::wait_until(what, within, async || {
             let value = self.eval(expression).await;
             if value == expected {
-                return;
+                Ok(())
+            } else {
+                Err(format!("the page shows {value}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "page shows {value} for `{expression}`, expected {expected}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
     }
 }
 

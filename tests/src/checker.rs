@@ -91,7 +91,7 @@ pub fn check(burst: &Burst, stored: &[Uuid]) -> Verdict {
 }
 
 /// The event id ingest stores an anonymous vote in `poll` under, for its key `key`: the key
-/// namespaced by kind, scope and caller (README, "Ids the server makes").
+/// namespaced by kind, scope and caller (docs/architecture.md, "Ids the server makes").
 pub fn vote_event_id(poll: &str, key: Uuid) -> Uuid {
     tally_schema::ids::IdempotencyKey::try_from(key.to_string())
         .expect("a UUID is a valid key")

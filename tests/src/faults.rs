@@ -3,11 +3,11 @@
 //! so the shared servers are never touched), the profile that sizes a run, and the check of
 //! all three stores against what the clients saw acknowledged.
 
-use crate::TestEnv;
 use crate::checker::{Burst, Verdict, check};
 use crate::nats_cluster::{free_port, nats_server_binary};
+use crate::{TestEnv, Wait, wait_until};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
@@ -125,11 +125,11 @@ impl Proc {
         if let Some(mut child) = self.child.take() {
             let _ = child.wait().await;
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tree.iter().any(|&pid| alive(pid)) {
-            assert!(Instant::now() < deadline, "{} did not die", self.name);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{} to die", self.name);
+        wait_until(what, Duration::from_secs(20), async || {
+            !tree.iter().any(|&pid| alive(pid))
+        })
+        .await;
     }
 
     /// SIGSTOP of the whole tree: the process hangs, its sockets stay open.
@@ -204,18 +204,6 @@ fn alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X")
     })
-}
-
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut ready: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !ready().await {
-        assert!(Instant::now() < deadline, "{what} did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A server the test started itself, on its own port, so it may freeze and kill it.
@@ -306,9 +294,11 @@ impl OwnedServer for OwnedNats {
             "http://127.0.0.1:{}/healthz?js-enabled-only=true",
             self.http_port
         );
-        wait_until("nats-server", Duration::from_secs(30), || async {
-            reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
-        })
+        wait_until(
+            "nats-server to come up",
+            Duration::from_secs(30),
+            || async { reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) },
+        )
         .await;
     }
 }
@@ -374,7 +364,7 @@ impl OwnedServer for OwnedPostgres {
     /// Waits until it accepts queries (after a restart: crash recovery done).
     async fn wait_ready(&self) {
         let url = self.url();
-        wait_until("postgres", Duration::from_secs(60), || async {
+        wait_until("postgres to come up", Duration::from_secs(60), || async {
             match sqlx::PgPool::connect(&url).await {
                 Ok(pool) => {
                     let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
@@ -484,7 +474,7 @@ impl OwnedServer for OwnedRedis {
     /// Waits until it answers PING (after a restart: the append-only file loaded).
     async fn wait_ready(&self) {
         let url = self.url();
-        wait_until("redis", Duration::from_secs(30), || async {
+        wait_until("redis to come up", Duration::from_secs(30), || async {
             let Ok(client) = redis::Client::open(url.as_str()) else {
                 return false;
             };
@@ -503,7 +493,7 @@ impl OwnedServer for OwnedRedis {
 /// Waits until ingest at `base_url` answers `/readyz` with 200.
 pub async fn wait_ingest_ready(base_url: &str) {
     let url = format!("{base_url}/readyz");
-    wait_until("ingest", Duration::from_secs(30), || async {
+    wait_until("ingest to be ready", Duration::from_secs(30), || async {
         reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
     })
     .await;
@@ -540,20 +530,24 @@ impl Outcome {
 /// Waits up to `within` for the stores to settle on exactly what `burst` implies, then
 /// prints and returns the outcome (the caller asserts it is clean).
 pub async fn settle(env: &TestEnv, burst: &Burst, poll: &str, within: Duration) -> Outcome {
-    let deadline = Instant::now() + within;
     // The stream no longer changes once the clients finished: read it once it can be read.
     let mut in_stream: Option<Vec<Uuid>> = None;
-    loop {
-        if in_stream.is_none() {
-            in_stream = env.stream_ids().await.ok();
-        }
-        let jetstream = check(burst, in_stream.as_deref().unwrap_or_default());
-        let outcome = observe(env, burst, poll, jetstream).await;
-        if outcome.is_clean() || Instant::now() > deadline {
-            return outcome;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let settled = Wait::new("the stores to settle", within)
+        .every(Duration::from_millis(250))
+        .try_until(async || {
+            if in_stream.is_none() {
+                in_stream = env.stream_ids().await.ok();
+            }
+            let jetstream = check(burst, in_stream.as_deref().unwrap_or_default());
+            let outcome = observe(env, burst, poll, jetstream).await;
+            if outcome.is_clean() {
+                Ok(outcome)
+            } else {
+                Err(outcome)
+            }
+        })
+        .await;
+    settled.unwrap_or_else(|outcome| outcome)
 }
 
 async fn observe(env: &TestEnv, burst: &Burst, poll: &str, jetstream: Verdict) -> Outcome {

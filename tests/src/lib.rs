@@ -4,7 +4,11 @@
 //!   database, removed on drop.
 //! - [`proxy::TcpProxy`]: a loopback TCP proxy that can cut a service off, to simulate outages
 //!   of servers the test must not stop (they are shared).
-//! - [`Ingest`], [`Writer`] and [`Aggregator`]: the real services, in-process on port 0.
+//! - [`fixtures`]: the resources every env holds, and constructors for a test's own.
+//! - [`Pipeline`]: the usual trio, ingest, the writer and the aggregator, in-process; or one
+//!   at a time with [`Ingest`], [`Writer`] and [`Aggregator`].
+//! - [`wait_until`]: one way to wait for the system to reach a state.
+//! - [`get`] and [`read`]: reads that retry a 503 the way a client of Tally does.
 //! - [`browser::Browser`]: headless Chromium over the DevTools protocol.
 
 pub mod browser;
@@ -13,6 +17,9 @@ pub mod faults;
 pub mod fixtures;
 pub mod nats_cluster;
 pub mod proxy;
+pub mod wait;
+
+pub use wait::{Wait, wait_until};
 
 use rand::Rng;
 use sqlx::PgPool;
@@ -20,6 +27,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tally_kit::nats::NatsConfig;
+use tally_schema::resources::Resource;
 use tally_workers::config::{WorkersConfig, WriterConfig};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -191,52 +199,56 @@ impl TestEnv {
         tally_kit::nats::ensure_streams(&env.js, &env.nats.spec())
             .await
             .expect("streams");
-        for resource in fixtures::standard() {
-            tally_ingest::resource_store::create(&env.pool, &resource)
-                .await
-                .expect("store a fixture");
-        }
+        env.define(fixtures::standard()).await;
         env
+    }
+
+    /// Stores resource definitions (see [`fixtures`]), as an operator would before ingest
+    /// starts: an ingest already running learns of definitions made through the admin API
+    /// ([`AdminClient::create`]), not of these.
+    pub async fn define(&self, resources: impl IntoIterator<Item = Resource>) {
+        for resource in resources {
+            tally_ingest::store::create(&self.pool, &resource)
+                .await
+                .expect("store a definition");
+        }
     }
 
     /// Waits until the aggregator's Redis sink has applied everything up to `seq`.
     pub async fn wait_applied(&self, seq: u64) {
         use redis::AsyncCommands;
         let mut redis = self.redis().await;
-        let key = tally_schema::redis_keys::Keys::new(self.name.clone()).applied_seq("redis-sink");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let key = tally_schema::redis_keys::Keys::new(self.name.clone())
+            .applied_seq(tally_schema::consumers::REDIS_SINK);
+        let what = format!("the Redis sink to apply sequence {seq}");
+        wait_until(what, Duration::from_secs(30), async || {
             let applied: Option<u64> = redis.get(&key).await.expect("Redis answers");
-            if applied.unwrap_or(0) >= seq {
-                return;
+            match applied.unwrap_or(0) {
+                done if done >= seq => Ok(()),
+                stuck => Err(format!("applied up to {stuck}")),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "Redis sink stuck at {applied:?}, wanted {seq}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
     }
 
     /// The workers' lottery drawer for this env, to trigger a draw by hand.
     pub fn drawer(&self) -> tally_workers::lottery::Drawer {
-        tally_workers::lottery::Drawer {
-            pool: self.pool.clone(),
+        tally_workers::lottery::Drawer::new(tally_workers::lottery::DrawerParts {
+            store: tally_workers::store::PgStore::from_pool(self.pool.clone()),
             redis: redis::Client::open(self.redis_url.as_str()).expect("redis url"),
             keys: tally_schema::redis_keys::Keys::new(self.name.clone()),
             js: self.js.clone(),
-            stream: self.nats.stream.clone(),
-            writer_consumer: "postgres-writer".into(),
-            views_consumer: "redis-sink".into(),
             spec: self.nats.spec(),
-        }
+            writer_consumer: tally_schema::consumers::POSTGRES_WRITER.into(),
+            views_consumer: tally_schema::consumers::REDIS_SINK.into(),
+        })
     }
 
     /// A new API key with `role`, stored in this env's database.
     pub async fn api_key(&self, role: tally_ingest::auth::Role) -> String {
         let key = tally_ingest::auth::generate_key();
         let name = format!("{}-{}", role.as_str(), Uuid::now_v7());
-        tally_ingest::resource_store::create_key(
+        tally_ingest::store::create_key(
             &self.pool,
             &name,
             role.as_str(),
@@ -262,7 +274,7 @@ impl TestEnv {
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             ranking: Default::default(),
             lottery_schedule: "* * * * * *".into(),
-            views_consumer: "redis-sink".into(),
+            views_consumer: tally_schema::consumers::REDIS_SINK.into(),
             redis: tally_kit::redis::RedisConfig {
                 url: self.redis_url.clone(),
                 prefix: self.name.clone(),
@@ -443,26 +455,24 @@ impl TestEnv {
     /// Waits until Postgres holds exactly `expected` (as a set, each once), or panics with
     /// the lost and unexpected ids.
     pub async fn assert_exactly_stored(&self, expected: &HashSet<Uuid>, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
+        let what = "Postgres to hold exactly the acknowledged events";
+        wait_until(what, within, async || {
             let stored = self.stored_ids().await;
             let set: HashSet<Uuid> = stored.iter().copied().collect();
             if set == *expected && stored.len() == expected.len() {
-                return;
+                return Ok(());
             }
-            if tokio::time::Instant::now() > deadline {
-                let lost = expected.difference(&set).count();
-                let unexpected = set.difference(expected).count();
-                let duplicated = stored.len() - set.len();
-                panic!(
-                    "Postgres does not hold exactly the acknowledged events: {lost} lost, \
-                     {unexpected} unexpected, {duplicated} duplicated (expected {}, stored {})",
-                    expected.len(),
-                    stored.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let lost = expected.difference(&set).count();
+            let unexpected = set.difference(expected).count();
+            let duplicated = stored.len() - set.len();
+            Err(format!(
+                "{lost} lost, {unexpected} unexpected, {duplicated} duplicated (expected {}, \
+                 stored {})",
+                expected.len(),
+                stored.len()
+            ))
+        })
+        .await;
     }
 }
 
@@ -573,18 +583,20 @@ impl Ingest {
         // Ready once /readyz answers 200 (NATS connected, stream declared).
         let client = reqwest::Client::new();
         let mut ready_rx = ready_rx;
-        for _ in 0..200 {
-            if let Ok(r) = client.get(ingest.url("/readyz")).send().await
-                && r.status() == 200
-            {
-                return ingest;
+        let ready = ingest.url("/readyz");
+        wait_until("ingest to be ready", Duration::from_secs(10), async || {
+            assert!(
+                ready_rx.try_recv().is_err(),
+                "ingest stopped during start-up"
+            );
+            match client.get(&ready).send().await {
+                Ok(r) if r.status() == 200 => Ok(()),
+                Ok(r) => Err(format!("/readyz answered {}", r.status())),
+                Err(e) => Err(e.to_string()),
             }
-            if ready_rx.try_recv().is_ok() {
-                panic!("ingest stopped during start-up");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("ingest did not become ready");
+        })
+        .await;
+        ingest
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -667,6 +679,105 @@ impl Writer {
     }
 }
 
+/// The usual trio on one env: ingest, the Postgres writer (the workers process) and the
+/// aggregator, each with the env's settings unless [`PipelineBuilder`] changed them.
+pub struct Pipeline {
+    pub ingest: Ingest,
+    pub writer: Option<Running>,
+    pub aggregator: Option<Running>,
+}
+
+impl Pipeline {
+    /// All three, with the env's settings.
+    pub async fn start(env: &TestEnv) -> Self {
+        Self::build(env).start().await
+    }
+
+    /// All three unless told otherwise, with settings a test may change.
+    pub fn build(env: &TestEnv) -> PipelineBuilder {
+        PipelineBuilder {
+            ingest: env.ingest_config(),
+            writer: Some(env.workers_config()),
+            aggregator: Some(env.aggregator_config()),
+        }
+    }
+
+    /// Stops the aggregator, the writer and ingest, in that order, each gracefully.
+    pub async fn stop(self) {
+        if let Some(aggregator) = self.aggregator {
+            aggregator.stop().await;
+        }
+        if let Some(writer) = self.writer {
+            writer.stop().await;
+        }
+        self.ingest.stop().await;
+    }
+}
+
+/// The parts of a [`Pipeline`] and their settings, before it starts.
+pub struct PipelineBuilder {
+    ingest: tally_ingest::IngestConfig,
+    writer: Option<WorkersConfig>,
+    aggregator: Option<tally_aggregator::config::AggregatorConfig>,
+}
+
+impl PipelineBuilder {
+    /// Changes ingest's settings.
+    pub fn ingest(mut self, change: impl FnOnce(&mut tally_ingest::IngestConfig)) -> Self {
+        change(&mut self.ingest);
+        self
+    }
+
+    /// Changes the writer's settings.
+    pub fn writer(mut self, change: impl FnOnce(&mut WorkersConfig)) -> Self {
+        if let Some(config) = &mut self.writer {
+            change(config);
+        }
+        self
+    }
+
+    /// Changes the aggregator's settings.
+    pub fn aggregator(
+        mut self,
+        change: impl FnOnce(&mut tally_aggregator::config::AggregatorConfig),
+    ) -> Self {
+        if let Some(config) = &mut self.aggregator {
+            change(config);
+        }
+        self
+    }
+
+    /// No writer: nothing reaches Postgres.
+    pub fn without_writer(mut self) -> Self {
+        self.writer = None;
+        self
+    }
+
+    /// No aggregator: no views in Redis, nothing in ClickHouse.
+    pub fn without_aggregator(mut self) -> Self {
+        self.aggregator = None;
+        self
+    }
+
+    /// Starts ingest (returning once it is ready), then the writer and the aggregator.
+    pub async fn start(self) -> Pipeline {
+        let ingest = Ingest::start(self.ingest).await;
+        let writer = match self.writer {
+            Some(config) => Some(Writer::start(config).await),
+            None => None,
+        };
+        let aggregator = match self.aggregator {
+            Some(config) => Some(Aggregator::start(config).await),
+            None => None,
+        };
+        Pipeline {
+            ingest,
+            writer,
+            aggregator,
+        }
+    }
+}
+
 /// Posts `count` poll votes, `concurrency` at a time, and returns the ids answered 202.
 /// Each vote is from a voter of its own (a later vote of a voter would replace the earlier).
 /// Any other answer fails the test: these bursts run while ingest and NATS are healthy.
@@ -711,6 +822,47 @@ pub async fn post(
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, body)
+}
+
+/// How often [`read`] sends a request that was answered 503 or not answered at all.
+const READ_TRIES: u32 = 10;
+
+/// GETs `url` as a client of Tally reads: see [`read`].
+pub async fn get(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    read(http.get(url)).await
+}
+
+/// Sends a read as a client of Tally does: a 503 (ingest shedding load, or a store it reads
+/// from briefly away) is tried again after its `Retry-After` (at most 5 s), a request that got
+/// no answer after a short pause, up to ten tries; then returns the status and the JSON body
+/// (`Null` when there is none). Panics if the last try got no answer either.
+pub async fn read(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let mut pause = Duration::from_millis(100);
+    for _ in 1..READ_TRIES {
+        let again = request.try_clone().expect("a read has no streamed body");
+        match again.send().await {
+            Ok(response) if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .map_or(pause, Duration::from_secs);
+                tokio::time::sleep(retry_after.min(Duration::from_secs(5))).await;
+            }
+            Ok(response) => return answer(response).await,
+            Err(_) => tokio::time::sleep(pause).await,
+        }
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    match request.send().await {
+        Ok(response) => answer(response).await,
+        Err(e) => panic!("no answer after {READ_TRIES} tries: {e}"),
+    }
+}
+
+async fn answer(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
 }
 
 /// The event id of a 202 answer.

@@ -141,22 +141,23 @@ impl NatsCluster {
 
     async fn wait_for_meta_leader(&self) {
         let client = reqwest::Client::new();
-        for _ in 0..300 {
+        let what = format!(
+            "the cluster to elect a JetStream meta leader (logs in {})",
+            self.dir.display()
+        );
+        crate::wait_until(what, Duration::from_secs(30), async || {
             for node in &self.nodes {
                 let url = format!("http://127.0.0.1:{}/jsz", node.http_port);
                 if let Ok(r) = client.get(url).send().await
                     && let Ok(body) = r.json::<serde_json::Value>().await
                     && body["meta_cluster"]["leader"].is_string()
                 {
-                    return;
+                    return true;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "the cluster elected no JetStream meta leader; logs in {}",
-            self.dir.display()
-        );
+            false
+        })
+        .await;
     }
 }
 

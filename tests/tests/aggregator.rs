@@ -8,13 +8,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tally_aggregator::effects::elo_update;
 use tally_schema::redis_keys::Keys;
-use tally_tests::{Aggregator, Ingest, TestEnv, post, post_votes, wait_for_event};
+use tally_tests::{
+    Aggregator, Ingest, Pipeline, TestEnv, fixtures, post, post_votes, wait_for_event, wait_until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tallies_standings_counts_and_elo_follow_the_events() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let pipeline = Pipeline::build(&env).without_writer().start().await;
+    let ingest = &pipeline.ingest;
     let http = reqwest::Client::new();
     let keys = Keys::new(env.name.clone());
     let mut last = 0;
@@ -121,13 +123,13 @@ async fn tallies_standings_counts_and_elo_follow_the_events() {
     let ttl: i64 = redis.ttl(keys.session_elo("models", "s1")).await.unwrap();
     assert!(ttl > 0 && ttl <= 86_400, "personal rankings expire: {ttl}");
 
-    aggregator.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_aggregator_resumes_after_its_watermark_without_counting_twice() {
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("crash")]).await;
     let ingest = Ingest::start(env.ingest_config()).await;
     let keys = Keys::new(env.name.clone());
     let burst = tokio::spawn(post_votes(ingest.base_url(), "crash", 3000, 16));
@@ -156,7 +158,7 @@ async fn the_same_batch_applied_twice_changes_nothing_the_second_time() {
     let sink = tally_aggregator::leaderboard::RedisSink::connect(
         &config.redis.url,
         Keys::new(env.name.clone()),
-        "redis-sink",
+        tally_schema::consumers::REDIS_SINK,
         config.elo(),
     )
     .await
@@ -287,6 +289,8 @@ fn mixed(i: usize) -> (String, serde_json::Value) {
 async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
     use futures::StreamExt;
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("mix"), fixtures::arena("ar")])
+        .await;
     let ingest = Ingest::start(env.ingest_config()).await;
     let writer = tally_tests::Writer::start(env.workers_config()).await;
     let http = reqwest::Client::new();
@@ -319,16 +323,15 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
         .await;
     // ClickHouse holds every event exactly once too, and its rollup agrees with Postgres.
     let db = format!("tally_{}", env.name);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tally_tests::clickhouse(&format!("SELECT count() FROM {db}.events")).await[0][0]
-        != last.to_string()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ClickHouse did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = format!("ClickHouse to hold {last} events");
+    wait_until(what, Duration::from_secs(30), async || {
+        let count = tally_tests::clickhouse(&format!("SELECT count() FROM {db}.events")).await;
+        match &count[0][0] {
+            n if *n == last.to_string() => Ok(()),
+            n => Err(format!("{n} events")),
+        }
+    })
+    .await;
     let distinct = tally_tests::clickhouse(&format!(
         "SELECT uniqExact(id), uniqExact(seq) FROM {db}.events"
     ))
@@ -425,8 +428,10 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_api_serves_the_live_views() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    env.define([fixtures::arena("ar"), fixtures::poll("nobody-voted")])
+        .await;
+    let pipeline = Pipeline::build(&env).without_writer().start().await;
+    let ingest = &pipeline.ingest;
     let http = reqwest::Client::new();
     let mut last = 0;
     let mut send = async |path: &str, body: serde_json::Value| {
@@ -461,10 +466,7 @@ async fn the_read_api_serves_the_live_views() {
     .await;
     env.wait_applied(last).await;
 
-    let get = async |path: &str| -> (u16, serde_json::Value) {
-        let response = reqwest::get(ingest.url(path)).await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    };
+    let get = async |path: &str| tally_tests::get(&http, &ingest.url(path)).await;
     let (s, poll) = get("/v1/polls/final/results").await;
     assert_eq!(s, 200);
     assert_eq!(poll["total_votes"], 3);
@@ -507,15 +509,15 @@ async fn the_read_api_serves_the_live_views() {
     let (s, e) = get("/v1/tournaments/cup/standings?around=t9").await;
     assert_eq!((s, e["error"]["field"].clone()), (404, json!("around")));
 
-    aggregator.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_followers_see_live_changes_and_a_stalled_one_holds_up_nobody() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    env.define([fixtures::poll("live")]).await;
+    let pipeline = Pipeline::build(&env).without_writer().start().await;
+    let ingest = &pipeline.ingest;
     let open = |path: &str| {
         let url = ingest.url(path);
         async move {
@@ -573,21 +575,23 @@ async fn sse_followers_see_live_changes_and_a_stalled_one_holds_up_nobody() {
     .await;
     assert_eq!(s, 202, "{e}");
     wait_for_event(&mut followers[0], |v| v["total_votes"] == 41).await;
-    aggregator.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_away_keeps_redis_live_and_catches_up_exactly_after() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
+    env.define([fixtures::poll("away")]).await;
     let proxy = tally_tests::proxy::TcpProxy::start(tally_tests::proxy::target_of(
         &tally_tests::clickhouse_url(),
     ))
     .await;
-    let mut config = env.aggregator_config();
-    config.clickhouse_url = proxy.rewrite(&tally_tests::clickhouse_url());
-    let aggregator = Aggregator::start(config).await;
+    let pipeline = Pipeline::build(&env)
+        .without_writer()
+        .aggregator(|c| c.clickhouse_url = proxy.rewrite(&tally_tests::clickhouse_url()))
+        .start()
+        .await;
+    let ingest = &pipeline.ingest;
     let db = format!("tally_{}", env.name);
     let count = async || {
         tally_tests::clickhouse(&format!("SELECT count() FROM {db}.events")).await[0][0]
@@ -597,14 +601,16 @@ async fn clickhouse_away_keeps_redis_live_and_catches_up_exactly_after() {
 
     let first = post_votes(ingest.base_url(), "away", 300, 16).await;
     env.wait_applied(300).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while count().await < 300 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ClickHouse did not get the first burst"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let within = Duration::from_secs(30);
+    wait_until(
+        "ClickHouse to get the first burst",
+        within,
+        async || match count().await {
+            n if n >= 300 => Ok(()),
+            n => Err(format!("{n} events")),
+        },
+    )
+    .await;
 
     proxy.cut(); // ClickHouse unreachable for the aggregator
     let second = post_votes(ingest.base_url(), "away", 700, 16).await;
@@ -623,18 +629,17 @@ async fn clickhouse_away_keeps_redis_live_and_catches_up_exactly_after() {
     );
 
     proxy.restore();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while count().await < 1000 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ClickHouse did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let within = Duration::from_secs(60);
+    wait_until("ClickHouse to catch up", within, async || {
+        match count().await {
+            n if n >= 1000 => Ok(()),
+            n => Err(format!("{n} events")),
+        }
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let exact =
         tally_tests::clickhouse(&format!("SELECT count(), uniqExact(id) FROM {db}.events")).await;
     assert_eq!(exact[0], vec!["1000".to_owned(), "1000".to_owned()]);
-    aggregator.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }

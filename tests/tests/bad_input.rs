@@ -1,7 +1,7 @@
 //! Bad input gets the right 4xx with a JSON error naming the field, and publishes nothing.
 
 use serde_json::Value;
-use tally_tests::{Ingest, TestEnv};
+use tally_tests::{Ingest, TestEnv, fixtures};
 
 struct Case {
     name: &'static str,
@@ -247,6 +247,8 @@ fn cases() -> Vec<Case> {
 #[tokio::test]
 async fn bad_input_gets_the_right_4xx_naming_the_field_and_publishes_nothing() {
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("p"), fixtures::arena("a")])
+        .await;
     let ingest = Ingest::start(env.ingest_config()).await;
     let http = reqwest::Client::new();
     for c in cases() {

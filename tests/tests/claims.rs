@@ -6,36 +6,28 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use tally_ingest::auth::Role;
-use tally_tests::{AdminClient, Aggregator, Ingest, TestEnv, Writer, post};
+use tally_tests::{AdminClient, Ingest, Pipeline, TestEnv, Wait, get, post, wait_until};
 
 async fn status(http: &reqwest::Client, ingest: &Ingest, user: &str) -> Value {
     let url = ingest.url(&format!("/v1/tournaments/cup2/registrations/{user}"));
-    let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
-    body["registration"].clone()
+    get(http, &url).await.1["registration"].clone()
 }
 
 async fn wait_status(http: &reqwest::Client, ingest: &Ingest, user: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("{user} to be {want}");
+    wait_until(what, Duration::from_secs(30), async || {
         let s = status(http, ingest, user).await;
-        if s["status"] == want {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{user}: {s}, wanted {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if s["status"] == want { Ok(s) } else { Err(s) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
-    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    let pipeline = Pipeline::start(&env).await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
     admin
         .create(
             "tournaments",
@@ -56,7 +48,7 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
         let receipt = tally_schema::lottery::unhex32(body["receipt"].as_str().unwrap()).unwrap();
         user_of.insert(tally_schema::lottery::pseudonym(&receipt), format!("u{u}"));
     }
-    wait_status(&http, &ingest, "u5", "received").await;
+    wait_status(&http, ingest, "u5", "received").await;
     admin
         .send(
             reqwest::Method::POST,
@@ -64,20 +56,20 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
             None,
         )
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let record = loop {
-        let record: Value = http
-            .get(ingest.url("/v1/tournaments/cup2/draw"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if record["status"] == "drawn" {
-            break record;
-        }
-        if tokio::time::Instant::now() > deadline {
+    let draw = ingest.url("/v1/tournaments/cup2/draw");
+    let drawn = Wait::new("the draw", Duration::from_secs(60))
+        .try_until(async || {
+            let (_, record) = get(&http, &draw).await;
+            if record["status"] == "drawn" {
+                Ok(record)
+            } else {
+                Err(record)
+            }
+        })
+        .await;
+    let record = match drawn {
+        Ok(record) => record,
+        Err(_) => {
             let jobs: Vec<(String, Option<String>, i32)> =
                 sqlx::query_as("SELECT status::text, last_result::text, attempts FROM apalis.jobs")
                     .fetch_all(&env.pool)
@@ -92,7 +84,6 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
             let direct = drawer.draw("cup2").await;
             panic!("never drawn: jobs {jobs:?}, draws {draws:?}, direct {direct:?}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let names = |field: &str| -> Vec<String> {
         record[field]
@@ -104,10 +95,10 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
     };
     let (winners, waitlist) = (names("winners"), names("waitlist"));
     let (keeper, sleeper) = (&winners[0], &winners[1]);
-    let won = wait_status(&http, &ingest, keeper, "won").await;
+    let won = wait_status(&http, ingest, keeper, "won").await;
     assert!(won["deadline"].is_string(), "{won}");
     assert_eq!(
-        wait_status(&http, &ingest, &waitlist[0], "waitlisted").await["position"],
+        wait_status(&http, ingest, &waitlist[0], "waitlisted").await["position"],
         1
     );
 
@@ -123,7 +114,7 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
         (s, refused["error"]["code"].as_str()),
         (409, Some("not_claimable"))
     );
-    wait_status(&http, &ingest, keeper, "claimed").await;
+    wait_status(&http, ingest, keeper, "claimed").await;
 
     // The second winner lets the deadline pass: the place goes to the first on the waitlist,
     // who also hears it on their status stream.
@@ -138,8 +129,8 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
     let heard =
         tally_tests::wait_for_event(&mut events, |v| v["registration"]["status"] == "won").await;
     assert_eq!(heard["registration"]["promoted"], true);
-    wait_status(&http, &ingest, sleeper, "released").await;
-    let promoted = wait_status(&http, &ingest, &waitlist[0], "won").await;
+    wait_status(&http, ingest, sleeper, "released").await;
+    let promoted = wait_status(&http, ingest, &waitlist[0], "won").await;
     assert_eq!(promoted["promoted"], true);
     let (s, late) = post(&http, &claim(sleeper), &json!(null)).await;
     assert_eq!(
@@ -148,44 +139,43 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
     );
     let (s, body) = post(&http, &claim(&waitlist[0]), &json!(null)).await;
     assert_eq!(s, 202, "{body}");
-    wait_status(&http, &ingest, &waitlist[0], "claimed").await;
+    wait_status(&http, ingest, &waitlist[0], "claimed").await;
     // Both places are claimed: nobody else is promoted.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut held = 0;
     for user in winners.iter().chain(&waitlist) {
-        let s = status(&http, &ingest, user).await;
+        let s = status(&http, ingest, user).await;
         if s["status"] == "won" || s["status"] == "claimed" {
             held += 1;
         }
     }
     assert_eq!(held, 2, "never more places than the capacity");
     assert_eq!(
-        status(&http, &ingest, &waitlist[1]).await["status"],
+        status(&http, ingest, &waitlist[1]).await["status"],
         "waitlisted"
     );
 
     // Every change reached Postgres as an event.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let want: Vec<(String, i64)> = vec![
+        ("claimed".into(), 2),
+        ("released".into(), 1),
+        ("waitlisted".into(), 3),
+        ("won".into(), 2),
+    ];
+    let what = format!("Postgres to hold the statuses {want:?}");
+    wait_until(what, Duration::from_secs(30), async || {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, count(*) FROM registration_statuses GROUP BY 1 ORDER BY 1",
         )
         .fetch_all(&env.pool)
         .await
         .unwrap();
-        let want: Vec<(String, i64)> = vec![
-            ("claimed".into(), 2),
-            ("released".into(), 1),
-            ("waitlisted".into(), 3),
-            ("won".into(), 2),
-        ];
         if rows == want {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{rows:?}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "{rows:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    })
+    .await;
+    pipeline.stop().await;
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 use tally_tests::checker::{Burst, check, keyed_votes};
 use tally_tests::nats_cluster::NatsCluster;
-use tally_tests::{Ingest, TestEnv, Writer};
+use tally_tests::{Pipeline, TestEnv, Wait, fixtures, wait_until};
 
 async fn stream_leader(env: &TestEnv) -> Option<String> {
     let mut stream = env.js.get_stream(&env.nats.stream).await.ok()?;
@@ -14,35 +14,31 @@ async fn stream_leader(env: &TestEnv) -> Option<String> {
 }
 
 async fn wait_for_new_leader(env: &TestEnv, old: &str) -> String {
-    for _ in 0..300 {
-        if let Some(leader) = stream_leader(env).await
-            && leader != old
-        {
-            return leader;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no new stream leader after {old} was killed");
+    let what = format!("a new stream leader after {old} was killed");
+    wait_until(what, Duration::from_secs(30), async || {
+        stream_leader(env).await.filter(|leader| leader != old)
+    })
+    .await
 }
 
 /// Waits until the writer has declared its durable consumer, so that its start-up does not
 /// race the failover.
 async fn wait_for_consumer(env: &TestEnv, name: &str) {
-    for _ in 0..300 {
-        if let Ok(stream) = env.js.get_stream(&env.nats.stream).await
-            && stream.consumer_info(name).await.is_ok()
-        {
-            return;
+    let what = format!("the writer to declare its consumer {name}");
+    wait_until(what, Duration::from_secs(15), async || {
+        match env.js.get_stream(&env.nats.stream).await {
+            Ok(stream) => stream.consumer_info(name).await.is_ok(),
+            Err(_) => false,
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the writer did not declare its consumer {name}");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_stream_leader_mid_burst_loses_no_acknowledged_event() {
     let mut cluster = NatsCluster::start().await;
     let env = TestEnv::on_nats(&cluster.url(), 3).await;
+    env.define([fixtures::poll("cluster")]).await;
     let info = env
         .js
         .get_stream(&env.nats.stream)
@@ -53,20 +49,21 @@ async fn killing_the_stream_leader_mid_burst_loses_no_acknowledged_event() {
         .expect("stream info")
         .clone();
     assert_eq!(info.config.num_replicas, 3, "the stream is replicated");
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let workers = env.workers_config();
-    let consumer = workers.writer.consumer.clone();
-    let writer = Writer::start(workers).await;
-    wait_for_consumer(&env, &consumer).await;
+    let pipeline = Pipeline::build(&env).without_aggregator().start().await;
+    let ingest = &pipeline.ingest;
+    wait_for_consumer(&env, &env.workers_config().writer.consumer).await;
     let leader = stream_leader(&env).await.expect("the stream has a leader");
 
     let url = ingest.base_url();
     let timeout = Duration::from_secs(10);
     let during = tokio::spawn(async move { keyed_votes(&url, "cluster", 6000, 32, timeout).await });
     // Kill the leader once the burst is well under way.
-    while env.stream_messages().await < 1500 && !during.is_finished() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the burst to get under way",
+        Duration::from_secs(120),
+        async || env.stream_messages().await >= 1500 || during.is_finished(),
+    )
+    .await;
     assert!(!during.is_finished(), "the burst got under way");
     let victim = cluster.index_of(&leader);
     let killed_at = std::time::Instant::now();
@@ -74,18 +71,19 @@ async fn killing_the_stream_leader_mid_burst_loses_no_acknowledged_event() {
     let new_leader = wait_for_new_leader(&env, &leader).await;
     // Recovery: the first vote accepted after the kill (probes count like any other vote).
     let mut probes = Burst::default();
-    let mut recovered = None;
-    while killed_at.elapsed() < Duration::from_secs(30) {
+    let what = "ingest to accept votes again within 30 s of the kill";
+    let within = Duration::from_secs(30).saturating_sub(killed_at.elapsed());
+    let recovered = wait_until(what, within, async || {
         let probe = keyed_votes(&ingest.base_url(), "cluster", 1, 1, timeout).await;
         let accepted = probe.acknowledged.len() == 1;
         probes.merge(probe);
         if accepted {
-            recovered = Some(killed_at.elapsed());
-            break;
+            Ok(killed_at.elapsed())
+        } else {
+            Err(format!("answers {:?}", probes.statuses))
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let recovered = recovered.expect("ingest accepts votes again within 30 s of the kill");
+    })
+    .await;
     let mut burst = during.await.expect("burst ran");
     burst.merge(probes);
     println!(
@@ -104,14 +102,20 @@ async fn killing_the_stream_leader_mid_burst_loses_no_acknowledged_event() {
     burst.merge(after);
 
     // Every acknowledged vote reaches Postgres exactly once, through the failover.
-    let mut verdict = check(&burst, &env.stored_ids().await);
-    for _ in 0..600 {
+    let verdict = Wait::new(
+        "Postgres to hold every acknowledged vote",
+        Duration::from_secs(60),
+    )
+    .try_until(async || {
+        let verdict = check(&burst, &env.stored_ids().await);
         if verdict.is_clean() && verdict.lost == 0 {
-            break;
+            Ok(verdict)
+        } else {
+            Err(verdict)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        verdict = check(&burst, &env.stored_ids().await);
-    }
+    })
+    .await
+    .unwrap_or_else(|verdict| verdict);
     println!(
         "{} acknowledged of {} sent; Postgres: {verdict}",
         burst.acknowledged.len(),
@@ -121,22 +125,20 @@ async fn killing_the_stream_leader_mid_burst_loses_no_acknowledged_event() {
 
     // The killed node comes back, catches up, and the stream is whole on three replicas.
     cluster.restart(victim);
-    let mut current = 0;
-    for _ in 0..300 {
+    let what = format!("both followers of {new_leader} to be current again");
+    wait_until(what, Duration::from_secs(30), async || {
         let mut stream = env.js.get_stream(&env.nats.stream).await.expect("stream");
         let info = stream.info().await.expect("stream info");
-        if let Some(c) = &info.cluster {
-            current = c.replicas.iter().filter(|r| r.current).count();
-            if current == 2 {
-                break;
-            }
+        let current = info
+            .cluster
+            .as_ref()
+            .map_or(0, |c| c.replicas.iter().filter(|r| r.current).count());
+        if current == 2 {
+            Ok(())
+        } else {
+            Err(format!("{current} current"))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        current, 2,
-        "both followers of {new_leader} are current again"
-    );
-    writer.stop().await;
-    ingest.stop().await;
+    })
+    .await;
+    pipeline.stop().await;
 }

@@ -17,7 +17,7 @@ use tally_tests::faults::{
 };
 use tally_tests::nats_cluster::free_port;
 use tally_tests::proxy::{Mode, TcpProxy, target_of};
-use tally_tests::{Aggregator, Ingest, Servers, TestEnv, Writer};
+use tally_tests::{Pipeline, Servers, TestEnv, fixtures};
 
 /// How long a client waits for one answer before it retries.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -49,6 +49,7 @@ async fn ingest_writer_and_aggregator_sigkilled_at_random_moments() {
     let profile = Profile::from_env();
     let scratch = Scratch::new("kill-services");
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("crash")]).await;
     let mut ingest_config = env.ingest_config();
     ingest_config.addr = ([127, 0, 0, 1], free_port()).into();
     ingest_config.publish_timeout_ms = PUBLISH_TIMEOUT_MS;
@@ -108,18 +109,17 @@ async fn server_frozen_and_killed(
 ) -> Burst {
     let profile = Profile::from_env();
     tally_tests::faults::log_if_asked();
-    let mut config = env.ingest_config();
-    config.publish_timeout_ms = PUBLISH_TIMEOUT_MS;
-    let ingest = Ingest::start(config).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
-    let clients = Sustained::start(&ingest.base_url(), poll, profile.clients, CLIENT_TIMEOUT);
+    env.define([fixtures::poll(poll)]).await;
+    let pipeline = Pipeline::build(env)
+        .ingest(|c| c.publish_timeout_ms = PUBLISH_TIMEOUT_MS)
+        .start()
+        .await;
+    let url = pipeline.ingest.base_url();
+    let clients = Sustained::start(&url, poll, profile.clients, CLIENT_TIMEOUT);
     freeze_and_kill(server, profile.rounds).await;
     pause(1000..1500).await;
     let (burst, _) = finish(fault, &profile, env, clients, poll).await;
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
     burst
 }
 
@@ -179,14 +179,15 @@ async fn redis_frozen_and_killed_mid_burst() {
 async fn clickhouse_unreachable_for_a_while_mid_burst() {
     let profile = Profile::from_env();
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("ch")]).await;
     let proxy = TcpProxy::start(target_of(&tally_tests::clickhouse_url())).await;
-    let mut config = env.aggregator_config();
-    config.clickhouse_url = proxy.rewrite(&tally_tests::clickhouse_url());
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(config).await;
+    let pipeline = Pipeline::build(&env)
+        .aggregator(|c| c.clickhouse_url = proxy.rewrite(&tally_tests::clickhouse_url()))
+        .start()
+        .await;
 
-    let clients = Sustained::start(&ingest.base_url(), "ch", profile.clients, CLIENT_TIMEOUT);
+    let url = pipeline.ingest.base_url();
+    let clients = Sustained::start(&url, "ch", profile.clients, CLIENT_TIMEOUT);
     pause(1000..2000).await;
     proxy.cut();
     tokio::time::sleep(profile.clickhouse_outage).await;
@@ -200,9 +201,7 @@ async fn clickhouse_unreachable_for_a_while_mid_burst() {
         "ch",
     )
     .await;
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 /// Which service reaches NATS through the faulty link.
@@ -220,19 +219,19 @@ async fn network_faults_to_nats(link: Link, fault: &str, poll: &str) -> Burst {
     let profile = Profile::from_env();
     tally_tests::faults::log_if_asked();
     let env = TestEnv::new().await;
+    env.define([fixtures::poll(poll)]).await;
     let proxy = TcpProxy::start(target_of(&env.nats.url)).await;
-    let mut ingest_config = env.ingest_config();
-    ingest_config.publish_timeout_ms = PUBLISH_TIMEOUT_MS;
-    let mut aggregator_config = env.aggregator_config();
-    match link {
-        Link::Ingest => ingest_config.nats.url = proxy.rewrite(&env.nats.url),
-        Link::Sinks => aggregator_config.nats.url = proxy.rewrite(&env.nats.url),
+    let faulty = proxy.rewrite(&env.nats.url);
+    let pipeline = Pipeline::build(&env).ingest(|c| c.publish_timeout_ms = PUBLISH_TIMEOUT_MS);
+    let pipeline = match link {
+        Link::Ingest => pipeline.ingest(|c| c.nats.url = faulty),
+        Link::Sinks => pipeline.aggregator(|c| c.nats.url = faulty),
     }
-    let ingest = Ingest::start(ingest_config).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(aggregator_config).await;
+    .start()
+    .await;
 
-    let clients = Sustained::start(&ingest.base_url(), poll, profile.clients, CLIENT_TIMEOUT);
+    let url = pipeline.ingest.base_url();
+    let clients = Sustained::start(&url, poll, profile.clients, CLIENT_TIMEOUT);
     for _ in 0..profile.rounds {
         for fault in [
             Mode::Delay(Duration::from_millis(300)),
@@ -248,9 +247,7 @@ async fn network_faults_to_nats(link: Link, fault: &str, poll: &str) -> Burst {
     }
     pause(1000..1500).await;
     let (burst, _) = finish(fault, &profile, &env, clients, poll).await;
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
     burst
 }
 

@@ -6,13 +6,14 @@ use rand::Rng;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tally_tests::proxy::{TcpProxy, target_of};
-use tally_tests::{Ingest, TestEnv, Writer, post, post_votes};
+use tally_tests::{Ingest, Pipeline, TestEnv, Wait, fixtures, post, post_votes, wait_until};
 use tally_workers::store::PgStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_after_commit_before_ack_or_at_random_loses_nothing_and_counts_nothing_twice()
  {
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("kill")]).await;
     let ingest = Ingest::start(env.ingest_config()).await;
     let mut acked = post_votes(ingest.base_url(), "kill", 300, 20).await;
     let config = env.workers_config();
@@ -74,12 +75,17 @@ async fn a_writer_killed_after_commit_before_ack_or_at_random_loses_nothing_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unavailable_for_a_while_keeps_202s_coming_and_loses_nothing() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
+    env.define([fixtures::poll("outage")]).await;
     let proxy = TcpProxy::start(target_of(&env.database_url)).await;
-    let mut config = env.workers_config();
-    config.database_url = proxy.rewrite(&env.database_url);
-    config.writer.write_retries = 2;
-    let writer = Writer::start(config).await;
+    let pipeline = Pipeline::build(&env)
+        .without_aggregator()
+        .writer(|c| {
+            c.database_url = proxy.rewrite(&env.database_url);
+            c.writer.write_retries = 2;
+        })
+        .start()
+        .await;
+    let ingest = &pipeline.ingest;
 
     let mut acked = post_votes(ingest.base_url(), "outage", 200, 10).await;
     env.assert_exactly_stored(&acked, Duration::from_secs(15))
@@ -97,8 +103,7 @@ async fn postgres_unavailable_for_a_while_keeps_202s_coming_and_loses_nothing() 
     proxy.restore();
     env.assert_exactly_stored(&acked, Duration::from_secs(60))
         .await;
-    writer.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,9 +150,9 @@ async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
     // The client retries each refused event with its key until it is accepted. A 503 is not
     // a promise that nothing was stored (a publish that timed out may still land when the
     // connection comes back); the key is what makes the retry safe.
-    let deadline = Instant::now() + Duration::from_secs(30);
     for key in &keys {
-        loop {
+        let what = format!("ingest to accept {key} after NATS came back");
+        wait_until(what, Duration::from_secs(30), async || {
             let response = http
                 .post(&url)
                 .header("Idempotency-Key", key)
@@ -155,16 +160,13 @@ async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
                 .send()
                 .await
                 .unwrap();
-            if response.status() == 202 {
-                break;
+            match response.status().as_u16() {
+                202 => Ok(()),
+                503 => Err(response.text().await.unwrap_or_default()),
+                other => panic!("{key}: {other}"),
             }
-            assert_eq!(response.status(), 503);
-            assert!(
-                Instant::now() < deadline,
-                "ingest did not recover after NATS came back"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
     }
     accepted += keys.len() as u64;
     // Every event is on the stream exactly once: no false 202, no duplicate from the retries.
@@ -175,6 +177,7 @@ async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_publishes_in_flight_bound_requests_are_shed_soon_not_queued() {
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("shed")]).await;
     let proxy = TcpProxy::start(target_of(&env.nats.url)).await;
     let mut config = env.ingest_config();
     config.nats.url = proxy.rewrite(&env.nats.url);
@@ -215,21 +218,23 @@ async fn past_the_publishes_in_flight_bound_requests_are_shed_soon_not_queued() 
 
     // The permits come back with the answers: ingest takes votes again at once.
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _) = post(&http, &url, &vote(100)).await;
+    let what = "ingest to take votes again";
+    wait_until(what, Duration::from_secs(30), async || {
+        let (status, body) = post(&http, &url, &vote(100)).await;
         if status == 202 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
         }
-        assert!(Instant::now() < deadline, "ingest did not take votes again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     ingest.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_answers_every_started_request_truthfully() {
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("drain")]).await;
     let ingest = Ingest::start(env.ingest_config()).await;
     let http = reqwest::Client::new();
     let url = ingest.url("/v1/polls/drain/votes");
@@ -248,11 +253,10 @@ async fn graceful_shutdown_answers_every_started_request_truthfully() {
         })
         .collect();
     // Stop once the burst is under way, so that requests are in flight at that moment.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while answered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "no request was answered");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    Wait::new("a request to be answered", Duration::from_secs(10))
+        .every(Duration::from_millis(1))
+        .until(async || answered.load(std::sync::atomic::Ordering::SeqCst) > 0)
+        .await;
     ingest.stop().await;
     let mut accepted = 0;
     for request in requests {

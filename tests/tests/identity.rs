@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tally_ingest::auth::Role;
 use tally_schema::resources::{Resource, ResourceKind};
-use tally_tests::{Ingest, TestEnv};
+use tally_tests::{Ingest, TestEnv, fixtures, wait_until};
 
 const SECRET: &str = "a shared secret of more than 32 bytes!";
 const ISSUER: &str = "https://site.example";
@@ -107,15 +107,7 @@ async fn jwks_server(set: Arc<RwLock<JwkSet>>) -> String {
 }
 
 fn tournament(definition: Value) -> Resource {
-    Resource::decode(ResourceKind::Tournament, definition.to_string().as_bytes()).unwrap()
-}
-
-async fn store(env: &TestEnv, resources: &[Resource]) {
-    for r in resources {
-        tally_ingest::resource_store::create(&env.pool, r)
-            .await
-            .unwrap();
-    }
+    fixtures::resource(ResourceKind::Tournament, definition)
 }
 
 /// Sends `method path` with an optional bearer and JSON body; returns status and error code
@@ -158,13 +150,10 @@ async fn token_ingest(env: &TestEnv, jwks: &str) -> Ingest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tournament_that_requires_identity_takes_the_user_from_the_token() {
     let env = TestEnv::new().await;
-    store(
-        &env,
-        &[tournament(json!({
-            "id": "gate", "identity": "token", "mode": "lottery", "capacity": 10,
-            "groups": [{"id": "vip", "weight": 5}, {"id": "members", "weight": 2}]
-        }))],
-    )
+    env.define([tournament(json!({
+        "id": "gate", "identity": "token", "mode": "lottery", "capacity": 10,
+        "groups": [{"id": "vip", "weight": 5}, {"id": "members", "weight": 2}]
+    }))])
     .await;
     let (es, rs, ed) = (
         openssl_key(Algorithm::ES256, "es-1"),
@@ -352,27 +341,27 @@ async fn a_tournament_that_requires_identity_takes_the_user_from_the_token() {
     let late = openssl_key(Algorithm::ES256, "es-2");
     let late_token = mint(&late, &claims("u-late"));
     set.write().unwrap().keys.push(late.jwk.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (code, body) = call(
-            &http,
-            &ingest,
-            post.clone(),
-            register,
-            Some(&late_token),
-            Some(json!({"user": "u-late"})),
-        )
-        .await;
-        if code == 202 {
-            break;
-        }
-        assert_eq!(body, "token_unknown_key");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rotated key never taken"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        "the rotated key to be taken",
+        Duration::from_secs(5),
+        async || {
+            let (code, body) = call(
+                &http,
+                &ingest,
+                post.clone(),
+                register,
+                Some(&late_token),
+                Some(json!({"user": "u-late"})),
+            )
+            .await;
+            if code == 202 {
+                return Ok(());
+            }
+            assert_eq!(body, "token_unknown_key");
+            Err(body)
+        },
+    )
+    .await;
     ingest.stop().await;
 }
 
@@ -400,11 +389,8 @@ async fn stored_groups(env: &TestEnv) -> std::collections::HashMap<String, Optio
 async fn bad_tokens_are_refused_each_with_its_own_code() {
     use base64::Engine;
     let env = TestEnv::new().await;
-    store(
-        &env,
-        &[tournament(json!({"id": "gate", "identity": "token"}))],
-    )
-    .await;
+    env.define([tournament(json!({"id": "gate", "identity": "token"}))])
+        .await;
     let rs = openssl_key(Algorithm::RS256, "rs-1");
     let set = Arc::new(RwLock::new(JwkSet {
         keys: vec![rs.jwk.clone()],
@@ -562,6 +548,7 @@ async fn no_client_key_reaches_an_id_the_server_makes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_streams_are_capped_per_address_and_counted() {
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("live")]).await;
     let mut config = env.ingest_config();
     config.max_streams_per_address = 2;
     let ingest = Ingest::start(config).await;
@@ -585,18 +572,19 @@ async fn live_streams_are_capped_per_address_and_counted() {
     assert_eq!(health["live_streams"]["poll"], 2);
     // A closed stream frees its place.
     drop(a);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let again = open().await.unwrap();
-        if again.status() == 200 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place was never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "the place to be freed",
+        Duration::from_secs(5),
+        async || {
+            let again = open().await.unwrap();
+            if again.status() == 200 {
+                Ok(())
+            } else {
+                Err(again.status())
+            }
+        },
+    )
+    .await;
     drop(b);
     ingest.stop().await;
 }
@@ -674,12 +662,9 @@ async fn the_readme_token_example_mints_tokens_tally_accepts() {
         "PyJWT's venv is not installed: run deploy/tools.sh schemathesis"
     );
     let env = TestEnv::new().await;
-    store(
-        &env,
-        &[tournament(json!({"id": "gate", "identity": "token",
-                            "groups": [{"id": "vip", "weight": 3}]}))],
-    )
-    .await;
+    env.define([tournament(json!({"id": "gate", "identity": "token",
+                            "groups": [{"id": "vip", "weight": 3}]}))])
+        .await;
     let mut config = env.ingest_config();
     config.tokens.jwt_hs256_secret = Some(SECRET.into());
     config.tokens.jwt_issuer = Some(ISSUER.into());
@@ -721,12 +706,8 @@ async fn the_readme_token_example_mints_tokens_tally_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_membership_list_grants_groups_that_a_body_cannot_claim() {
     let env = TestEnv::new().await;
-    store(
-        &env,
-        &[tournament(json!({"id": "club", "mode": "lottery",
-                            "groups": [{"id": "vip", "weight": 5}, {"id": "members", "weight": 2}]}))],
-    )
-    .await;
+    env.define([tournament(json!({"id": "club", "mode": "lottery",
+                            "groups": [{"id": "vip", "weight": 5}, {"id": "members", "weight": 2}]}))]).await;
     let ingest = Ingest::start(env.ingest_config()).await;
     let admin = env.api_key(Role::Admin).await;
     // The operator imports the list with the CLI, from a CSV.

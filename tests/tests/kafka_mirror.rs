@@ -10,7 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tally_tests::checker::{Burst, keyed_votes};
-use tally_tests::{Aggregator, Ingest, TestEnv, setting};
+use tally_tests::{Aggregator, Ingest, TestEnv, Wait, fixtures, setting, wait_until};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
@@ -46,13 +46,12 @@ impl Broker {
             .spawn()
             .expect("tansu starts");
         let address = format!("127.0.0.1:{port}");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(&address).await.is_ok() {
-                return Self { child, address };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("tansu did not listen on {address}");
+        let what = format!("tansu to listen on {address}");
+        wait_until(what, Duration::from_secs(10), async || {
+            tokio::net::TcpStream::connect(&address).await.is_ok()
+        })
+        .await;
+        Self { child, address }
     }
 
     fn signal(&self, signal: &str) {
@@ -126,6 +125,7 @@ fn read_topic(broker: &str, topic: &str, expected: usize, within: Duration) -> V
 async fn every_acknowledged_event_is_mirrored_keyed_by_scope_in_order_through_crash_and_outage() {
     let broker = Broker::start().await;
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("live")]).await;
     let mut config = env.aggregator_config();
     config.kafka_brokers = Some(broker.address.clone());
     config.kafka_topic = env.name.clone();
@@ -146,9 +146,10 @@ async fn every_acknowledged_event_is_mirrored_keyed_by_scope_in_order_through_cr
     let (u1, u2) = (url.clone(), url.clone());
     let first = tokio::spawn(async move { keyed_votes(&u1, "final", 1500, 16, timeout).await });
     let second = tokio::spawn(async move { keyed_votes(&u2, "live", 1500, 16, timeout).await });
-    while mirrored().await < 500 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    Wait::new("500 events mirrored", Duration::from_secs(60))
+        .every(Duration::from_millis(10))
+        .until(async || mirrored().await >= 500)
+        .await;
     aggregator.crash().await;
     let aggregator = Aggregator::start(config.clone()).await;
     let mut burst = first.await.unwrap();
@@ -156,13 +157,15 @@ async fn every_acknowledged_event_is_mirrored_keyed_by_scope_in_order_through_cr
     assert_eq!(burst.acknowledged.len(), 3000, "{:?}", burst.statuses);
 
     // The broker frozen: JetStream keeps the events unacknowledged until Kafka has them.
-    let floor = loop {
-        let floor = mirrored().await;
-        if floor >= 3000 {
-            break floor;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let floor = wait_until(
+        "the burst mirrored",
+        Duration::from_secs(90),
+        async || match mirrored().await {
+            floor if floor >= 3000 => Ok(floor),
+            floor => Err(format!("acknowledged up to {floor}")),
+        },
+    )
+    .await;
     broker.signal("-STOP");
     let during: Burst = keyed_votes(&url, "final", 300, 16, timeout).await;
     assert_eq!(

@@ -4,13 +4,13 @@
 use serde_json::json;
 use std::time::Duration;
 use tally_tests::browser::Browser;
-use tally_tests::{Aggregator, Ingest, TestEnv, post};
+use tally_tests::{Pipeline, TestEnv, post};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_follows_votes_and_scores_as_they_arrive() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let pipeline = Pipeline::build(&env).without_writer().start().await;
+    let ingest = &pipeline.ingest;
     let http = reqwest::Client::new();
     let vote = async |voter: &str, option: &str| {
         let (s, body) = post(
@@ -97,6 +97,5 @@ async fn the_live_page_follows_votes_and_scores_as_they_arrive() {
         )
         .await;
 
-    aggregator.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }

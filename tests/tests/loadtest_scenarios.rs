@@ -7,7 +7,7 @@ use tally_loadtest::crowd;
 use tally_loadtest::open_loop::{Plan, Run};
 use tally_loadtest::outcome::{StoreArgs, Stores};
 use tally_loadtest::scenarios::{self, Clients};
-use tally_tests::{Aggregator, Ingest, TestEnv, Writer, clickhouse_url, redis_url};
+use tally_tests::{Ingest, Pipeline, TestEnv, clickhouse_url, redis_url};
 
 fn plan(requests: usize) -> Plan {
     Plan {
@@ -20,9 +20,8 @@ fn plan(requests: usize) -> Plan {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_scenario_passes_its_outcome_check_against_the_real_pipeline() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
+    let pipeline = Pipeline::start(&env).await;
+    let ingest = &pipeline.ingest;
     let key = env.api_key(Role::Admin).await;
     let clients = Clients::new(&ingest.base_url(), &key, 2).expect("clients");
     let stores = Stores::connect(&StoreArgs {
@@ -130,7 +129,5 @@ async fn every_scenario_passes_its_outcome_check_against_the_real_pipeline() {
         .expect_err("a lost event is reported");
     assert!(error.to_string().contains("1 lost"), "{error}");
 
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }

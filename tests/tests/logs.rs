@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 use tally_ingest::auth::Role;
-use tally_tests::TestEnv;
 use tally_tests::faults::{Proc, Scratch, wait_ingest_ready};
 use tally_tests::nats_cluster::free_port;
+use tally_tests::{TestEnv, fixtures, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_logs_hold_no_secrets_and_no_voter_ids() {
     let scratch = Scratch::new("logs");
     let env = TestEnv::new().await;
+    env.define([fixtures::poll("logs")]).await;
     let admin_key = env.api_key(Role::Admin).await;
     let signing_secret = "sh-signing-secret-9d2f41";
     let mut config = env.ingest_config();
@@ -103,11 +104,15 @@ async fn info_logs_hold_no_secrets_and_no_voter_ids() {
     }
     assert_eq!(statuses, [201, 403]);
     // Wait until the workers and the aggregator handled the votes, then stop everything.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while env.stored_ids().await.len() < voters.len() + 1 {
-        assert!(tokio::time::Instant::now() < deadline, "votes not stored");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "the votes to be stored",
+        Duration::from_secs(60),
+        async || match env.stored_ids().await.len() {
+            n if n > voters.len() => Ok(()),
+            n => Err(format!("{n} stored")),
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     for service in &mut services {
         service.kill().await;

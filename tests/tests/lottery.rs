@@ -7,21 +7,16 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
 use tally_ingest::auth::Role;
-use tally_tests::{AdminClient, Aggregator, Ingest, TestEnv, Writer, post};
-
-async fn get(http: &reqwest::Client, url: &str) -> (u16, Value) {
-    let response = http.get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or_default())
-}
+use tally_tests::{AdminClient, Pipeline, TestEnv, get, post, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await; // lottery scheduler every second
-    let aggregator = Aggregator::start(env.aggregator_config()).await; // registrant positions
-    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    // The writer's process runs the lottery scheduler (every second here); the aggregator
+    // places registrants.
+    let pipeline = Pipeline::start(&env).await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
     admin
         .create(
             "tournaments",
@@ -87,23 +82,20 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
             (tally_schema::lottery::pseudonym(&receipt), user.clone())
         })
         .collect();
-    let (_, before) = get(
-        &http,
-        &ingest.url("/v1/tournaments/lucky/registrations/u00001"),
+    let first = ingest.url("/v1/tournaments/lucky/registrations/u00001");
+    wait_until(
+        "u00001 to be received",
+        Duration::from_secs(30),
+        async || {
+            let (_, status) = get(&http, &first).await;
+            if status["registration"]["status"] == "received" {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut before = before;
-    while before["registration"]["status"] != "received" {
-        assert!(tokio::time::Instant::now() < deadline, "{before}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        before = get(
-            &http,
-            &ingest.url("/v1/tournaments/lucky/registrations/u00001"),
-        )
-        .await
-        .1;
-    }
 
     // The window closes; the scheduler queues the draw, the job draws once.
     let (status, _) = admin
@@ -119,18 +111,15 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
         (status, late["error"]["code"].as_str()),
         (409, Some("window_closed"))
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let record = loop {
+    let record = wait_until("the draw", Duration::from_secs(60), async || {
         let (_, record) = get(&http, &draw_url).await;
         if record["status"] == "drawn" {
-            break record;
+            Ok(record)
+        } else {
+            Err(record)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never drawn: {record}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     let winners: Vec<&str> = record["winners"]
         .as_array()
         .unwrap()
@@ -271,7 +260,7 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
                 .contains("DrawJob")),
         "{view}"
     );
-    let anonymous = AdminClient::new(&ingest, None);
+    let anonymous = AdminClient::new(ingest, None);
     assert_eq!(
         anonymous
             .send(reqwest::Method::GET, "/admin/v1/jobs", None)
@@ -280,22 +269,21 @@ async fn ten_thousand_registrants_seven_hundred_winners_one_verifiable_draw() {
         401
     );
     // The draw ran as a job in apalis' Postgres tables, and finished.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let statuses: Vec<(String,)> = sqlx::query_as("SELECT status::text FROM apalis.jobs")
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
-        if statuses.iter().any(|(s,)| s == "Done") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "draw jobs: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    wait_until(
+        "the draw job to finish",
+        Duration::from_secs(30),
+        async || {
+            let statuses: Vec<(String,)> = sqlx::query_as("SELECT status::text FROM apalis.jobs")
+                .fetch_all(&env.pool)
+                .await
+                .unwrap();
+            if statuses.iter().any(|(s,)| s == "Done") {
+                Ok(())
+            } else {
+                Err(format!("draw jobs: {statuses:?}"))
+            }
+        },
+    )
+    .await;
+    pipeline.stop().await;
 }

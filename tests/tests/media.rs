@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use tally_tests::{Ingest, TestEnv, Writer};
+use tally_tests::{Ingest, Pipeline, TestEnv, fixtures, get, wait_until};
 
 /// A 1×1 PNG.
 const PNG: [u8; 70] = [
@@ -36,10 +36,12 @@ async fn upload(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_are_checked_by_their_bytes_stored_and_served_back() {
     let env = TestEnv::new().await;
-    let mut config = env.ingest_config();
-    config.media_body_limit_bytes = 64 * 1024;
-    let ingest = Ingest::start(config).await;
-    let writer = Writer::start(env.workers_config()).await;
+    let pipeline = Pipeline::build(&env)
+        .without_aggregator()
+        .ingest(|c| c.media_body_limit_bytes = 64 * 1024)
+        .start()
+        .await;
+    let ingest = &pipeline.ingest;
     let http = reqwest::Client::new();
     let path = "/v1/tournaments/cup/media?user=ann";
 
@@ -85,7 +87,7 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
         ),
     ];
     for (path, content_type, body, status, code) in refused {
-        let (got, answer) = upload(&http, &ingest, path, content_type, body).await;
+        let (got, answer) = upload(&http, ingest, path, content_type, body).await;
         assert_eq!(
             (got, answer["error"]["code"].as_str()),
             (status, Some(code)),
@@ -98,7 +100,7 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
         "nothing refused was announced"
     );
 
-    let (status, accepted) = upload(&http, &ingest, path, "image/png", PNG.to_vec()).await;
+    let (status, accepted) = upload(&http, ingest, path, "image/png", PNG.to_vec()).await;
     assert_eq!(status, 202, "{accepted}");
     let media = accepted["media"].as_str().unwrap().to_owned();
     let original = http
@@ -125,25 +127,20 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
     assert_eq!(again.status(), 304);
 
     // The writer records the upload; the status route then answers from Postgres.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let body: Value = http
-            .get(ingest.url(&format!("/v1/media/{media}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let url = ingest.url(&format!("/v1/media/{media}"));
+    let what = "the writer to record the upload";
+    let body = wait_until(what, Duration::from_secs(30), async || {
+        let (_, body) = get(&http, &url).await;
         if body["status"] != "received" {
-            assert_eq!(body["content_type"], "image/png");
-            assert_eq!(body["bytes"], 70);
-            assert_eq!(body["user"], "ann");
-            break;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(body["content_type"], "image/png");
+    assert_eq!(body["bytes"], 70);
+    assert_eq!(body["user"], "ann");
 
     // Ten uploads a minute per user by default.
     let mut statuses = Vec::new();
@@ -151,7 +148,7 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
         statuses.push(
             upload(
                 &http,
-                &ingest,
+                ingest,
                 "/v1/tournaments/cup/media?user=bob",
                 "image/png",
                 PNG.to_vec(),
@@ -163,7 +160,7 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
     assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 10);
     let (status, _) = upload(
         &http,
-        &ingest,
+        ingest,
         "/v1/tournaments/cup/media?user=bob",
         "image/png",
         PNG.to_vec(),
@@ -176,8 +173,7 @@ async fn images_are_checked_by_their_bytes_stored_and_served_back() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    writer.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 fn encoded(image: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
@@ -194,30 +190,25 @@ async fn media_status(
     media: &str,
     until: &[&str],
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: Value = http
-            .get(ingest.url(&format!("/v1/media/{media}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let url = ingest.url(&format!("/v1/media/{media}"));
+    let what = format!("{media} to be one of {until:?}");
+    wait_until(what, Duration::from_secs(60), async || {
+        let (_, body) = get(http, &url).await;
         if until.iter().any(|s| body["status"] == *s) {
-            return body;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        assert!(tokio::time::Instant::now() < deadline, "{media}: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await;
+    let pipeline = Pipeline::build(&env).without_aggregator().start().await;
+    let ingest = &pipeline.ingest;
     let http = reqwest::Client::new();
     let wide = encoded(
         DynamicImage::ImageRgb8(RgbImage::new(3000, 1000)),
@@ -264,7 +255,7 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     // A file cut short cannot be walked to remove its metadata: refused at once.
     let (status, answer) = upload(
         &http,
-        &ingest,
+        ingest,
         "/v1/tournaments/cup/media?user=truncated",
         "image/png",
         truncated,
@@ -278,7 +269,7 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     for (name, content_type, body, good) in folder {
         let (status, answer) = upload(
             &http,
-            &ingest,
+            ingest,
             &format!("/v1/tournaments/cup/media?user={name}"),
             content_type,
             body,
@@ -288,7 +279,7 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
         uploads.push((name, answer["media"].as_str().unwrap().to_owned(), good));
     }
     for (name, media, good) in &uploads {
-        let status = media_status(&http, &ingest, media, &["done", "failed"]).await;
+        let status = media_status(&http, ingest, media, &["done", "failed"]).await;
         if !good {
             assert_eq!(status["status"], "failed", "{name}: {status}");
             assert!(
@@ -330,7 +321,7 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     // The workers kept running: a good upload after the broken ones is processed too.
     let (status, answer) = upload(
         &http,
-        &ingest,
+        ingest,
         "/v1/tournaments/cup/media?user=late",
         "image/png",
         PNG.to_vec(),
@@ -339,7 +330,7 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     assert_eq!(status, 202);
     let late = media_status(
         &http,
-        &ingest,
+        ingest,
         answer["media"].as_str().unwrap(),
         &["done", "failed"],
     )
@@ -355,7 +346,7 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
     .execute(&env.pool)
     .await
     .unwrap();
-    let again = media_status(&http, &ingest, late_media, &["done"]).await;
+    let again = media_status(&http, ingest, late_media, &["done"]).await;
     assert!(again["variants"]["thumb"].is_object(), "{again}");
     let unknown = http
         .get(ingest.url("/v1/media/x/poster"))
@@ -363,8 +354,7 @@ async fn good_images_get_three_variants_and_broken_ones_fail_with_a_reason() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    writer.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 /// A JPEG encoded here with an EXIF segment (a GPS position and a camera serial) after SOI,
@@ -394,14 +384,8 @@ async fn uploads_lose_their_location_and_stay_within_the_tournament_quota() {
     // Room for two uploads, not three.
     let definition =
         serde_json::json!({"id": "photos", "media_quota_bytes": stripped_len * 2 + 10});
-    let resource = tally_schema::resources::Resource::decode(
-        tally_schema::resources::ResourceKind::Tournament,
-        definition.to_string().as_bytes(),
-    )
-    .unwrap();
-    tally_ingest::resource_store::create(&env.pool, &resource)
-        .await
-        .unwrap();
+    let kind = tally_schema::resources::ResourceKind::Tournament;
+    env.define([fixtures::resource(kind, definition)]).await;
     let mut config = env.ingest_config();
     config.media_body_limit_bytes = 64 * 1024;
     let ingest = Ingest::start(config).await;

@@ -2,10 +2,10 @@
 //! are refitted on the workers' cron schedule, stored in Postgres and served beside Elo.
 
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use tally_ingest::auth::Role;
-use tally_tests::{AdminClient, Ingest, TestEnv, Writer, post};
+use tally_tests::{AdminClient, Ingest, TestEnv, Writer, get, post, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ranking_job_recovers_known_strengths_and_serves_them_beside_elo() {
@@ -44,25 +44,17 @@ async fn the_ranking_job_recovers_known_strengths_and_serves_them_beside_elo() {
         .await;
 
     // The cron job picks the arena up within a few ticks.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let ranking = loop {
-        let body: Value = http
-            .get(ingest.url("/v1/arenas/bt/ranking"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let ranking_url = ingest.url("/v1/arenas/bt/ranking");
+    let what = "a fit of all votes";
+    let ranking = wait_until(what, Duration::from_secs(20), async || {
+        let (_, body) = get(&http, &ranking_url).await;
         if body["bradley_terry"]["votes"] == 1500 {
-            break body;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no fit of all votes: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert_eq!(
         ranking["rating"], "elo",
         "the live Elo ranking stays beside it"
@@ -97,7 +89,7 @@ async fn the_ranking_job_recovers_known_strengths_and_serves_them_beside_elo() {
     assert_eq!(stored, order);
     writer.stop().await;
     let ranker = tally_workers::ranking::job::Ranker {
-        pool: env.pool.clone(),
+        store: tally_workers::store::PgStore::from_pool(env.pool.clone()),
         redis: redis::Client::open(tally_tests::redis_url()).unwrap(),
         keys: tally_schema::redis_keys::Keys::new(env.name.clone()),
         config: config.ranking.clone(),

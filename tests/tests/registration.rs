@@ -7,15 +7,14 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
 use tally_ingest::auth::Role;
-use tally_tests::{AdminClient, Aggregator, Ingest, TestEnv, Writer, post};
+use tally_tests::{AdminClient, Pipeline, TestEnv, get, post, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_registrants_for_seven_hundred_first_come_places() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let writer = Writer::start(env.workers_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
-    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    let pipeline = Pipeline::start(&env).await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
     admin
         .create(
             "tournaments",
@@ -69,25 +68,23 @@ async fn ten_thousand_registrants_for_seven_hundred_first_come_places() {
     let expected: HashMap<String, i64> = rows.into_iter().collect();
 
     // The status endpoint (from Redis) gives every user the same position and exactly 700
-    // places.
+    // places. 404 until the aggregator placed the user; a 503 is retried, as a client does.
     let statuses: Vec<(String, Value)> = futures::stream::iter(0..10_000)
         .map(|u| {
             let http = http.clone();
             let url = ingest.url(&format!("/v1/tournaments/rush/registrations/u{u}"));
             async move {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-                loop {
-                    let response = http.get(&url).send().await.unwrap();
-                    if response.status() == 200 {
-                        return (format!("u{u}"), response.json::<Value>().await.unwrap());
+                let what = format!("u{u} to be placed");
+                let body = wait_until(what, Duration::from_secs(30), async || {
+                    let (status, body) = get(&http, &url).await;
+                    match status {
+                        200 => Ok(body),
+                        404 => Err(body),
+                        other => panic!("u{u}: {other} {body}"),
                     }
-                    assert_eq!(response.status(), 404, "not processed yet");
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "u{u} never processed"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                })
+                .await;
+                (format!("u{u}"), body)
             }
         })
         .buffer_unordered(64)
@@ -110,23 +107,14 @@ async fn ten_thousand_registrants_for_seven_hundred_first_come_places() {
         }
     }
     assert_eq!(placed, 700, "exactly the capacity");
-    let counts: Value = http
-        .get(ingest.url("/v1/tournaments/rush/registrations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, counts) = get(&http, &ingest.url("/v1/tournaments/rush/registrations")).await;
     assert_eq!(counts["total"], 10_000);
     assert_eq!(counts["groups"]["members"], 2_500);
-    let unknown = http
-        .get(ingest.url("/v1/tournaments/rush/registrations/nobody"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
-    aggregator.stop().await;
-    writer.stop().await;
-    ingest.stop().await;
+    let (unknown, _) = get(
+        &http,
+        &ingest.url("/v1/tournaments/rush/registrations/nobody"),
+    )
+    .await;
+    assert_eq!(unknown, 404);
+    pipeline.stop().await;
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tally_ingest::auth::Role;
 use tally_schema::redis_keys::Keys;
-use tally_tests::{AdminClient, Aggregator, Ingest, TestEnv, Writer, post};
+use tally_tests::{AdminClient, Aggregator, Ingest, Pipeline, TestEnv, Writer, post, wait_until};
 
 fn error(body: &Value) -> (String, String) {
     let e = &body["error"];
@@ -72,22 +72,20 @@ async fn the_admin_api_refuses_missing_wrong_and_insufficient_keys() {
         .await
         .unwrap();
     assert!(
-        tally_ingest::resource_store::revoke_key(&env.pool, &name.0)
+        tally_ingest::store::revoke_key(&env.pool, &name.0)
             .await
             .unwrap()
     );
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let (status, _) = viewer.send(Method::GET, "/admin/v1/polls/q", None).await;
+    let what = "the revoked key to stop working";
+    wait_until(what, Duration::from_secs(2), async || {
+        let (status, body) = viewer.send(Method::GET, "/admin/v1/polls/q", None).await;
         if status == 403 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the revoked key still works"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 
     // Bad definitions: the field and the reason, nothing stored.
     let cases = [
@@ -344,30 +342,32 @@ async fn every_ingest_learns_of_a_change_at_once() {
     let http = reqwest::Client::new();
     let vote = json!({"voter": "v", "options": ["x"]});
     let on_b = b.url("/v1/polls/fresh/votes");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let (status, body) = post(&http, &on_b, &vote).await;
-        if status == 202 {
-            break;
-        }
-        assert_eq!(status, 404, "{body}");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second ingest never learnt of the poll"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let within = Duration::from_secs(3);
+    wait_until(
+        "the second ingest to learn of the poll",
+        within,
+        async || {
+            let (status, body) = post(&http, &on_b, &vote).await;
+            match status {
+                202 => Ok(()),
+                404 => Err(body),
+                _ => panic!("{status} {body}"),
+            }
+        },
+    )
+    .await;
     admin
         .send(Method::POST, "/admin/v1/polls/fresh/close", None)
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while post(&http, &on_b, &vote).await.0 != 409 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the second ingest never learnt the poll closed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the second ingest to learn the poll closed",
+        within,
+        async || {
+            let (status, body) = post(&http, &on_b, &vote).await;
+            if status == 409 { Ok(()) } else { Err(body) }
+        },
+    )
+    .await;
     a.stop().await;
     b.stop().await;
 }
@@ -375,9 +375,9 @@ async fn every_ingest_learns_of_a_change_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_follow_the_polls_visibility_rule() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
-    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    let pipeline = Pipeline::build(&env).without_writer().start().await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
     for (id, visibility) in [
         ("v1", "after_voting"),
         ("v2", "after_close"),
@@ -408,9 +408,7 @@ async fn results_follow_the_polls_visibility_rule() {
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json::<Value>().await.unwrap())
+        tally_tests::read(request).await
     };
     let hidden = |(status, body): (u16, Value)| {
         assert_eq!(
@@ -434,16 +432,15 @@ async fn results_follow_the_polls_visibility_rule() {
     let (status, body) = read("/v1/polls/v3/results", Some(&viewer)).await;
     assert_eq!((status, body["total_votes"].as_i64()), (200, Some(1)));
     assert_eq!(read("/v1/polls/none/results", None).await.0, 404);
-    aggregator.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn score_operators_and_sort_order_shape_the_standings() {
     let env = TestEnv::new().await;
-    let ingest = Ingest::start(env.ingest_config()).await;
-    let aggregator = Aggregator::start(env.aggregator_config()).await;
-    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    let pipeline = Pipeline::build(&env).without_writer().start().await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
     admin
         .create(
             "tournaments",
@@ -488,14 +485,8 @@ async fn score_operators_and_sort_order_shape_the_standings() {
     }
     env.wait_applied(last).await;
     let standings = async |t: &str| {
-        let body: Value = http
-            .get(ingest.url(&format!("/v1/tournaments/{t}/standings")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = ingest.url(&format!("/v1/tournaments/{t}/standings"));
+        let (_, body) = tally_tests::get(&http, &url).await;
         body["teams"]
             .as_array()
             .unwrap()
@@ -523,17 +514,10 @@ async fn score_operators_and_sort_order_shape_the_standings() {
         standings("darts").await,
         [("ann".into(), 60.0), ("bob".into(), 50.0)]
     );
-    let around: Value = http
-        .get(ingest.url("/v1/tournaments/golf/standings?around=bob&radius=0"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = ingest.url("/v1/tournaments/golf/standings?around=bob&radius=0");
+    let (_, around) = tally_tests::get(&http, &url).await;
     assert_eq!(around["teams"][0]["rank"], 2);
-    aggregator.stop().await;
-    ingest.stop().await;
+    pipeline.stop().await;
 }
 
 /// The current choice per voter, as each store sees it: option → voters.
@@ -647,40 +631,38 @@ async fn changed_votes_agree_in_postgres_redis_and_clickhouse_under_redelivery()
     let last = acked.iter().map(|a| a.1).max().unwrap();
     env.wait_applied(last).await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = format!("every store to count {expected:?}");
+    wait_until(what, Duration::from_secs(60), async || {
         let (pg, rd, ch) = (
             postgres_counts(&env, "mood").await,
             redis_counts(&env, "mood").await,
             clickhouse_counts(&env, "mood").await,
         );
         if pg == expected && rd == expected && ch == expected {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "stores disagree: postgres {pg:?}, redis {rd:?}, clickhouse {ch:?}"
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stores disagree: expected {expected:?}, postgres {pg:?}, redis {rd:?}, clickhouse {ch:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     // The raw votes stay beside the current choices, in ClickHouse too (its sink writes in
     // stream order, so once the views agree it may still be finishing the last batch).
     let raw_query = format!(
         "SELECT count(), uniqExact(id) FROM tally_{}.events WHERE scope = 'mood'",
         env.name
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = "ClickHouse to hold the 1000 raw votes once";
+    wait_until(what, Duration::from_secs(30), async || {
         let raw = tally_tests::clickhouse(&raw_query).await;
         if raw[0] == ["1000", "1000"] {
-            break;
+            Ok(())
+        } else {
+            Err(format!("ClickHouse raw {raw:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ClickHouse raw {raw:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     writer.stop().await;
     aggregator.stop().await;
     ingest.stop().await;

@@ -48,7 +48,7 @@ pub struct WorkersConfig {
     pub lottery_schedule: String,
     /// The aggregator's Redis-sink consumer: releasing unclaimed places waits until it has
     /// applied the whole stream.
-    #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = "redis-sink")]
+    #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = tally_schema::consumers::REDIS_SINK)]
     pub views_consumer: String,
     /// Where the ranking job publishes its results for the read API.
     #[command(flatten)]
@@ -69,7 +69,7 @@ pub struct WriterConfig {
     #[arg(
         long = "pg-consumer",
         env = "TALLY_PG_CONSUMER",
-        default_value = "postgres-writer"
+        default_value = tally_schema::consumers::POSTGRES_WRITER
     )]
     pub consumer: String,
     /// Most events in one batch (one transaction).
@@ -145,7 +145,7 @@ impl WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
-            consumer: "postgres-writer".into(),
+            consumer: tally_schema::consumers::POSTGRES_WRITER.into(),
             batch_max: 5000,
             batch_wait_ms: 100,
             concurrency: 2,

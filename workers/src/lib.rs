@@ -11,7 +11,7 @@
 //! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
 //! holds the backlog, orders events and redelivers), apalis is the runtime (retries with
 //! backoff, concurrency, panic isolation, tracing, graceful shutdown). A custom apalis backend
-//! turns the consumer's batches into tasks; see the README.
+//! turns the consumer's batches into tasks; see docs/architecture.md.
 
 pub mod batch_insert;
 pub mod config;
@@ -131,24 +131,17 @@ pub async fn run(
     let spec = config.nats.spec();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
     let writer_config = config.writer.clone();
-    let consumer = consumer::durable_consumer(&js, &spec, &writer_config.consumer_spec())
-        .await
-        .map_err(WorkersError::Consumer)?;
-
-    let (tx, rx) = mpsc::channel::<EventBatch>(1);
-    // The writer deduplicates by event id and instances share its consumer: reopen, never
-    // recreate.
-    let puller = tokio::spawn(consumer::pull_batches(
-        consumer.clone(),
+    // The writer deduplicates by event id and instances share its consumer.
+    let pipeline = consumer::Pipeline::shared(
+        &js,
+        &spec,
+        &writer_config.consumer_spec(),
         writer_config.batch_spec(),
-        tx,
-        consumer::Recovery::Reopen,
-    ));
-    let reporter = tokio::spawn(consumer::report_backlog(
-        js.clone(),
-        consumer,
-        Duration::from_secs(2),
-    ));
+    )
+    .await
+    .map_err(WorkersError::Consumer)?;
+    let rx = pipeline.batches;
+    let pipeline_tasks = pipeline.tasks;
     let shutdown = shutdown.shared();
     if let Some(listener) = metrics_listener {
         tokio::spawn(tally_kit::ops::serve_ops(listener, shutdown.clone()));
@@ -164,27 +157,26 @@ pub async fn run(
         ),
     });
     let ranker = Arc::new(ranking::job::Ranker {
-        pool: writer.store.pool().clone(),
+        store: writer.store.clone(),
         redis: redis::Client::open(config.redis.url.as_str())?,
         keys: config.redis.keys(),
         config: config.ranking.clone(),
     });
     let schedule = cron_schedule(&config.ranking.ranking_schedule)?;
-    let drawer = Arc::new(lottery::Drawer {
-        pool: writer.store.pool().clone(),
+    let drawer = Arc::new(lottery::Drawer::new(lottery::DrawerParts {
+        store: writer.store.clone(),
         redis: redis::Client::open(config.redis.url.as_str())?,
         keys: config.redis.keys(),
         js,
-        stream: spec.name.clone(),
+        spec: spec.clone(),
         writer_consumer: writer_config.consumer.clone(),
         views_consumer: config.views_consumer.clone(),
-        spec: spec.clone(),
-    });
+    }));
     let draw_jobs = apalis_postgres::PostgresStorage::<lottery::DrawJob>::new(writer.store.pool());
     let lottery_schedule = cron_schedule(&config.lottery_schedule)?;
     let thumbnailer = Arc::new(thumbnails::Thumbnailer {
-        pool: writer.store.pool().clone(),
-        store: tally_kit::nats::media_store(&drawer.js, &spec).await?,
+        store: writer.store.clone(),
+        objects: tally_kit::nats::media_store(drawer.jetstream(), &spec).await?,
     });
     let thumbnail_jobs =
         apalis_postgres::PostgresStorage::<thumbnails::ThumbnailJob>::new(writer.store.pool());
@@ -261,8 +253,7 @@ pub async fn run(
             Ok(())
         })
         .await;
-    puller.abort();
-    reporter.abort();
+    drop(pipeline_tasks);
     let _ = client.flush().await;
     result.map_err(|e| WorkersError::Runtime(e.to_string()))?;
     tracing::info!("Postgres writer stopped.");

@@ -1,21 +1,25 @@
 //! The lottery draw as an apalis job on apalis' Postgres backend: a scheduler (cron) finds
-//! lottery tournaments whose registration window has closed and pushes a draw job; the job
-//! waits until the Postgres writer has stored every event accepted before the close, freezes
-//! the registrants, draws with `tally_schema::lottery` and stores the audit record. The row
-//! lock on `lottery_draws` makes it unique per tournament: a second job finds the draw done
-//! and only republishes the results.
+//! lottery tournaments whose registration window has closed and pushes a draw job. The job is
+//! three steps: freeze (the store: once the Postgres writer has stored every event accepted
+//! before the close, the registrant list under the draw row's lock), draw (pure, in
+//! `tally_schema::lottery`), publish (each registrant's status through the one publisher).
+//! The row lock makes it unique per tournament: a second job finds the draw done and only
+//! republishes the results. Releases of unclaimed places run from the same scheduler.
 
+use crate::store::{PgStore, StoreError};
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use std::collections::HashMap;
+use std::time::Duration;
+use tally_kit::publisher::Publisher;
 use tally_schema::event::{RegistrationStatus, StatusChange};
 use tally_schema::ids::TournamentId;
-use tally_schema::lottery::{self, Registrant};
+use tally_schema::lottery;
 use tally_schema::redis_keys::Keys;
-use tally_schema::resources::{RegistrationMode, Resource, ResourceKind, Tournament};
+use tally_schema::resources::{RegistrationMode, Tournament};
+use tally_schema::status::{RegistrationState, release_plan};
 use tally_schema::{Envelope, Event};
 
 /// Draw the lottery of one tournament.
@@ -26,8 +30,8 @@ pub struct DrawJob {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrawError {
-    #[error("Postgres: {0}")]
-    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Db(#[from] StoreError),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("JetStream: {0}")]
@@ -36,23 +40,15 @@ pub enum DrawError {
     NotDue(String),
     #[error("tournament {0} has no committed seed")]
     NoCommitment(String),
-    #[error("the Postgres writer has stored up to {acked}, the stream holds {last}; retrying")]
-    NotCaughtUp { acked: u64, last: u64 },
+    #[error("consumer {consumer} has applied up to {acked}, the stream holds {last}; retrying")]
+    NotCaughtUp {
+        consumer: String,
+        acked: u64,
+        last: u64,
+    },
     #[error("stored definition does not decode: {0}")]
     Corrupt(String),
 }
-
-/// seed, drawn_at, winners, waitlist, statuses published, pseudonym key and committed rules
-/// (v2), of a `lottery_draws` row.
-type DrawRow = (
-    Vec<u8>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<String>,
-    bool,
-    Option<Vec<u8>>,
-    Option<String>,
-);
 
 /// What a finished draw says.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,38 +59,58 @@ pub struct Drawn {
     pub fresh: bool,
 }
 
+/// Status changes a draw or release job has awaiting their acknowledgement at once.
+const PUBLISHES_IN_FLIGHT: usize = 256;
+
 pub struct Drawer {
-    pub pool: PgPool,
+    store: PgStore,
+    redis: redis::Client,
+    keys: Keys,
+    js: jetstream::Context,
+    spec: tally_schema::StreamSpec,
+    publisher: Publisher,
+    /// The Postgres writer's durable consumer: the draw waits for it.
+    writer_consumer: String,
+    /// The Redis sink's consumer: releases wait until it has applied the stream.
+    views_consumer: String,
+}
+
+/// Where a [`Drawer`] reads and writes, and whom it waits for.
+pub struct DrawerParts {
+    pub store: PgStore,
     pub redis: redis::Client,
     pub keys: Keys,
     pub js: jetstream::Context,
-    pub stream: String,
-    /// The Postgres writer's durable consumer: the draw waits for it.
-    pub writer_consumer: String,
-    /// The Redis sink's consumer: releases wait for its watermark.
-    pub views_consumer: String,
     pub spec: tally_schema::StreamSpec,
+    pub writer_consumer: String,
+    pub views_consumer: String,
 }
 
-/// Lottery tournaments: those not drawn yet, or (with `drawn`) every one.
-async fn lottery_tournaments(pool: &PgPool, drawn: bool) -> Result<Vec<Tournament>, DrawError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT r.id, r.definition::text FROM resources r
-         JOIN lottery_draws d ON d.tournament = r.id
-         WHERE r.kind = 'tournament' AND ($1 OR d.drawn_at IS NULL)",
-    )
-    .bind(drawn)
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(
-            |(id, json)| match Resource::decode(ResourceKind::Tournament, json.as_bytes()) {
-                Ok(Resource::Tournament(t)) => Ok(t),
-                Ok(_) => Err(DrawError::Corrupt(id)),
-                Err(e) => Err(DrawError::Corrupt(format!("{id}: {e}"))),
-            },
-        )
-        .collect()
+impl Drawer {
+    pub fn new(parts: DrawerParts) -> Self {
+        let publisher = Publisher::new(
+            tally_kit::publisher::Service::Workers,
+            parts.js.clone(),
+            parts.spec.clone(),
+            Duration::from_secs(10),
+            PUBLISHES_IN_FLIGHT,
+            Duration::from_secs(10),
+        );
+        Self {
+            store: parts.store,
+            redis: parts.redis,
+            keys: parts.keys,
+            js: parts.js,
+            spec: parts.spec,
+            publisher,
+            writer_consumer: parts.writer_consumer,
+            views_consumer: parts.views_consumer,
+        }
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
 }
 
 fn is_due(t: &Tournament, now: DateTime<Utc>) -> bool {
@@ -104,7 +120,9 @@ fn is_due(t: &Tournament, now: DateTime<Utc>) -> bool {
 impl Drawer {
     /// Lottery tournaments whose window has closed and that are not drawn yet.
     pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<String>, DrawError> {
-        Ok(lottery_tournaments(&self.pool, false)
+        Ok(self
+            .store
+            .lottery_tournaments(false)
             .await?
             .into_iter()
             .filter(|t| is_due(t, now))
@@ -112,165 +130,96 @@ impl Drawer {
             .collect())
     }
 
-    /// The event stream and the sequence of its last event.
-    async fn stream_end(&self) -> Result<(jetstream::stream::Stream, u64), DrawError> {
-        let js_err = |e: &dyn std::fmt::Display| DrawError::JetStream(e.to_string());
-        let mut stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| js_err(&e))?;
-        let last = stream
-            .info()
-            .await
-            .map_err(|e| js_err(&e))?
-            .state
-            .last_sequence;
-        Ok((stream, last))
-    }
-
     /// Every event accepted before now must be in Postgres before the list is frozen.
     async fn wait_for_writer(&self) -> Result<(), DrawError> {
-        let js_err = |e: &dyn std::fmt::Display| DrawError::JetStream(e.to_string());
-        let (stream, last) = self.stream_end().await?;
-        let mut consumer: jetstream::consumer::PullConsumer = stream
-            .get_consumer(&self.writer_consumer)
+        self.wait_for(&self.writer_consumer).await
+    }
+
+    /// `Ok` once `consumer` has applied every event the stream holds now.
+    async fn wait_for(&self, consumer: &str) -> Result<(), DrawError> {
+        let progress = tally_kit::consumer::progress(&self.js, &self.spec, consumer)
             .await
-            .map_err(|e| js_err(&e))?;
-        let acked = consumer
-            .info()
-            .await
-            .map_err(|e| js_err(&e))?
-            .ack_floor
-            .stream_sequence;
-        match acked >= last {
+            .map_err(|e| DrawError::JetStream(e.to_string()))?;
+        match progress.caught_up() {
             true => Ok(()),
-            false => Err(DrawError::NotCaughtUp { acked, last }),
+            false => Err(DrawError::NotCaughtUp {
+                consumer: consumer.to_owned(),
+                acked: progress.ack_floor,
+                last: progress.last,
+            }),
         }
     }
 
     #[tracing::instrument(name = "lottery_draw", skip(self))]
     pub async fn draw(&self, tournament: &str) -> Result<Drawn, DrawError> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<DrawRow> = sqlx::query_as(
-            "SELECT seed, drawn_at, winners::text, waitlist::text,
-                    statuses_published_at IS NOT NULL, pseudonym_key, rules
-             FROM lottery_draws WHERE tournament = $1 FOR UPDATE",
-        )
-        .bind(tournament)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((seed, drawn_at, winners, waitlist, statuses_published, pseudonym_key, rules)) =
-            row
-        else {
-            return Err(DrawError::NoCommitment(tournament.to_owned()));
-        };
-        if let Some(drawn_at) = drawn_at {
+        let mut lock = self
+            .store
+            .lock_draw(tournament)
+            .await?
+            .ok_or_else(|| DrawError::NoCommitment(tournament.to_owned()))?;
+        let definition = self
+            .store
+            .lottery_tournaments(true)
+            .await?
+            .into_iter()
+            .find(|t| t.id.as_str() == tournament);
+        if let Some(drawn_at) = lock.row.drawn_at {
             // Drawn before: the stored result stands; make sure its statuses went out.
-            tx.rollback().await?;
-            let claim_window = lottery_tournaments(&self.pool, true)
-                .await?
-                .into_iter()
-                .find(|t| t.id.as_str() == tournament)
-                .map_or(
-                    chrono::Duration::seconds(Tournament::DEFAULT_CLAIM_WINDOW_SECS as i64),
-                    |t| t.claim_window(),
-                );
-            let parse = |v: Option<String>| -> Vec<String> {
-                serde_json::from_str(v.as_deref().unwrap_or("[]")).unwrap_or_default()
-            };
+            let (winners, waitlist) = lock.row.drawn_lists();
+            let statuses_published = lock.row.statuses_published;
+            drop(lock);
             let drawn = Drawn {
-                winners: parse(winners),
-                waitlist: parse(waitlist),
+                winners,
+                waitlist,
                 fresh: false,
             };
             if !statuses_published {
+                let claim_window = definition.map_or(
+                    chrono::Duration::seconds(Tournament::DEFAULT_CLAIM_WINDOW_SECS as i64),
+                    |t| t.claim_window(),
+                );
                 self.publish(tournament, &drawn, drawn_at, claim_window)
                     .await?;
             }
             return Ok(drawn);
         }
-        let definition = lottery_tournaments(&self.pool, false)
-            .await?
-            .into_iter()
-            .find(|t| t.id.as_str() == tournament)
+        let definition = definition
             .filter(|t| is_due(t, Utc::now()))
             .ok_or_else(|| DrawError::NotDue(tournament.to_owned()))?;
         self.wait_for_writer().await?;
-        let registrants: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT DISTINCT ON (user_id) user_id, grp FROM registrations
-             WHERE tournament = $1 ORDER BY user_id, stream_seq",
-        )
-        .bind(tournament)
-        .fetch_all(&mut *tx)
-        .await?;
-        let registrants: Vec<Registrant> = registrants
-            .into_iter()
-            .map(|(user, group)| Registrant { user, group })
-            .collect();
-        let seed: [u8; 32] = seed
+        // Freeze.
+        let registrants = lock.registrants().await?;
+        // Draw.
+        let corrupt = |what: &str| DrawError::Corrupt(format!("{tournament}: {what}"));
+        let seed: [u8; 32] = lock
+            .row
+            .seed
+            .as_slice()
             .try_into()
-            .map_err(|_| DrawError::Corrupt(format!("{tournament}: seed is not 32 bytes")))?;
-        let result = match (pseudonym_key, rules) {
+            .map_err(|_| corrupt("seed is not 32 bytes"))?;
+        let result = match (&lock.row.pseudonym_key, &lock.row.rules) {
             (Some(key), Some(rules)) => {
-                let key: [u8; 32] = key.try_into().map_err(|_| {
-                    DrawError::Corrupt(format!("{tournament}: pseudonym key is not 32 bytes"))
-                })?;
-                draw_v2(&seed, &key, &rules, registrants)
-                    .map_err(|e| DrawError::Corrupt(format!("{tournament}: {e}")))?
+                let key: [u8; 32] = key
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("pseudonym key is not 32 bytes"))?;
+                lottery::draw_v2(&seed, &key, rules, registrants).map_err(|e| corrupt(&e))?
             }
-            // Lotteries committed before pseudonyms: the v1 draw over user ids, by the
-            // definition's capacity and weights.
+            // Lotteries committed before pseudonyms: v1, by the definition's rules.
             _ => {
                 let weights: HashMap<String, f64> = definition
                     .groups
                     .iter()
                     .map(|g| (g.id.to_string(), g.weight))
                     .collect();
-                let capacity = definition.capacity;
-                let (frozen, _) = lottery::freeze(registrants.clone());
-                let outcome = lottery::draw(
-                    &seed,
-                    registrants,
-                    &weights,
-                    capacity.unwrap_or(u32::MAX) as usize,
-                );
-                DrawResult {
-                    capacity,
-                    weights,
-                    registrants: frozen,
-                    outcome,
-                    public: None,
-                }
+                lottery::draw_v1(&seed, registrants, weights, definition.capacity)
             }
         };
         let now = Utc::now();
-        let public = result.public.as_ref();
-        sqlx::query(
-            "UPDATE lottery_draws SET drawn_at = $2, digest = $3, capacity = $4,
-                    weights = $5::jsonb, registrants = $6::jsonb, winners = $7::jsonb,
-                    waitlist = $8::jsonb, public_registrants = $9::jsonb,
-                    public_winners = $10::jsonb, public_waitlist = $11::jsonb
-             WHERE tournament = $1",
-        )
-        .bind(tournament)
-        .bind(now)
-        .bind(result.outcome.digest.as_slice())
-        .bind(result.capacity.map(|c| c as i32))
-        .bind(to_json(&result.weights))
-        .bind(to_json(&result.registrants))
-        .bind(to_json(&result.outcome.winners))
-        .bind(to_json(&result.outcome.waitlist))
-        .bind(public.map(|p| to_json(&p.registrants)))
-        .bind(public.map(|p| to_json(&p.winners)))
-        .bind(public.map(|p| to_json(&p.waitlist)))
-        .execute(&mut *tx)
-        .await?;
-        let outcome = result.outcome;
-        tx.commit().await?;
+        lock.record(&result, now).await?;
         let drawn = Drawn {
-            winners: outcome.winners,
-            waitlist: outcome.waitlist,
+            winners: result.outcome.winners,
+            waitlist: result.outcome.waitlist,
             fresh: true,
         };
         tracing::info!(
@@ -280,6 +229,7 @@ impl Drawer {
             "Lottery drawn."
         );
         metrics::counter!("tally_workers_lottery_draws_total").increment(1);
+        // Publish.
         self.publish(tournament, &drawn, now, definition.claim_window())
             .await?;
         Ok(drawn)
@@ -322,10 +272,7 @@ impl Drawer {
             })
             .collect::<Result<_, DrawError>>()?;
         self.publish_changes(changes, "drawn").await?;
-        sqlx::query("UPDATE lottery_draws SET statuses_published_at = now() WHERE tournament = $1")
-            .bind(tournament)
-            .execute(&self.pool)
-            .await?;
+        self.store.mark_statuses_published(tournament).await?;
         Ok(())
     }
 
@@ -336,25 +283,17 @@ impl Drawer {
         step: &str,
     ) -> Result<(), DrawError> {
         use futures::StreamExt;
-        let spec = &self.spec;
         let results: Vec<Result<(), DrawError>> = futures::stream::iter(changes)
             .map(|change| {
                 let id = change.event_id(step);
                 async move {
                     let envelope = Envelope::keyed(id, Event::RegistrationStatus(change));
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
-                    let ack = self
-                        .js
-                        .publish_with_headers(
-                            spec.subject_for(&envelope.event),
-                            headers,
-                            envelope.to_json().into(),
-                        )
+                    let stored = self
+                        .publisher
+                        .publish(&envelope, true)
                         .await
                         .map_err(|e| DrawError::JetStream(e.to_string()))?;
-                    let ack = ack.await.map_err(|e| DrawError::JetStream(e.to_string()))?;
-                    if ack.duplicate {
+                    if stored.duplicate {
                         // Only this job makes these ids, so a duplicate is its own earlier
                         // publish (a resumed draw or release): never a client's, but worth
                         // seeing, since a silent one would hide a lost status change.
@@ -365,7 +304,7 @@ impl Drawer {
                     Ok(())
                 }
             })
-            .buffer_unordered(256)
+            .buffer_unordered(PUBLISHES_IN_FLIGHT)
             .collect()
             .await;
         results.into_iter().collect()
@@ -376,29 +315,21 @@ impl Drawer {
     /// has applied the whole stream, so it never acts on a claim it has not seen.
     #[tracing::instrument(name = "lottery_release", skip(self))]
     pub async fn release_expired(&self, now: DateTime<Utc>) -> Result<usize, DrawError> {
-        let drawn: Vec<(String, String)> = sqlx::query_as(
-            "SELECT r.id, r.definition::text FROM resources r
-             JOIN lottery_draws d ON d.tournament = r.id
-             WHERE r.kind = 'tournament' AND d.statuses_published_at IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let drawn = self.store.published_lotteries().await?;
         if drawn.is_empty() {
             return Ok(0);
         }
         self.wait_for_views().await?;
         let mut conn = self.redis.get_multiplexed_async_connection().await?;
         let mut released = 0;
-        for (id, json) in drawn {
-            let Ok(Resource::Tournament(t)) =
-                Resource::decode(ResourceKind::Tournament, json.as_bytes())
-            else {
-                return Err(DrawError::Corrupt(id));
-            };
+        for t in drawn {
             let statuses: HashMap<String, String> =
-                conn.hgetall(self.keys.draw_results(&id)).await?;
+                conn.hgetall(self.keys.draw_results(t.id.as_str())).await?;
+            let statuses = statuses
+                .into_iter()
+                .filter_map(|(u, s)| Some((u, RegistrationState::from_json(&s).ok()?)));
             // A claim accepted just before the deadline may still be on its way to the views.
-            let plan = release_plan(&statuses, now - RELEASE_GRACE);
+            let plan = release_plan(statuses, now - RELEASE_GRACE);
             let deadline = now + t.claim_window();
             let changes: Vec<RegistrationStatus> = plan
                 .into_iter()
@@ -419,136 +350,14 @@ impl Drawer {
         Ok(released)
     }
 
-    /// Waits until the Redis sink's watermark covers the stream's last event.
+    /// Waits until the Redis sink has applied (and acknowledged) the whole stream.
     async fn wait_for_views(&self) -> Result<(), DrawError> {
-        let (_, last) = self.stream_end().await?;
-        let mut conn = self.redis.get_multiplexed_async_connection().await?;
-        let applied: Option<u64> = conn
-            .get(self.keys.applied_seq(&self.views_consumer))
-            .await?;
-        let applied = applied.unwrap_or(0);
-        match applied >= last {
-            true => Ok(()),
-            false => Err(DrawError::NotCaughtUp {
-                acked: applied,
-                last,
-            }),
-        }
+        self.wait_for(&self.views_consumer).await
     }
-}
-
-/// A draw's result: the private lists (user ids, which the status events and the waitlist
-/// need) and, for v2, the public ones (pseudonyms).
-struct DrawResult {
-    capacity: Option<u32>,
-    weights: HashMap<String, f64>,
-    registrants: Vec<Registrant>,
-    outcome: lottery::Outcome,
-    public: Option<PublicLists>,
-}
-
-struct PublicLists {
-    registrants: Vec<serde_json::Value>,
-    winners: Vec<String>,
-    waitlist: Vec<String>,
-}
-
-/// `tally-draw-v2`: the draw runs over each registrant's pseudonym, under the committed rules
-/// (not the definition's: they are the same, since the rules froze when registration opened).
-fn draw_v2(
-    seed: &[u8; 32],
-    pseudonym_key: &[u8; 32],
-    rules: &str,
-    registrants: Vec<Registrant>,
-) -> Result<DrawResult, String> {
-    let (capacity, weights) = lottery::parse_rules(rules)?;
-    let mut users_by_pseudonym = HashMap::with_capacity(registrants.len());
-    let pseudonymous: Vec<Registrant> = registrants
-        .iter()
-        .map(|r| {
-            let p = lottery::pseudonym(&lottery::receipt(pseudonym_key, &r.user));
-            users_by_pseudonym.insert(p.clone(), r.user.clone());
-            Registrant {
-                user: p,
-                group: r.group.clone(),
-            }
-        })
-        .collect();
-    let (frozen, _) = lottery::freeze(pseudonymous.clone());
-    let drawn = lottery::draw(
-        seed,
-        pseudonymous,
-        &weights,
-        capacity.unwrap_or(u32::MAX) as usize,
-    );
-    let user = |p: &String| users_by_pseudonym[p].clone();
-    let outcome = lottery::Outcome {
-        digest: drawn.digest,
-        winners: drawn.winners.iter().map(user).collect(),
-        waitlist: drawn.waitlist.iter().map(user).collect(),
-    };
-    let public = PublicLists {
-        registrants: frozen
-            .iter()
-            .map(|r| {
-                serde_json::to_value(lottery::PublicRegistrant {
-                    pseudonym: &r.user,
-                    group: r.group.as_deref(),
-                })
-                .expect("a plain struct serializes")
-            })
-            .collect(),
-        winners: drawn.winners,
-        waitlist: drawn.waitlist,
-    };
-    Ok(DrawResult {
-        capacity,
-        weights,
-        registrants: lottery::freeze(registrants).0,
-        outcome,
-        public: Some(public),
-    })
 }
 
 /// How long after a deadline a place is released: longer than ingest's publish timeout.
 const RELEASE_GRACE: chrono::Duration = chrono::Duration::seconds(5);
-
-/// Which won places to release now, and to whom: expired winners (earliest deadline first)
-/// paired with waitlisted users in waitlist order; a release with no one left promotes nobody.
-pub fn release_plan(
-    statuses: &HashMap<String, String>,
-    now: DateTime<Utc>,
-) -> Vec<(String, Option<String>)> {
-    let parsed: Vec<(&String, serde_json::Value)> = statuses
-        .iter()
-        .filter_map(|(u, j)| Some((u, serde_json::from_str(j).ok()?)))
-        .collect();
-    let mut expired: Vec<(DateTime<Utc>, &String)> = parsed
-        .iter()
-        .filter(|(_, v)| v["status"] == "won")
-        .filter_map(|(u, v)| {
-            let deadline: DateTime<Utc> = v["deadline"].as_str()?.parse().ok()?;
-            (deadline <= now).then_some((deadline, *u))
-        })
-        .collect();
-    expired.sort();
-    let mut waiting: Vec<(u64, &String)> = parsed
-        .iter()
-        .filter(|(_, v)| v["status"] == "waitlisted")
-        .filter_map(|(u, v)| Some((v["position"].as_u64()?, *u)))
-        .collect();
-    waiting.sort();
-    let mut next = waiting.into_iter().map(|(_, u)| u.clone());
-    expired
-        .into_iter()
-        .map(|(_, u)| (u.clone(), next.next()))
-        .collect()
-}
-
-fn to_json<T: Serialize>(value: &T) -> String {
-    // Plain maps and lists of strings serialize without fail.
-    serde_json::to_string(value).expect("plain values serialize")
-}
 
 impl Drawer {
     /// Claims the tournaments due for a draw job: each at most once every five minutes, so a
@@ -556,17 +365,9 @@ impl Drawer {
     pub async fn claim_due(&self, now: DateTime<Utc>) -> Result<Vec<String>, DrawError> {
         let mut claimed = Vec::new();
         for tournament in self.due(now).await? {
-            let row: Option<(String,)> = sqlx::query_as(
-                "UPDATE lottery_draws SET draw_requested_at = now()
-                 WHERE tournament = $1 AND drawn_at IS NULL
-                   AND (draw_requested_at IS NULL
-                        OR draw_requested_at < now() - interval '5 minutes')
-                 RETURNING tournament",
-            )
-            .bind(&tournament)
-            .fetch_optional(&self.pool)
-            .await?;
-            claimed.extend(row.map(|(t,)| t));
+            if self.store.claim_draw(&tournament).await? {
+                claimed.push(tournament);
+            }
         }
         Ok(claimed)
     }
@@ -602,37 +403,4 @@ pub async fn run_draw(
 ) -> Result<(), apalis::prelude::BoxDynError> {
     drawer.draw(&job.tournament).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expired_winners_pass_their_places_down_the_waitlist_in_order() {
-        let at = |s: &str| format!("2030-01-01T00:00:{s}Z");
-        let statuses: HashMap<String, String> = [
-            ("a", json!({"status": "won", "deadline": at("10")})),
-            ("b", json!({"status": "won", "deadline": at("05")})),
-            ("c", json!({"status": "won", "deadline": at("50")})),
-            ("d", json!({"status": "claimed"})),
-            ("w2", json!({"status": "waitlisted", "position": 2})),
-            ("w1", json!({"status": "waitlisted", "position": 1})),
-        ]
-        .into_iter()
-        .map(|(u, v)| (u.to_owned(), v.to_string()))
-        .collect();
-        let now: DateTime<Utc> = at("20").parse().unwrap();
-        assert_eq!(
-            release_plan(&statuses, now),
-            vec![
-                ("b".to_owned(), Some("w1".to_owned())),
-                ("a".to_owned(), Some("w2".to_owned()))
-            ]
-        );
-        let later: DateTime<Utc> = "2030-01-01T00:01:00Z".parse().unwrap();
-        assert_eq!(release_plan(&statuses, later)[2], ("c".to_owned(), None));
-    }
-
-    use serde_json::json;
 }

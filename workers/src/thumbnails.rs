@@ -3,11 +3,11 @@
 //! crate for the variants and limits) and store them beside it. A rejected image is recorded
 //! as failed with its reason; storage errors retry.
 
+use crate::store::{PgStore, StoreError};
 use async_nats::jetstream::object_store::{ObjectMetadata, ObjectStore};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use std::collections::HashMap;
-pub use tally_media::{Rejected, VARIANTS, Variant, render};
+pub use tally_media::{Rejected, VARIANTS, Variant, render, variant_key};
 
 /// Make the variants of one upload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,22 +16,17 @@ pub struct ThumbnailJob {
     pub object_key: String,
 }
 
-/// Where a variant lives in the object store.
-pub fn variant_key(media: &str, variant: &str) -> String {
-    format!("variants/{media}/{variant}")
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ThumbnailError {
-    #[error("Postgres: {0}")]
-    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Db(#[from] StoreError),
     #[error("object store: {0}")]
     Store(String),
 }
 
 pub struct Thumbnailer {
-    pub pool: PgPool,
-    pub store: ObjectStore,
+    pub store: PgStore,
+    pub objects: ObjectStore,
 }
 
 impl Thumbnailer {
@@ -39,28 +34,7 @@ impl Thumbnailer {
     /// ten minutes ago without a result (its job was lost between claim and push, or its
     /// worker died); a job run twice writes the same variants.
     pub async fn claim_new(&self) -> Result<Vec<ThumbnailJob>, ThumbnailError> {
-        let mut rows: Vec<(String, String)> = sqlx::query_as(
-            "INSERT INTO media_status (media_id, status)
-             SELECT m.media_id, 'queued' FROM media_uploads m
-             LEFT JOIN media_status s ON s.media_id = m.media_id
-             WHERE s.media_id IS NULL
-             LIMIT 500
-             ON CONFLICT (media_id) DO NOTHING
-             RETURNING media_id, (SELECT object_key FROM media_uploads u
-                                  WHERE u.media_id = media_status.media_id LIMIT 1)",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let stale: Vec<(String, String)> = sqlx::query_as(
-            "UPDATE media_status s SET updated_at = now()
-             FROM media_uploads m
-             WHERE m.media_id = s.media_id AND s.status = 'queued'
-               AND s.updated_at < now() - interval '10 minutes'
-             RETURNING s.media_id, m.object_key",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.extend(stale);
+        let rows = self.store.claim_thumbnail_jobs().await?;
         Ok(rows
             .into_iter()
             .map(|(media, object_key)| ThumbnailJob { media, object_key })
@@ -72,7 +46,7 @@ impl Thumbnailer {
         use tokio::io::AsyncReadExt;
         let store_err = |e: &dyn std::fmt::Display| ThumbnailError::Store(e.to_string());
         let mut object = self
-            .store
+            .objects
             .get(&job.object_key)
             .await
             .map_err(|e| store_err(&e))?;
@@ -90,14 +64,9 @@ impl Thumbnailer {
             Err(reason) => {
                 tracing::warn!(media = %job.media, %reason, "Image rejected.");
                 metrics::counter!("tally_workers_thumbnail_failures_total").increment(1);
-                sqlx::query(
-                    "UPDATE media_status SET status = 'failed', reason = $2, updated_at = now()
-                     WHERE media_id = $1",
-                )
-                .bind(&job.media)
-                .bind(reason.to_string())
-                .execute(&self.pool)
-                .await?;
+                self.store
+                    .finish_thumbnails(&job.media, Err(reason.to_string()))
+                    .await?;
                 return Ok(());
             }
         };
@@ -110,20 +79,15 @@ impl Thumbnailer {
                 )]),
                 ..Default::default()
             };
-            self.store
+            self.objects
                 .put(meta, &mut variant.data.as_slice())
                 .await
                 .map_err(|e| store_err(&e))?;
         }
-        sqlx::query(
-            "UPDATE media_status SET status = 'done', reason = NULL, variants = $2::jsonb,
-                    updated_at = now()
-             WHERE media_id = $1",
-        )
-        .bind(&job.media)
-        .bind(serde_json::to_string(&variants).expect("variants serialize"))
-        .execute(&self.pool)
-        .await?;
+        let variants = serde_json::to_string(&variants).expect("variants serialize");
+        self.store
+            .finish_thumbnails(&job.media, Ok(variants))
+            .await?;
         metrics::counter!("tally_workers_thumbnails_total").increment(1);
         Ok(())
     }

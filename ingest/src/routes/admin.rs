@@ -6,8 +6,8 @@
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::extract::{JsonBytes, Path};
-use crate::resource_store::{self, Stored};
 use crate::server::AppState;
+use crate::store::{self, Stored};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -91,7 +91,7 @@ async fn jobs(
         )
         .into());
     }
-    let view = resource_store::jobs(&state.pool, query.status.as_deref(), limit)
+    let view = store::jobs(&state.pool, query.status.as_deref(), limit)
         .await
         .map_err(|e| state.store_unavailable(e))?;
     Ok(Json(view))
@@ -235,7 +235,7 @@ async fn list(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Viewer)?;
-    let all = resource_store::list(&state.pool, kind)
+    let all = store::list(&state.pool, kind)
         .await
         .map_err(|e| state.store_unavailable(e))?;
     let items: Vec<_> = all.iter().map(|s| body(kind, s).0).collect();
@@ -250,7 +250,7 @@ async fn read(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(Role::Viewer)?;
     valid_id(kind, &id)?;
-    let stored = resource_store::get(&state.pool, kind, &id)
+    let stored = store::get(&state.pool, kind, &id)
         .await
         .map_err(|e| state.store_unavailable(e))?;
     stored
@@ -267,7 +267,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require(Role::Admin)?;
     let resource = Resource::decode(kind, &bytes)?;
-    let stored = resource_store::create(&state.pool, &resource)
+    let stored = store::create(&state.pool, &resource)
         .await
         .map_err(|e| state.store_unavailable(e))?
         .ok_or_else(|| ApiError::Conflict {
@@ -278,7 +278,7 @@ async fn create(
                 resource.id()
             ),
         })?;
-    resource_store::ensure_lottery_commitment(&state.pool, &stored.definition)
+    store::ensure_lottery_commitment(&state.pool, &stored.definition)
         .await
         .map_err(|e| state.store_unavailable(e))?;
     state.resource_changed(&stored.definition).await;
@@ -302,13 +302,13 @@ async fn replace(
         );
     }
     let now = chrono::Utc::now();
-    let changed = resource_store::update(&state.pool, kind, &id, |old| {
+    let changed = store::update(&state.pool, kind, &id, |old| {
         next.check_change_from(&old, now).map(|()| next)
     })
     .await
     .map_err(|e| state.store_unavailable(e))?
     .ok_or_else(|| not_found(kind, &id))??;
-    resource_store::ensure_lottery_commitment(&state.pool, &changed.definition)
+    store::ensure_lottery_commitment(&state.pool, &changed.definition)
         .await
         .map_err(|e| state.store_unavailable(e))?;
     state.resource_changed(&changed.definition).await;
@@ -326,14 +326,14 @@ async fn set_open(
     caller.require(Role::Admin)?;
     valid_id(kind, &id)?;
     let now = chrono::Utc::now();
-    let changed = resource_store::update(&state.pool, kind, &id, |old| {
+    let changed = store::update(&state.pool, kind, &id, |old| {
         let next = old.clone().with_window_state(open, now);
         next.check_change_from(&old, now).map(|()| next)
     })
     .await
     .map_err(|e| state.store_unavailable(e))?
     .ok_or_else(|| not_found(kind, &id))??;
-    resource_store::ensure_lottery_commitment(&state.pool, &changed.definition)
+    store::ensure_lottery_commitment(&state.pool, &changed.definition)
         .await
         .map_err(|e| state.store_unavailable(e))?;
     state.resource_changed(&changed.definition).await;
@@ -399,7 +399,7 @@ pub mod members {
             )
             .into());
         }
-        let stored = resource_store::upsert_members(&state.pool, id.as_str(), &body.members)
+        let stored = store::upsert_members(&state.pool, id.as_str(), &body.members)
             .await
             .map_err(|e| state.store_unavailable(e))?;
         // Every instance reads the list again before its next registration.
@@ -415,7 +415,7 @@ pub mod members {
         state: &AppState,
         id: &TournamentId,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-        Ok(resource_store::member_counts(&state.pool, id.as_str())
+        Ok(store::member_counts(&state.pool, id.as_str())
             .await
             .map_err(|e| state.store_unavailable(e))?
             .into_iter()
@@ -463,7 +463,7 @@ pub mod members {
         caller.require(Role::Admin)?;
         let id = tournament(&state, raw)?;
         let user: UserId = scope("user", user)?;
-        let removed = resource_store::delete_member(&state.pool, id.as_str(), user.as_str())
+        let removed = store::delete_member(&state.pool, id.as_str(), user.as_str())
             .await
             .map_err(|e| state.store_unavailable(e))?;
         if !removed {

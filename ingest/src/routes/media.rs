@@ -197,7 +197,7 @@ async fn status(
     Path(media): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let media: MediaId = scope("media", media)?;
-    let row = crate::resource_store::media_upload(&state.pool, media.as_str())
+    let row = crate::store::media_upload(&state.pool, media.as_str())
         .await
         .map_err(|e| state.store_unavailable(e))?;
     if let Some(row) = row {

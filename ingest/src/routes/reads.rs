@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tally_schema::api::FieldError;
 use tally_schema::ids::{ArenaId, PollId, SessionId, TeamId, TournamentId, UserId, VoterId};
 use tally_schema::resources::{RegistrationMode, SortOrder, Visibility};
+use tally_schema::status::RegistrationState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -288,20 +289,29 @@ async fn registration_status(
             .map_err(|e| state.views_unavailable(e))?,
         RegistrationMode::FirstCome => None,
     };
-    let mut status = match drawn {
-        Some(result) => result,
-        None => json!(crate::registration::status(definition, position)),
-    };
+    let state = drawn.unwrap_or_else(|| RegistrationState::before_draw(definition, position));
     // Only a reader proven to be the registrant (or a key) gets the receipt again: in an
     // anonymous tournament anyone could read it and unmask the public record.
-    if definition.identity == tally_schema::resources::Identity::Token
-        && let Some(receipt) = snapshot.receipt(tournament.as_str(), user.as_str())
-    {
-        status["receipt"] = receipt.into();
-    }
-    Ok(Json(
-        json!({ "tournament": tournament, "user": user, "registration": status }),
-    ))
+    let receipt = match definition.identity {
+        tally_schema::resources::Identity::Token => {
+            snapshot.receipt(tournament.as_str(), user.as_str())
+        }
+        _ => None,
+    };
+    Ok(Json(json!({
+        "tournament": tournament,
+        "user": user,
+        "registration": RegistrationAnswer { state, receipt },
+    })))
+}
+
+/// A registration's state, with the registrant's receipt where the reader may have it.
+#[derive(serde::Serialize)]
+struct RegistrationAnswer {
+    #[serde(flatten)]
+    state: RegistrationState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<String>,
 }
 
 /// A lottery's audit record: the seed's commitment before the draw; after it the seed, the
@@ -315,7 +325,7 @@ async fn draw(
 ) -> Result<Json<Value>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     state.catalog.snapshot().tournament(tournament.as_str())?;
-    crate::resource_store::draw_record(&state.pool, tournament.as_str())
+    crate::store::draw_record(&state.pool, tournament.as_str())
         .await
         .map_err(|e| state.store_unavailable(e))?
         .map(Json)

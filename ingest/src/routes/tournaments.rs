@@ -9,6 +9,7 @@ use tally_schema::Event;
 use tally_schema::api::{RegistrationBody, ScoreBody};
 use tally_schema::event::{RegistrationStatus, StatusChange};
 use tally_schema::ids::{TournamentId, UserId};
+use tally_schema::status::RegistrationState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -46,12 +47,9 @@ async fn claim(
         .await
         .map_err(|e| state.views_unavailable(e))?
         .ok_or_else(|| refuse("not_claimable", format!("'{user}' has no drawn place")))?;
-    match result["status"].as_str() {
-        Some("claimed") => {}
-        Some("won") => {
-            let deadline = result["deadline"]
-                .as_str()
-                .and_then(|d| d.parse::<chrono::DateTime<chrono::Utc>>().ok());
+    match result {
+        RegistrationState::Claimed => {}
+        RegistrationState::Won { deadline, .. } => {
             if deadline.is_some_and(|d| chrono::Utc::now() > d) {
                 return Err(refuse(
                     "claim_expired",
@@ -60,9 +58,13 @@ async fn claim(
             }
         }
         other => {
+            let status = serde_json::to_value(&other).unwrap_or_default();
             return Err(refuse(
                 "not_claimable",
-                format!("the registration is {}", other.unwrap_or("unknown")),
+                format!(
+                    "the registration is {}",
+                    status["status"].as_str().unwrap_or("unknown")
+                ),
             ));
         }
     }

@@ -1,6 +1,7 @@
 //! The aggregator binary, built inside this package so tests can SIGKILL a real process
 //! (`CARGO_BIN_EXE_*` only names a package's own binaries). Same entry point as
-//! `tally-aggregator`.
+//! `tally-aggregator`, and like it the system allocator (a global allocator declared there
+//! belongs here too).
 use clap::Parser;
 
 #[tokio::main]

@@ -1,5 +1,6 @@
 //! The workers binary, built inside this package so tests can SIGKILL a real process
-//! (`CARGO_BIN_EXE_*` only names a package's own binaries). Same entry point as `tally-workers`.
+//! (`CARGO_BIN_EXE_*` only names a package's own binaries). Same entry point as `tally-workers`,
+//! and like it the system allocator (a global allocator declared there belongs here too).
 use clap::Parser;
 
 #[tokio::main]

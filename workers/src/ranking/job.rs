@@ -4,17 +4,17 @@
 //! Running it twice, or on two workers at once, stores the same result.
 
 use super::bradley_terry::{Cell, FitSettings, Rated, fit_with_intervals};
+use crate::store::{PgStore, StoreError};
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use serde::Serialize;
-use sqlx::PgPool;
 use std::collections::HashMap;
 use tally_schema::redis_keys::Keys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RankError {
-    #[error("Postgres: {0}")]
-    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Db(#[from] StoreError),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
@@ -69,7 +69,7 @@ pub struct ArenaRanking {
 }
 
 pub struct Ranker {
-    pub pool: PgPool,
+    pub store: PgStore,
     /// Connected per run: the writer must not depend on Redis being up.
     pub redis: redis::Client,
     pub keys: Keys,
@@ -82,16 +82,8 @@ impl Ranker {
     /// Refits every arena with votes newer than its last fit; returns how many it fitted.
     #[tracing::instrument(name = "rank_arenas", skip_all)]
     pub async fn run_once(&self) -> Result<usize, RankError> {
-        // One index-only pass per arena through pair_votes_arena_seq.
-        let stale: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT v.arena, v.last_seq FROM
-               (SELECT arena, max(stream_seq) AS last_seq FROM pair_votes GROUP BY arena) v
-             LEFT JOIN arena_ranking_runs r ON r.arena = v.arena
-             WHERE r.last_seq IS NULL OR r.last_seq < v.last_seq",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for (arena, _) in &stale {
+        let stale = self.store.stale_arenas().await?;
+        for arena in &stale {
             let ranking = self.fit_arena(arena).await?;
             tracing::info!(
                 arena,
@@ -106,25 +98,9 @@ impl Ranker {
 
     /// Fits one arena from all its votes and stores the result.
     pub async fn fit_arena(&self, arena: &str) -> Result<ArenaRanking, RankError> {
-        let mut tx = self.pool.begin().await?;
-        // REPEATABLE READ: the counts and the sequence they cover come from one snapshot.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .execute(&mut *tx)
-            .await?;
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT winner, loser, count(*) FROM pair_votes WHERE arena = $1 GROUP BY 1, 2",
-        )
-        .bind(arena)
-        .fetch_all(&mut *tx)
-        .await?;
-        let (last_seq,): (Option<i64>,) =
-            sqlx::query_as("SELECT max(stream_seq) FROM pair_votes WHERE arena = $1")
-                .bind(arena)
-                .fetch_one(&mut *tx)
-                .await?;
-        let ranking = self.rank(arena, &rows, last_seq.unwrap_or(0));
-        self.store(&mut tx, &ranking).await?;
-        tx.commit().await?;
+        let snapshot = self.store.pair_counts(arena).await?;
+        let ranking = self.rank(arena, &snapshot.counts, snapshot.last_seq);
+        snapshot.store(&ranking).await?;
         let mut redis = self.redis.get_multiplexed_async_connection().await?;
         let json = serde_json::to_string(&ranking).expect("rankings serialize");
         let _: () = redis.set(self.keys.bradley_terry(arena), json).await?;
@@ -205,43 +181,6 @@ impl Ranker {
             replicates: self.config.ranking_replicates,
             items,
         }
-    }
-
-    async fn store(&self, tx: &mut sqlx::PgConnection, r: &ArenaRanking) -> Result<(), RankError> {
-        sqlx::query("DELETE FROM arena_rankings WHERE arena = $1")
-            .bind(&r.arena)
-            .execute(&mut *tx)
-            .await?;
-        let col = |f: fn(&RankedItem) -> f64| r.items.iter().map(f).collect::<Vec<f64>>();
-        sqlx::query(
-            "INSERT INTO arena_rankings (arena, item, rank, rating, ci_low, ci_high, wins, losses)
-             SELECT $1, * FROM UNNEST($2::text[], $3::int4[], $4::float8[], $5::float8[],
-                                      $6::float8[], $7::int8[], $8::int8[])",
-        )
-        .bind(&r.arena)
-        .bind(r.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>())
-        .bind(r.items.iter().map(|i| i.rank as i32).collect::<Vec<_>>())
-        .bind(col(|i| i.rating))
-        .bind(col(|i| i.ci_low))
-        .bind(col(|i| i.ci_high))
-        .bind(r.items.iter().map(|i| i.wins).collect::<Vec<_>>())
-        .bind(r.items.iter().map(|i| i.losses).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO arena_ranking_runs (arena, last_seq, votes, replicates, fitted_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (arena) DO UPDATE SET last_seq = $2, votes = $3, replicates = $4,
-                                               fitted_at = $5",
-        )
-        .bind(&r.arena)
-        .bind(r.last_seq)
-        .bind(r.votes)
-        .bind(r.replicates as i32)
-        .bind(r.fitted_at)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
     }
 }
 

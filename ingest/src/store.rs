@@ -1,5 +1,8 @@
-//! Postgres access for the admin side: resource definitions and API keys. Never on the event
-//! hot path (the catalog holds definitions in memory).
+//! Ingest's one way to Postgres, every statement a file under `ingest/queries/`: resource
+//! definitions, API keys, membership lists and lottery commitments, which ingest writes; and
+//! what it serves from the workers' tables, only through the views schema defines for it
+//! (`media_overview`, `public_draws`; apalis' own `jobs` table is read as apalis defines it).
+//! Never on the event hot path (the catalog holds definitions in memory).
 
 use chrono::Utc;
 use sqlx::PgPool;
@@ -37,19 +40,18 @@ fn decode(kind: &str, id: &str, json: &str) -> Result<Resource, StoreError> {
 
 pub async fn list_all(pool: &PgPool) -> Result<Vec<Resource>, StoreError> {
     let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT kind, id, definition::text FROM resources")
+        sqlx::query_as(include_str!("../queries/resources_all.sql"))
             .fetch_all(pool)
             .await?;
     rows.iter().map(|(k, id, d)| decode(k, id, d)).collect()
 }
 
 pub async fn list(pool: &PgPool, kind: ResourceKind) -> Result<Vec<Stored>, StoreError> {
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT id, version, definition::text FROM resources WHERE kind = $1 ORDER BY id",
-    )
-    .bind(kind.as_str())
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as(include_str!("../queries/resources_of_kind.sql"))
+            .bind(kind.as_str())
+            .fetch_all(pool)
+            .await?;
     rows.iter()
         .map(|(id, version, d)| {
             Ok(Stored {
@@ -65,13 +67,11 @@ pub async fn get(
     kind: ResourceKind,
     id: &str,
 ) -> Result<Option<Stored>, StoreError> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT version, definition::text FROM resources WHERE kind = $1 AND id = $2",
-    )
-    .bind(kind.as_str())
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(i64, String)> = sqlx::query_as(include_str!("../queries/resource_get.sql"))
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     row.map(|(version, d)| {
         Ok(Stored {
             version,
@@ -84,16 +84,13 @@ pub async fn get(
 /// Inserts a new definition; `None` when one with that id exists already.
 pub async fn create(pool: &PgPool, resource: &Resource) -> Result<Option<Stored>, StoreError> {
     let json = serde_json::to_string(resource).expect("definitions serialize");
-    let inserted = sqlx::query(
-        "INSERT INTO resources (kind, id, definition) VALUES ($1, $2, $3::jsonb)
-         ON CONFLICT (kind, id) DO NOTHING",
-    )
-    .bind(resource.kind().as_str())
-    .bind(resource.id())
-    .bind(json)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let inserted = sqlx::query(include_str!("../queries/resource_insert.sql"))
+        .bind(resource.kind().as_str())
+        .bind(resource.id())
+        .bind(json)
+        .execute(pool)
+        .await?
+        .rows_affected();
     Ok((inserted == 1).then(|| Stored {
         version: 1,
         definition: resource.clone(),
@@ -109,13 +106,11 @@ pub async fn update<E>(
     change: impl FnOnce(Resource) -> Result<Resource, E>,
 ) -> Result<Option<Result<Stored, E>>, StoreError> {
     let mut tx = pool.begin().await?;
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT version, definition::text FROM resources WHERE kind = $1 AND id = $2 FOR UPDATE",
-    )
-    .bind(kind.as_str())
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row: Option<(i64, String)> = sqlx::query_as(include_str!("../queries/resource_lock.sql"))
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some((version, json)) = row else {
         return Ok(None);
     };
@@ -124,16 +119,13 @@ pub async fn update<E>(
         Err(e) => return Ok(Some(Err(e))),
     };
     let json = serde_json::to_string(&next).expect("definitions serialize");
-    sqlx::query(
-        "UPDATE resources SET definition = $3::jsonb, version = version + 1, updated_at = $4
-         WHERE kind = $1 AND id = $2",
-    )
-    .bind(kind.as_str())
-    .bind(id)
-    .bind(json)
-    .bind(Utc::now())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(include_str!("../queries/resource_update.sql"))
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(json)
+        .bind(Utc::now())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Some(Ok(Stored {
         version: version + 1,
@@ -144,7 +136,7 @@ pub async fn update<E>(
 /// The role of every active key, with its hash, for a constant-time comparison.
 pub async fn active_keys(pool: &PgPool) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     Ok(
-        sqlx::query_as("SELECT role, key_hash FROM api_keys WHERE revoked_at IS NULL")
+        sqlx::query_as(include_str!("../queries/api_keys_active.sql"))
             .fetch_all(pool)
             .await?,
     )
@@ -157,7 +149,7 @@ pub async fn create_key(
     role: &str,
     key_hash: &[u8],
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO api_keys (id, name, role, key_hash) VALUES ($1, $2, $3, $4)")
+    sqlx::query(tally_schema::roles::queries::CREATE_KEY)
         .bind(uuid::Uuid::now_v7())
         .bind(name)
         .bind(role)
@@ -169,28 +161,14 @@ pub async fn create_key(
 
 /// Revokes a key by name; false when no active key has that name.
 pub async fn revoke_key(pool: &PgPool, name: &str) -> Result<bool, StoreError> {
-    let n = sqlx::query(
-        "UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL",
-    )
-    .bind(name)
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let n = sqlx::query(tally_schema::roles::queries::REVOKE_KEY)
+        .bind(name)
+        .execute(pool)
+        .await?
+        .rows_affected();
     Ok(n == 1)
 }
 
-/// Name, role, creation time and whether revoked, of every key (never the hash).
-pub async fn list_keys(
-    pool: &PgPool,
-) -> Result<Vec<(String, String, chrono::DateTime<Utc>, bool)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT name, role, created_at, revoked_at IS NOT NULL FROM api_keys ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await?)
-}
-
-/// Makes a lottery tournament's secret seed and stores it with its commitment, once: the
 /// The committed rules text of a lottery tournament's definition.
 pub fn lottery_rules(t: &tally_schema::resources::Tournament) -> String {
     let weights = t
@@ -226,42 +204,35 @@ pub async fn ensure_lottery_commitment(
     rand::rng().fill_bytes(&mut seed);
     rand::rng().fill_bytes(&mut key);
     let rules = lottery_rules(t);
-    sqlx::query(
-        "INSERT INTO lottery_draws (tournament, algorithm, seed, commitment, pseudonym_key, rules)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tournament) DO NOTHING",
-    )
-    .bind(t.id.as_str())
-    .bind(lottery::ALGORITHM)
-    .bind(seed.as_slice())
-    .bind(lottery::commitment_v2(&seed, &rules).as_slice())
-    .bind(key.as_slice())
-    .bind(&rules)
-    .execute(pool)
-    .await?;
+    sqlx::query(include_str!("../queries/lottery_commit.sql"))
+        .bind(t.id.as_str())
+        .bind(lottery::ALGORITHM)
+        .bind(seed.as_slice())
+        .bind(lottery::commitment_v2(&seed, &rules).as_slice())
+        .bind(key.as_slice())
+        .bind(&rules)
+        .execute(pool)
+        .await?;
     if t.registration_window()
         .opens_at
         .is_some_and(|o| o > Utc::now())
     {
-        let row: Option<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT seed FROM lottery_draws WHERE tournament = $1 AND algorithm = $2
-               AND drawn_at IS NULL AND rules IS DISTINCT FROM $3",
-        )
-        .bind(t.id.as_str())
-        .bind(lottery::ALGORITHM)
-        .bind(&rules)
-        .fetch_optional(pool)
-        .await?;
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as(include_str!("../queries/lottery_seed_to_recommit.sql"))
+                .bind(t.id.as_str())
+                .bind(lottery::ALGORITHM)
+                .bind(&rules)
+                .fetch_optional(pool)
+                .await?;
         if let Some((seed,)) = row
             && let Ok(seed) = <[u8; 32]>::try_from(seed.as_slice())
         {
-            sqlx::query(
-                "UPDATE lottery_draws SET rules = $2, commitment = $3 WHERE tournament = $1",
-            )
-            .bind(t.id.as_str())
-            .bind(&rules)
-            .bind(lottery::commitment_v2(&seed, &rules).as_slice())
-            .execute(pool)
-            .await?;
+            sqlx::query(include_str!("../queries/lottery_recommit.sql"))
+                .bind(t.id.as_str())
+                .bind(&rules)
+                .bind(lottery::commitment_v2(&seed, &rules).as_slice())
+                .execute(pool)
+                .await?;
         }
     }
     Ok(())
@@ -272,11 +243,10 @@ pub async fn ensure_lottery_commitment(
 pub async fn pseudonym_keys(
     pool: &PgPool,
 ) -> Result<std::collections::HashMap<String, [u8; 32]>, StoreError> {
-    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT tournament, pseudonym_key FROM lottery_draws WHERE pseudonym_key IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as(include_str!("../queries/lottery_pseudonym_keys.sql"))
+            .fetch_all(pool)
+            .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(t, k)| Some((t, k.try_into().ok()?)))
@@ -291,16 +261,12 @@ pub async fn upsert_members(
 ) -> Result<u64, StoreError> {
     let users: Vec<&str> = members.iter().map(|m| m.user.as_str()).collect();
     let groups: Vec<&str> = members.iter().map(|m| m.group.as_str()).collect();
-    let done = sqlx::query(
-        "INSERT INTO group_members (tournament, user_id, grp)
-         SELECT $1, u, g FROM UNNEST($2::text[], $3::text[]) AS m(u, g)
-         ON CONFLICT (tournament, user_id) DO UPDATE SET grp = EXCLUDED.grp, added_at = now()",
-    )
-    .bind(tournament)
-    .bind(&users)
-    .bind(&groups)
-    .execute(pool)
-    .await?;
+    let done = sqlx::query(include_str!("../queries/members_upsert.sql"))
+        .bind(tournament)
+        .bind(&users)
+        .bind(&groups)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -310,7 +276,7 @@ pub async fn delete_member(
     tournament: &str,
     user: &str,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM group_members WHERE tournament = $1 AND user_id = $2")
+    let done = sqlx::query(include_str!("../queries/members_delete.sql"))
         .bind(tournament)
         .bind(user)
         .execute(pool)
@@ -323,12 +289,10 @@ pub async fn member_counts(
     pool: &PgPool,
     tournament: &str,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT grp, count(*) FROM group_members WHERE tournament = $1 GROUP BY grp ORDER BY grp",
-    )
-    .bind(tournament)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as(include_str!("../queries/members_count.sql"))
+        .bind(tournament)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Every tournament's list: tournament → user → group (held in ingest's memory).
@@ -337,7 +301,7 @@ pub async fn all_members(
 ) -> Result<std::collections::HashMap<String, std::collections::HashMap<String, GroupId>>, StoreError>
 {
     let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT tournament, user_id, grp FROM group_members")
+        sqlx::query_as(include_str!("../queries/members_all.sql"))
             .fetch_all(pool)
             .await?;
     let mut lists: std::collections::HashMap<_, std::collections::HashMap<_, _>> =
@@ -358,7 +322,7 @@ pub async fn draw_record(
 ) -> Result<Option<serde_json::Value>, StoreError> {
     type Row = (
         String,
-        Vec<u8>,
+        Option<Vec<u8>>,
         Vec<u8>,
         chrono::DateTime<Utc>,
         Option<chrono::DateTime<Utc>>,
@@ -366,18 +330,10 @@ pub async fn draw_record(
         Option<i32>,
         Option<String>,
     );
-    // v2 publishes the pseudonymous lists; v1 records (before pseudonyms) stay as they were.
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT algorithm, seed, commitment, committed_at, drawn_at, digest, capacity,
-                json_build_object('weights', weights, 'rules', rules,
-                  'registrants', coalesce(public_registrants, registrants),
-                  'winners', coalesce(public_winners, winners),
-                  'waitlist', coalesce(public_waitlist, waitlist))::text
-         FROM lottery_draws WHERE tournament = $1",
-    )
-    .bind(tournament)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<Row> = sqlx::query_as(include_str!("../queries/draw_record.sql"))
+        .bind(tournament)
+        .fetch_optional(pool)
+        .await?;
     let Some((algorithm, seed, commitment, committed_at, drawn_at, digest, capacity, rest)) = row
     else {
         return Ok(None);
@@ -396,7 +352,7 @@ pub async fn draw_record(
     if !rest["rules"].is_null() {
         record["rules"] = rest["rules"].clone();
     }
-    if let (Some(drawn_at), Some(digest)) = (drawn_at, digest) {
+    if let (Some(drawn_at), Some(digest), Some(seed)) = (drawn_at, digest, seed) {
         record["drawn_at"] = serde_json::json!(drawn_at);
         record["seed"] = hex(&seed).into();
         record["digest"] = hex(&digest).into();
@@ -415,27 +371,20 @@ pub async fn jobs(
     status: Option<&str>,
     limit: i64,
 ) -> Result<serde_json::Value, StoreError> {
-    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('apalis.jobs') IS NOT NULL")
+    let (exists,): (bool,) = sqlx::query_as(include_str!("../queries/jobs_exist.sql"))
         .fetch_one(pool)
         .await?;
     if !exists {
         return Ok(serde_json::json!({"counts": [], "jobs": []}));
     }
-    let (counts,): (String,) = sqlx::query_as(
-        "SELECT coalesce(json_agg(c ORDER BY c.job_type, c.status), '[]')::text FROM
-           (SELECT job_type, status, count(*) AS jobs FROM apalis.jobs GROUP BY 1, 2) c",
-    )
-    .fetch_one(pool)
-    .await?;
-    let (jobs,): (String,) = sqlx::query_as(
-        "SELECT coalesce(json_agg(j.row ORDER BY j.run_at DESC), '[]')::text FROM
-           (SELECT to_jsonb(x) - 'job' AS row, x.run_at FROM apalis.jobs x
-            WHERE $1::text IS NULL OR x.status = $1 ORDER BY x.run_at DESC LIMIT $2) j",
-    )
-    .bind(status)
-    .bind(limit)
-    .fetch_one(pool)
-    .await?;
+    let (counts,): (String,) = sqlx::query_as(include_str!("../queries/jobs_counts.sql"))
+        .fetch_one(pool)
+        .await?;
+    let (jobs,): (String,) = sqlx::query_as(include_str!("../queries/jobs_newest.sql"))
+        .bind(status)
+        .bind(limit)
+        .fetch_one(pool)
+        .await?;
     let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap_or_default();
     Ok(serde_json::json!({"counts": parse(&counts), "jobs": parse(&jobs)}))
 }
@@ -452,24 +401,19 @@ pub async fn media_upload(
         bytes: i64,
         received_at: chrono::DateTime<Utc>,
         user_id: Option<String>,
-        status: Option<String>,
+        status: String,
         reason: Option<String>,
         variants: Option<String>,
     }
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT m.tournament, m.content_type, m.bytes, m.received_at, m.user_id, s.status,
-                s.reason, s.variants::text AS variants
-         FROM media_uploads m LEFT JOIN media_status s ON s.media_id = m.media_id
-         WHERE m.media_id = $1",
-    )
-    .bind(media)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<Row> = sqlx::query_as(include_str!("../queries/media_upload.sql"))
+        .bind(media)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.map(|r| {
         serde_json::json!({
             "media": media, "tournament": r.tournament,
             // stored → queued (thumbnail job) → done | failed (with the reason)
-            "status": r.status.as_deref().unwrap_or("stored"), "reason": r.reason,
+            "status": r.status, "reason": r.reason,
             "content_type": r.content_type, "bytes": r.bytes, "received_at": r.received_at,
             "user": r.user_id,
             "variants": r.variants.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())

@@ -1,4 +1,6 @@
-//! Publishing to JetStream. Each request awaits its own acknowledgement, so many publishes are
+//! Publishing to JetStream: the one publisher of every event, by ingest for the requests it
+//! answers and by the workers for the events they make (the draw's status changes). Each
+//! publish awaits its own acknowledgement, so many publishes are
 //! in flight across concurrent requests, and the whole publish is bounded by a timeout: a slow
 //! or absent JetStream means 503, never a hang and never a false 202. Publishes in flight are
 //! bounded too: past the bound ingest is behind, and a publish waits at most a short while for a
@@ -56,13 +58,38 @@ pub struct Publisher {
     max_in_flight: usize,
     /// How long a publish may wait for a slot before it is shed.
     slot_wait: Duration,
+    service: Service,
+}
+
+/// Who publishes: each service reports under its own metric names, so its dashboards keep
+/// their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Ingest,
+    Workers,
+}
+
+impl Service {
+    fn duration(self) -> metrics::Histogram {
+        match self {
+            Self::Ingest => metrics::histogram!("tally_ingest_publish_duration_seconds"),
+            Self::Workers => metrics::histogram!("tally_workers_publish_duration_seconds"),
+        }
+    }
+
+    fn in_flight(self) -> metrics::Gauge {
+        match self {
+            Self::Ingest => metrics::gauge!("tally_ingest_publish_in_flight_messages"),
+            Self::Workers => metrics::gauge!("tally_workers_publish_in_flight_messages"),
+        }
+    }
 }
 
 impl Publisher {
     /// `max_in_flight` publishes may await their acks at once; one that finds no slot within
     /// `slot_wait` fails with [`PublishError::Overloaded`].
     pub fn new(
-        client: async_nats::Client,
+        service: Service,
         js: jetstream::Context,
         spec: StreamSpec,
         timeout: Duration,
@@ -70,13 +97,14 @@ impl Publisher {
         slot_wait: Duration,
     ) -> Self {
         Self {
-            client,
+            client: js.client(),
             js,
             spec,
             timeout,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             slot_wait,
+            service,
         }
     }
 
@@ -111,13 +139,14 @@ impl Publisher {
             return Err(PublishError::Overloaded(self.max_in_flight));
         };
         let started = Instant::now();
-        let _in_flight = InFlight::enter();
+        let _in_flight = InFlight::enter(self.service.in_flight());
         let publish = async {
             let ack = self.js.send_publish(subject, message).await?;
             ack.await
         };
         let result = tokio::time::timeout(self.timeout, publish).await;
-        metrics::histogram!("tally_ingest_publish_duration_seconds")
+        self.service
+            .duration()
             .record(started.elapsed().as_secs_f64());
         match result {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
@@ -135,17 +164,17 @@ impl Publisher {
 }
 
 /// Counts publishes awaiting their acknowledgement, also when a request is dropped mid-way.
-struct InFlight;
+struct InFlight(metrics::Gauge);
 
 impl InFlight {
-    fn enter() -> Self {
-        metrics::gauge!("tally_ingest_publish_in_flight_messages").increment(1.0);
-        InFlight
+    fn enter(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        InFlight(gauge)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!("tally_ingest_publish_in_flight_messages").decrement(1.0);
+        self.0.decrement(1.0);
     }
 }

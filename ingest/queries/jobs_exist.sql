@@ -1,0 +1,1 @@
+SELECT to_regclass('apalis.jobs') IS NOT NULL

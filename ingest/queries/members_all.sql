@@ -1,0 +1,1 @@
+SELECT tournament, user_id, grp FROM group_members

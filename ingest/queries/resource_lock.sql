@@ -1,0 +1,1 @@
+SELECT version, definition::text FROM resources WHERE kind = $1 AND id = $2 FOR UPDATE

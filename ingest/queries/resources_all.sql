@@ -1,0 +1,1 @@
+SELECT kind, id, definition::text FROM resources

@@ -1,7 +1,0 @@
-INSERT INTO registration_statuses
-    (event_id, stream_seq, received_at, tournament, user_id, status, promoted, deadline, position)
-SELECT id, seq, at, t, u, s, p, d::timestamptz, n
-FROM UNNEST($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::int8[])
-    AS x (id, seq, at, t, u, s, p, d, n)
-ON CONFLICT (event_id) DO NOTHING

@@ -1,0 +1,1 @@
+UPDATE lottery_draws SET statuses_published_at = now() WHERE tournament = $1

@@ -1,0 +1,1 @@
+DELETE FROM arena_rankings WHERE arena = $1

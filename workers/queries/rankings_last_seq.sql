@@ -1,0 +1,1 @@
+SELECT max(stream_seq) FROM pair_votes WHERE arena = $1

@@ -1,0 +1,85 @@
+//! The workers' one way to Postgres, the system of record; every statement is a file under
+//! `workers/queries/` (the event inserts are schema's, `tally_schema::rows`).
+//!
+//! - here: connection, migrations and the idempotent batch insert. A batch is written in one
+//!   transaction with one `INSERT … SELECT FROM UNNEST(arrays)` per event kind (never one
+//!   statement per event); `ON CONFLICT (event_id) DO NOTHING` makes a redelivered event a
+//!   no-op in the same transaction that would have inserted it.
+//! - [`draws`]: the lottery's row: claims, the lock, the frozen list, the audit record.
+//! - [`media`]: thumbnail jobs' state per upload.
+//! - [`rankings`]: pair-vote counts in and fitted rankings out.
+
+pub mod draws;
+pub mod media;
+pub mod rankings;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::time::Duration;
+use tally_schema::StoredEvent;
+use tally_schema::rows::Rows;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach Postgres: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("Postgres: {0}")]
+    Write(#[from] sqlx::Error),
+    #[error("stored {what} is not valid: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+/// What one batch write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows that were new.
+    pub inserted: u64,
+    /// Events already present (redeliveries, retried idempotency keys).
+    pub duplicates: u64,
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects (checking the connection at once) and applies the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(StoreError::Connect)?;
+        tally_schema::MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// A store over a pool whose schema is migrated already.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Writes a batch in one transaction. Safe to repeat: already stored events are skipped.
+    #[tracing::instrument(name = "pg_write", skip_all, fields(events = events.len()))]
+    pub async fn write(&self, events: &[StoredEvent]) -> Result<Written, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for (kind, rows, insert) in Rows::new(events).inserts() {
+            inserted += insert.execute(&mut *tx).await?.rows_affected();
+            metrics::counter!("tally_workers_rows_written_total", "kind" => kind.as_str())
+                .increment(rows as u64);
+        }
+        tx.commit().await?;
+        Ok(Written {
+            inserted,
+            duplicates: events.len() as u64 - inserted,
+        })
+    }
+}
