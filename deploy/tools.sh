@@ -8,7 +8,7 @@
 #                    dynostore into $TALLY_TOOLS_DIR: ~20 minutes on 2 cores the first time)
 #   nats-server     (the version deploy/stack.sh runs, for the three-node cluster test)
 #   schemathesis    (PyPI, pinned, in a venv under $TALLY_TOOLS_DIR: the API conformance test)
-#   PyJWT           (PyPI, pinned, same venv: the README's token-minting example, run by a test)
+#   PyJWT           (PyPI, pinned, same venv: the token-minting example in docs/architecture.md, run by a test)
 #   cargo-deny      (crates.io, pinned, into $TALLY_TOOLS_DIR: licences, bans and sources in CI)
 #   cmake, libcurl  (rdkafka's cmake-build of librdkafka)
 #

@@ -1,4 +1,4 @@
-"""How an organiser's backend mints a Tally user token (README, "User identity").
+"""How an organiser's backend mints a Tally user token (docs/architecture.md, "User identity").
 
 Run with PyJWT installed (`pip install "pyjwt[crypto]"`):
 
