@@ -9,6 +9,7 @@
 #   SCALE=0.1 deploy/loadtest.sh    a tenth of the requests at the same rates
 #   deploy/loadtest.sh suite        only the scenarios (arena-crowd on a second ingest, :8081)
 #   deploy/loadtest.sh overload [--sustainable-rate N]   only the overload run
+#   deploy/loadtest.sh cost [--runs 5000x50000,20000x100000]   CPU µs per event by process
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
@@ -51,4 +52,11 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = overload ]; then
   "$BIN/tally-loadtest" --scale "$SCALE" --connections 8000 overload \
     --ingest-pid "$(pgrep -x tally-ingest | head -1)" "${@:2}"
+fi
+# CPU µs per acknowledged event of each process (ingest, nats-server, Postgres, aggregator,
+# workers, Redis, ClickHouse, the generator) at steady rates, beside the do-nothing handler's
+# CPU per request at the same rates. Writes loadtest/out/cost-{summary.md,run.json,plot.png}.
+# Not part of `all`: run it on an otherwise quiet box, every process of those names counts.
+if [ "$WHAT" = cost ]; then
+  "$BIN/tally-loadtest" --scale "$SCALE" cost "${@:2}"
 fi

@@ -3,7 +3,7 @@
 
 use crate::open_loop::Plan;
 use crate::outcome::StoreArgs;
-use crate::scenarios::{burst, crowd, overload, suite};
+use crate::scenarios::{burst, cost, crowd, overload, suite};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -92,6 +92,9 @@ pub enum Scenario {
     /// Poll votes, single or batched, closed loop (`--connections` in flight), checked in
     /// Postgres: how fast a burst drains.
     Burst(burst::BurstArgs),
+    /// CPU µs per acknowledged event for each process of the pipeline at steady rates, beside
+    /// the do-nothing handler's CPU per request at the same rates.
+    Cost(cost::CostArgs),
 }
 
 impl Scenario {
@@ -109,6 +112,7 @@ impl Scenario {
             Scenario::CrowdPart(_) => "crowd-part-",
             Scenario::Overload(_) => "overload-",
             Scenario::Burst(_) => "burst-",
+            Scenario::Cost(_) => "cost-",
         }
     }
 
@@ -168,6 +172,39 @@ mod tests {
         assert_eq!(
             (burst.count, burst.batch, burst.no_check),
             (20_000, None, true)
+        );
+    }
+
+    #[test]
+    fn cost_takes_its_loads_and_defaults_to_the_issues_two() {
+        let Scenario::Cost(cost) = parse(&["cost"]).scenario else {
+            panic!("cost expected");
+        };
+        let loads: Vec<(f64, usize)> = cost.runs.iter().map(|l| (l.rate, l.requests)).collect();
+        assert_eq!(loads, [(5000.0, 50_000), (20_000.0, 100_000)]);
+        assert_eq!(
+            cost.consumers,
+            ["postgres-writer", "redis-sink", "clickhouse-sink"]
+        );
+        let cli = parse(&["cost", "--runs", "1000x2000", "--noop-url", ""]);
+        assert_eq!(cli.scenario.file_prefix(), "cost-");
+        let Scenario::Cost(cost) = cli.scenario else {
+            panic!("cost expected");
+        };
+        assert_eq!((cost.runs.len(), cost.runs[0].requests), (1, 2000));
+        assert!(cost.noop_url.is_empty());
+        assert!(
+            Cli::try_parse_from([
+                "t",
+                "--api-key",
+                "k",
+                "--database-url",
+                "x",
+                "cost",
+                "--runs",
+                "5000"
+            ])
+            .is_err()
         );
     }
 

@@ -5,12 +5,14 @@
 //! - [`open_loop`]: requests at a fixed arrival rate, latency from the due time, HDR
 //!   histograms; closed-loop bursts on the same engine.
 //! - [`scenarios`]: flash-poll, arena, arena-crowd, tournament, registration-rush, batch,
-//!   overload, burst and the suite, one module each.
+//!   overload, burst, cost and the suite, one module each.
 //! - [`references`]: the do-nothing handler, raw JetStream, the naive one-INSERT server.
+//! - [`cost`]: each process's CPU from `/proc`, per acknowledged event.
 //! - [`outcome`]: Postgres exactly the acknowledged events, Redis and ClickHouse equal to it.
 //! - [`report`] and [`plot`]: the table, the JSON file and the PNG.
 
 pub mod cli;
+pub mod cost;
 pub mod open_loop;
 pub mod outcome;
 pub mod plot;

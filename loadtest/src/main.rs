@@ -7,7 +7,8 @@ use clap::Parser;
 use tally_loadtest::cli::{Cli, Scenario};
 use tally_loadtest::report;
 use tally_loadtest::scenarios::{
-    Harness, arena, batch, burst, crowd, flash_poll, overload, registration_rush, suite, tournament,
+    Harness, arena, batch, burst, cost, crowd, flash_poll, overload, registration_rush, suite,
+    tournament,
 };
 
 #[tokio::main]
@@ -29,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Suite(args) => suite::run(&h, args).await?,
         Scenario::Overload(args) => overload::run(&h, args).await?,
         Scenario::Burst(args) => burst::run(&h, args).await?,
+        Scenario::Cost(args) => cost::run(&h, args).await?,
     };
     let (prefix, ratios) = (scenario.file_prefix(), scenario.ratios_to());
     report::finish(&settings.out, prefix, &rows, ratios)

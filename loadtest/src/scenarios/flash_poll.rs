@@ -38,36 +38,44 @@ pub async fn flash_poll(clients: &Clients, stores: &Stores, plan: Plan) -> anyho
     .await;
     let mut row = Row::new("flash-poll", "single votes, one poll", &run, 1);
     row.lag_p99_ms = lag;
-    let outcome = async {
-        let n = stores
-            .postgres_exactly("poll_votes", "poll", &poll, &run.acknowledged)
-            .await?;
-        let tally_key = stores.keys.poll_tally(&poll);
-        let tally = stores
-            .redis_matches(
-                "poll tally",
-                async |redis| {
-                    let mut counts: std::collections::BTreeMap<String, i64> =
-                        redis::AsyncCommands::hgetall(redis, &tally_key).await?;
-                    counts.retain(|_, n| *n != 0);
-                    Ok(counts)
-                },
-                async |pg| {
-                    let rows: Vec<(String, i64)> = sqlx::query_as(
-                        "SELECT o, count(*) FROM poll_choices, unnest(options) o WHERE poll = $1 GROUP BY o",
-                    )
-                    .bind(&poll)
-                    .fetch_all(pg)
-                    .await?;
-                    Ok(rows.into_iter().collect())
-                },
-            )
-            .await?;
-        stores.clickhouse_count("poll_vote", &poll, n).await?;
-        Ok(format!(
-            "{n} rows in Postgres, Redis tally {tally:?} = Postgres, ClickHouse {n}"
-        ))
-    };
-    checked(&mut row, outcome.await).await;
+    let outcome = outcome(stores, &poll, &run.acknowledged).await;
+    checked(&mut row, outcome).await;
     Ok(row)
+}
+
+/// Votes on `poll`: Postgres holds exactly `acknowledged`, the Redis tally equals what
+/// Postgres implies, ClickHouse holds as many (each waited for until it drains).
+pub async fn outcome(
+    stores: &Stores,
+    poll: &str,
+    acknowledged: &[uuid::Uuid],
+) -> anyhow::Result<String> {
+    let n = stores
+        .postgres_exactly("poll_votes", "poll", poll, acknowledged)
+        .await?;
+    let tally_key = stores.keys.poll_tally(poll);
+    let tally = stores
+        .redis_matches(
+            "poll tally",
+            async |redis| {
+                let mut counts: std::collections::BTreeMap<String, i64> =
+                    redis::AsyncCommands::hgetall(redis, &tally_key).await?;
+                counts.retain(|_, n| *n != 0);
+                Ok(counts)
+            },
+            async |pg| {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT o, count(*) FROM poll_choices, unnest(options) o WHERE poll = $1 GROUP BY o",
+                )
+                .bind(poll)
+                .fetch_all(pg)
+                .await?;
+                Ok(rows.into_iter().collect())
+            },
+        )
+        .await?;
+    stores.clickhouse_count("poll_vote", poll, n).await?;
+    Ok(format!(
+        "{n} rows in Postgres, Redis tally {tally:?} = Postgres, ClickHouse {n}"
+    ))
 }

@@ -6,6 +6,8 @@
 //! - [`crowd`]: arena-crowd, many voters each on a connection of their own, over processes.
 //! - [`overload`]: a sustainable rate, three times it, then the sustainable rate again.
 //! - [`burst`]: poll votes, single or batched, closed loop (the demo's and the benches' burst).
+//! - [`cost`]: CPU µs per acknowledged event by process at steady rates, beside the
+//!   do-nothing handler's.
 //! - [`suite`]: the references and every scenario above but overload and burst, in one run.
 //!
 //! Each module's `run` is what its subcommand does: the plan from the [`Settings`], the rows.
@@ -13,6 +15,7 @@
 pub mod arena;
 pub mod batch;
 pub mod burst;
+pub mod cost;
 pub mod crowd;
 pub mod flash_poll;
 pub mod overload;
