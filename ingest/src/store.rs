@@ -8,6 +8,7 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tally_schema::ids::GroupId;
 use tally_schema::resources::{Resource, ResourceKind};
+use tally_schema::status::MediaStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -409,15 +410,19 @@ pub async fn media_upload(
         .bind(media)
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(|r| {
-        serde_json::json!({
+    let Some(r) = row else { return Ok(None) };
+    // stored → queued (thumbnail job) → done | failed (with the reason)
+    let status = MediaStatus::parse(&r.status).ok_or_else(|| StoreError::Corrupt {
+        kind: "media".into(),
+        id: media.into(),
+        reason: format!("unknown status '{}'", r.status),
+    })?;
+    Ok(Some(serde_json::json!({
             "media": media, "tournament": r.tournament,
-            // stored → queued (thumbnail job) → done | failed (with the reason)
-            "status": r.status, "reason": r.reason,
+            "status": status, "reason": r.reason,
             "content_type": r.content_type, "bytes": r.bytes, "received_at": r.received_at,
             "user": r.user_id,
             "variants": r.variants.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
                 .unwrap_or_else(|| serde_json::json!({})),
-        })
-    }))
+    })))
 }

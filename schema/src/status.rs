@@ -93,6 +93,12 @@ impl MediaStatus {
             Self::Failed => "failed",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Stored, Self::Queued, Self::Done, Self::Failed]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 /// What a status change writes to the status view: the user's new state, and the promoted
@@ -201,6 +207,7 @@ mod tests {
             MediaStatus::Failed,
         ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(MediaStatus::parse(s.as_str()), Some(s));
         }
     }
 
