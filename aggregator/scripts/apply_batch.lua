@@ -1,7 +1,7 @@
 -- Applies a batch of events to Redis and records the highest stream sequence applied, in one
 -- atomic step: a redelivered event (sequence <= the recorded one) changes nothing.
 --
--- Key names are made in Rust (aggregator/src/keys.rs) and passed in; nothing is named here.
+-- Key names are made in Rust (schema/src/redis_keys.rs, through aggregator/src/effects.rs) and passed in; nothing is named here.
 --
 -- KEYS[1]  the applied-sequence key of this sink
 -- ARGV[1]  Elo K-factor   ARGV[2] initial rating   ARGV[3] personal-ranking TTL in seconds
@@ -18,9 +18,12 @@
 --           b = user; a user counts once, at the position of their first registration in
 --           stream order (first-come places are positions up to the capacity)
 --   rstatus : key = status hash (user -> JSON), key2 = promoted user ('' for none), a = user,
---           b = {"user": <status>, "promoted": <status>|null}; stream order decides races:
---           the draw sets a status once, a claim applies only to a won place, a release only
---           to a place still unclaimed (and then promotes a user still waitlisted)
+--           b = {"user": <status>, "promoted": <status>|null, "deadlines": <key>,
+--           "waitlist": <key>, "due": <deadline in ms>}; stream order decides races: the
+--           draw sets a status once, a claim applies only to a won place, a release only to
+--           a place still unclaimed (and then promotes a user still waitlisted). Beside the
+--           hash, two sorted sets hold what the release step needs: the deadlines of won,
+--           unclaimed places and the users still waitlisted, by position.
 --   pair  : key = arena ratings, key2 = the session's ratings, a = winner, b = loser
 --   none  : no effect (the sequence still counts as applied)
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -82,16 +85,27 @@ for i = 5, #ARGV, 7 do
       if change == 'won' or change == 'waitlisted' then
         if not current then
           redis.call('HSET', key, a, cjson.encode(v.user))
+          if change == 'waitlisted' then
+            redis.call('ZADD', v.waitlist, v.user.position, a)
+          elseif v.due then
+            redis.call('ZADD', v.deadlines, v.due, a)
+          end
         end
       elseif change == 'claimed' then
         if current == 'won' then
           redis.call('HSET', key, a, cjson.encode(v.user))
+          redis.call('ZREM', v.deadlines, a)
         end
       elseif change == 'released' then
         if current == 'won' then
           redis.call('HSET', key, a, cjson.encode(v.user))
+          redis.call('ZREM', v.deadlines, a)
           if key2 ~= '' and status_of(key2) == 'waitlisted' then
             redis.call('HSET', key, key2, cjson.encode(v.promoted))
+            redis.call('ZREM', v.waitlist, key2)
+            if v.due then
+              redis.call('ZADD', v.deadlines, v.due, key2)
+            end
           end
         end
       end

@@ -63,9 +63,29 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
             s.user.to_string(),
-            serde_json::to_string(&s.state_change()).expect("a state change serializes"),
+            serde_json::to_string(&StatusRecord {
+                change: s.state_change(),
+                deadlines: keys.draw_deadlines(s.tournament.as_str()),
+                waitlist: keys.draw_waitlist(s.tournament.as_str()),
+                due: s.deadline.map(|d| d.timestamp_millis().to_string()),
+            })
+            .expect("a state change serializes"),
         ],
     }
+}
+
+/// The `b` of an `rstatus` record: the states to write, and the two indexes the script keeps
+/// beside the status hash so the release step reads only what is due.
+#[derive(serde::Serialize)]
+struct StatusRecord {
+    #[serde(flatten)]
+    change: tally_schema::status::StateChange,
+    deadlines: String,
+    waitlist: String,
+    /// The claim deadline in ms since the epoch, as text: Lua would print a large number
+    /// in exponent form when it passes it to Redis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due: Option<String>,
 }
 
 /// Elo after "winner beat loser": both move by K × (1 − the winner's expected score).

@@ -47,6 +47,18 @@ impl Keys {
         format!("{}:draw:{tournament}", self.prefix)
     }
 
+    /// Sorted set: user → claim deadline (ms since the epoch) of each won place not yet
+    /// claimed or released. The release step reads only what is due from it, never the
+    /// whole status hash.
+    pub fn draw_deadlines(&self, tournament: &str) -> String {
+        format!("{}:draw:{tournament}:deadlines", self.prefix)
+    }
+
+    /// Sorted set: user → waitlist position of each user still waitlisted.
+    pub fn draw_waitlist(&self, tournament: &str) -> String {
+        format!("{}:draw:{tournament}:waitlist", self.prefix)
+    }
+
     /// Sorted set: item → Elo rating over every vote of the arena.
     pub fn arena_elo(&self, arena: &str) -> String {
         format!("{}:elo:{arena}", self.prefix)

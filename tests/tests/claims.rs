@@ -154,6 +154,20 @@ async fn unclaimed_places_go_to_the_waitlist_in_drawn_order() {
         status(&http, ingest, &waitlist[1]).await["status"],
         "waitlisted"
     );
+    // The release step's indexes hold what is left to do, nothing more: no won place is
+    // unclaimed, and the two users still waitlisted wait in their order.
+    let keys = tally_schema::redis_keys::Keys::new(env.name.clone());
+    let mut redis = env.redis().await;
+    let deadlines: Vec<String> =
+        redis::AsyncCommands::zrange(&mut redis, keys.draw_deadlines("cup2"), 0, -1)
+            .await
+            .unwrap();
+    let waiting: Vec<String> =
+        redis::AsyncCommands::zrange(&mut redis, keys.draw_waitlist("cup2"), 0, -1)
+            .await
+            .unwrap();
+    assert_eq!(deadlines, Vec::<String>::new());
+    assert_eq!(waiting, waitlist[1..].to_vec());
 
     // Every change reached Postgres as an event.
     let want: Vec<(String, i64)> = vec![

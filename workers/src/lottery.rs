@@ -95,6 +95,8 @@ impl Drawer {
             Duration::from_secs(10),
             PUBLISHES_IN_FLIGHT,
             Duration::from_secs(10),
+            // Its publishes go out many at once already (`publish_changes`).
+            tally_kit::publisher::Coalescing::OFF,
         );
         Self {
             store: parts.store,
@@ -321,15 +323,43 @@ impl Drawer {
         }
         self.wait_for_views().await?;
         let mut conn = self.redis.get_multiplexed_async_connection().await?;
+        // A claim accepted just before the deadline may still be on its way to the views.
+        let cutoff = now - RELEASE_GRACE;
         let mut released = 0;
         for t in drawn {
-            let statuses: HashMap<String, String> =
-                conn.hgetall(self.keys.draw_results(t.id.as_str())).await?;
-            let statuses = statuses
+            // Only what is due: the earliest expired deadlines and as many of the first
+            // waitlisted users, from the indexes the Redis sink keeps beside the status hash.
+            let expired: Vec<(String, i64)> = conn
+                .zrangebyscore_limit_withscores(
+                    self.keys.draw_deadlines(t.id.as_str()),
+                    "-inf",
+                    cutoff.timestamp_millis(),
+                    0,
+                    RELEASES_PER_TICK,
+                )
+                .await?;
+            if expired.is_empty() {
+                continue;
+            }
+            let waiting: Vec<(String, u64)> = conn
+                .zrange_withscores(
+                    self.keys.draw_waitlist(t.id.as_str()),
+                    0,
+                    expired.len() as isize - 1,
+                )
+                .await?;
+            let won = expired.into_iter().map(|(user, ms)| {
+                let deadline = DateTime::from_timestamp_millis(ms);
+                let state = RegistrationState::Won {
+                    deadline,
+                    promoted: false,
+                };
+                (user, state)
+            });
+            let waitlisted = waiting
                 .into_iter()
-                .filter_map(|(u, s)| Some((u, RegistrationState::from_json(&s).ok()?)));
-            // A claim accepted just before the deadline may still be on its way to the views.
-            let plan = release_plan(statuses, now - RELEASE_GRACE);
+                .map(|(user, position)| (user, RegistrationState::Waitlisted { position }));
+            let plan = release_plan(won.chain(waitlisted), cutoff);
             let deadline = now + t.claim_window();
             let changes: Vec<RegistrationStatus> = plan
                 .into_iter()
@@ -358,6 +388,10 @@ impl Drawer {
 
 /// How long after a deadline a place is released: longer than ingest's publish timeout.
 const RELEASE_GRACE: chrono::Duration = chrono::Duration::seconds(5);
+
+/// Places one release step hands on per tournament; the rest wait for the next tick, so one
+/// step's Redis reads and publishes stay bounded however many deadlines pass at once.
+const RELEASES_PER_TICK: isize = 10_000;
 
 impl Drawer {
     /// Claims the tournaments due for a draw job: each at most once every five minutes, so a
