@@ -1,8 +1,8 @@
 //! The loop every aggregator sink runs: its own durable consumer, resumed right after the
 //! sequence the sink recorded, so events arrive in stream order; each batch is applied
-//! atomically with that record and acked after. A failing batch is retried, in place and in
-//! order, until the sink takes it: skipping ahead would apply later events before earlier
-//! ones, and the earlier ones would then be taken for redeliveries.
+//! atomically with that record and acked after, by one ack of its last message. A failing batch
+//! is retried, in place and in order, until the sink takes it: skipping ahead would apply later
+//! events before earlier ones, and the earlier ones would then be taken for redeliveries.
 
 use async_nats::jetstream::AckKind;
 use futures::FutureExt;
@@ -82,10 +82,12 @@ async fn apply_until_done<S: OrderedSink>(
             Ok(applied) => {
                 record_metrics(S::NAME, &applied, &events);
                 sink.applied(&events);
-                for message in batch.messages.iter() {
-                    if let Err(e) = message.ack().await {
-                        tracing::warn!(error = %e, "Ack failed; the redelivery will be skipped.");
-                    }
+                // The consumer acks all (kit::consumer::durable_consumer): the batch's last
+                // delivery acknowledges every one before it.
+                if let Some(last) = batch.messages.last()
+                    && let Err(e) = last.ack().await
+                {
+                    tracing::warn!(error = %e, "Ack failed; the redelivery will be skipped.");
                 }
                 return true;
             }

@@ -381,6 +381,7 @@ pub async fn serve(
         config.publish_timeout(),
         config.max_publishes_in_flight,
         Duration::from_millis(config.publish_slot_wait_ms),
+        config.coalescing(),
     );
     let views = Views::connect(&config.redis.url, config.redis.keys()).await?;
     let signing = crate::signature::Signing::new(&config.signing_keys, config.require_signature)

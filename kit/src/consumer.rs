@@ -72,7 +72,7 @@ pub async fn durable_consumer(
         durable_name: Some(spec.name.clone()),
         description: Some(spec.description.clone()),
         filter_subjects: events.subjects(),
-        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_policy: ack_policy(spec),
         ack_wait: spec.ack_wait,
         // Unbounded on purpose: a message that hit a delivery limit would never reach
         // the sink. Poison messages are dead-lettered by the sink instead.
@@ -86,6 +86,17 @@ pub async fn durable_consumer(
         None => stream.create_consumer(config).await?,
     };
     Ok(consumer)
+}
+
+/// An ordered sink (one with a resume point) applies its deliveries in order and acks a
+/// whole batch by acking its last message: one ack per batch instead of one per event. A
+/// shared consumer must ack each message, since an all-ack would also acknowledge messages
+/// delivered to another instance and not yet applied.
+fn ack_policy(spec: &ConsumerSpec) -> jetstream::consumer::AckPolicy {
+    match spec.resume_after {
+        Some(_) => jetstream::consumer::AckPolicy::All,
+        None => jetstream::consumer::AckPolicy::Explicit,
+    }
 }
 
 fn consumer_not_found(e: &jetstream::stream::ConsumerError) -> bool {

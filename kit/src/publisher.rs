@@ -6,12 +6,20 @@
 //! bounded too: past the bound ingest is behind, and a publish waits at most a short while for a
 //! free slot (a batch's items take turns) before its request is answered 503, rather than
 //! queue without bound (its wait would only grow, and so would memory).
+//!
+//! With a linger, publishes are handed to one task that sends those arriving within the
+//! linger back to back: the NATS connection writes them in one flush and nats-server reads,
+//! stores and acknowledges them in one pass, instead of one wakeup and one syscall on each
+//! side per event. Each event is still its own stream message with its own ack, id and
+//! sequence, and its request still waits for that ack: the guarantees are unchanged. A
+//! request waits at most the linger longer, and only while other publishes await their acks
+//! (a lone request goes at once).
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_schema::{Envelope, StreamSpec};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 /// JetStream stored the event.
@@ -59,6 +67,33 @@ pub struct Publisher {
     /// How long a publish may wait for a slot before it is shed.
     slot_wait: Duration,
     service: Service,
+    /// The task that sends lingered publishes together; None: each request sends its own.
+    coalescer: Option<mpsc::Sender<Pending>>,
+}
+
+/// How publishes reach the connection: each on its own, or gathered for a short while.
+#[derive(Clone, Copy, Debug)]
+pub struct Coalescing {
+    /// How long the first publish of a group waits for others (zero: no gathering).
+    pub linger: Duration,
+    /// A group is sent at once when it reaches this many publishes.
+    pub max: usize,
+}
+
+impl Coalescing {
+    pub const OFF: Self = Self {
+        linger: Duration::ZERO,
+        max: 1,
+    };
+}
+
+/// A publish waiting for the coalescer, and where its ack future goes.
+struct Pending {
+    subject: async_nats::Subject,
+    message: PublishMessage,
+    sent: oneshot::Sender<
+        Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>,
+    >,
 }
 
 /// Who publishes: each service reports under its own metric names, so its dashboards keep
@@ -74,6 +109,14 @@ impl Service {
         match self {
             Self::Ingest => metrics::histogram!("tally_ingest_publish_duration_seconds"),
             Self::Workers => metrics::histogram!("tally_workers_publish_duration_seconds"),
+        }
+    }
+
+    /// Publishes sent together by the coalescer.
+    fn group_size(self) -> metrics::Histogram {
+        match self {
+            Self::Ingest => metrics::histogram!("tally_ingest_publish_group_messages"),
+            Self::Workers => metrics::histogram!("tally_workers_publish_group_messages"),
         }
     }
 
@@ -95,16 +138,31 @@ impl Publisher {
         timeout: Duration,
         max_in_flight: usize,
         slot_wait: Duration,
+        coalescing: Coalescing,
     ) -> Self {
+        let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        let coalescer = (!coalescing.linger.is_zero()).then(|| {
+            // Bounded by the in-flight slots a publish holds while it waits here.
+            let (tx, rx) = mpsc::channel(max_in_flight.max(1));
+            tokio::spawn(coalesce(
+                js.clone(),
+                rx,
+                coalescing,
+                service,
+                in_flight.clone(),
+            ));
+            tx
+        });
         Self {
             client: js.client(),
             js,
             spec,
             timeout,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight,
             max_in_flight,
             slot_wait,
             service,
+            coalescer,
         }
     }
 
@@ -141,8 +199,24 @@ impl Publisher {
         let started = Instant::now();
         let _in_flight = InFlight::enter(self.service.in_flight());
         let publish = async {
-            let ack = self.js.send_publish(subject, message).await?;
-            ack.await
+            let ack = match &self.coalescer {
+                None => self.js.send_publish(subject, message).await?,
+                Some(coalescer) => {
+                    let (sent, ack) = oneshot::channel();
+                    let pending = Pending {
+                        subject: subject.into(),
+                        message,
+                        sent,
+                    };
+                    // Closed only when the runtime shuts down: treat as disconnected.
+                    coalescer
+                        .send(pending)
+                        .await
+                        .map_err(|_| PublishError::Disconnected)?;
+                    ack.await.map_err(|_| PublishError::Disconnected)??
+                }
+            };
+            Ok::<_, PublishError>(ack.await?)
         };
         let result = tokio::time::timeout(self.timeout, publish).await;
         self.service
@@ -150,15 +224,63 @@ impl Publisher {
             .record(started.elapsed().as_secs_f64());
         match result {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
-            Ok(Err(e)) if e.kind() == jetstream::context::PublishErrorKind::TimedOut => {
-                Err(PublishError::Timeout(self.timeout))
-            }
-            Ok(Err(e)) => Err(PublishError::Refused(e.to_string())),
+            Ok(Err(PublishError::Timeout(_))) => Err(PublishError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(e),
             Ok(Ok(ack)) => Ok(Stored {
                 id: envelope.id,
                 seq: ack.sequence,
                 duplicate: ack.duplicate,
             }),
+        }
+    }
+}
+
+impl From<jetstream::context::PublishError> for PublishError {
+    fn from(e: jetstream::context::PublishError) -> Self {
+        match e.kind() {
+            // `publish` reports it with its configured bound.
+            jetstream::context::PublishErrorKind::TimedOut => PublishError::Timeout(Duration::ZERO),
+            _ => PublishError::Refused(e.to_string()),
+        }
+    }
+}
+
+/// Gathers publishes for up to `linger` after the first (or until `max`) while others await
+/// their acks, then sends them back to back without yielding, so the connection task finds
+/// them all in one wakeup.
+async fn coalesce(
+    js: jetstream::Context,
+    mut pending: mpsc::Receiver<Pending>,
+    how: Coalescing,
+    service: Service,
+    in_flight: Arc<Semaphore>,
+) {
+    let sizes = service.group_size();
+    let mut group = Vec::with_capacity(how.max);
+    let slots = in_flight.available_permits();
+    while pending.recv_many(&mut group, how.max).await > 0 {
+        // Every publish holds a slot from before it is handed here until its ack: when only
+        // this group holds slots, nothing else is on its way and lingering would only add
+        // latency (a lone request goes at once; under load, groups form).
+        let held = slots.saturating_sub(in_flight.available_permits());
+        let awaiting_acks = held.saturating_sub(group.len());
+        let linger = if awaiting_acks == 0 {
+            Duration::ZERO
+        } else {
+            how.linger
+        };
+        let until = tokio::time::Instant::now() + linger;
+        while group.len() < how.max && !linger.is_zero() {
+            let room = how.max - group.len();
+            match tokio::time::timeout_at(until, pending.recv_many(&mut group, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        sizes.record(group.len() as f64);
+        for p in group.drain(..) {
+            // The requester may have given up (its timeout): then the ack future is dropped.
+            let _ = p.sent.send(js.send_publish(p.subject, p.message).await);
         }
     }
 }
