@@ -1,7 +1,8 @@
 -- Applies a batch of events to Redis and records the highest stream sequence applied, in one
 -- atomic step: a redelivered event (sequence <= the recorded one) changes nothing.
 --
--- Key names are made in Rust (schema/src/redis_keys.rs, through aggregator/src/effects.rs) and passed in; nothing is named here.
+-- Key names are made in Rust (schema/src/redis_keys.rs, through aggregator/src/effects.rs)
+-- and passed in; nothing is named here.
 --
 -- KEYS[1]  the applied-sequence key of this sink
 -- ARGV[1]  Elo K-factor   ARGV[2] initial rating   ARGV[3] personal-ranking TTL in seconds

@@ -150,6 +150,7 @@ impl Publisher {
                 coalescing,
                 service,
                 in_flight.clone(),
+                max_in_flight,
             ));
             tx
         });
@@ -172,6 +173,13 @@ impl Publisher {
 
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js
+    }
+
+    fn jetstream_error(&self, e: jetstream::context::PublishError) -> PublishError {
+        match e.kind() {
+            jetstream::context::PublishErrorKind::TimedOut => PublishError::Timeout(self.timeout),
+            _ => PublishError::Refused(e.to_string()),
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -198,9 +206,14 @@ impl Publisher {
         };
         let started = Instant::now();
         let _in_flight = InFlight::enter(self.service.in_flight());
+        let refused = |e| self.jetstream_error(e);
         let publish = async {
             let ack = match &self.coalescer {
-                None => self.js.send_publish(subject, message).await?,
+                None => self
+                    .js
+                    .send_publish(subject, message)
+                    .await
+                    .map_err(refused)?,
                 Some(coalescer) => {
                     let (sent, ack) = oneshot::channel();
                     let pending = Pending {
@@ -213,10 +226,12 @@ impl Publisher {
                         .send(pending)
                         .await
                         .map_err(|_| PublishError::Disconnected)?;
-                    ack.await.map_err(|_| PublishError::Disconnected)??
+                    ack.await
+                        .map_err(|_| PublishError::Disconnected)?
+                        .map_err(refused)?
                 }
             };
-            Ok::<_, PublishError>(ack.await?)
+            ack.await.map_err(refused)
         };
         let result = tokio::time::timeout(self.timeout, publish).await;
         self.service
@@ -224,23 +239,12 @@ impl Publisher {
             .record(started.elapsed().as_secs_f64());
         match result {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
-            Ok(Err(PublishError::Timeout(_))) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(e),
             Ok(Ok(ack)) => Ok(Stored {
                 id: envelope.id,
                 seq: ack.sequence,
                 duplicate: ack.duplicate,
             }),
-        }
-    }
-}
-
-impl From<jetstream::context::PublishError> for PublishError {
-    fn from(e: jetstream::context::PublishError) -> Self {
-        match e.kind() {
-            // `publish` reports it with its configured bound.
-            jetstream::context::PublishErrorKind::TimedOut => PublishError::Timeout(Duration::ZERO),
-            _ => PublishError::Refused(e.to_string()),
         }
     }
 }
@@ -254,10 +258,10 @@ async fn coalesce(
     how: Coalescing,
     service: Service,
     in_flight: Arc<Semaphore>,
+    slots: usize,
 ) {
     let sizes = service.group_size();
     let mut group = Vec::with_capacity(how.max);
-    let slots = in_flight.available_permits();
     while pending.recv_many(&mut group, how.max).await > 0 {
         // Every publish holds a slot from before it is handed here until its ack: when only
         // this group holds slots, nothing else is on its way and lingering would only add
