@@ -9,6 +9,7 @@
 //! - [`table`]: the aligned-table and `key: value` renderer.
 
 pub mod admin;
+pub mod dead_letters;
 pub mod draw;
 pub mod keys;
 pub mod output;
@@ -23,7 +24,7 @@ use tally_schema::roles::Role;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "tally",
-    about = "Administer Tally: API keys, polls, arenas, tournaments."
+    about = "Administer Tally: API keys, polls, arenas, tournaments, dead letters."
 )]
 pub struct Cli {
     /// Base URL of an ingest instance (it serves the admin API).
@@ -73,6 +74,14 @@ pub enum Command {
         #[command(subcommand)]
         action: MembersAction,
     },
+    /// Messages the Postgres writer could not decode, kept in the dead-letter stream: list
+    /// them, or put them back on the event stream once every consumer decodes them.
+    DeadLetters {
+        #[command(flatten)]
+        nats: tally_kit::nats::NatsConfig,
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Recomputes a lottery draw from its published audit record alone and says whether the
     /// winners and the waitlist match (exit status 1 if not).
     VerifyDraw {
@@ -85,6 +94,30 @@ pub enum Command {
         /// Your registration's receipt: also say where you are in the draw.
         #[arg(long)]
         receipt: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DeadLetterAction {
+    /// The dead letters, oldest first: sequence, consumer, time, original subject, reason
+    /// and the start of the payload (`--json`: all of it).
+    List {
+        /// From this dead-letter sequence on.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publishes these dead letters (by sequence) again on their original subjects and
+    /// removes them from the dead-letter stream. The events keep their ids: Postgres stores
+    /// each once.
+    Replay {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        seqs: Vec<u64>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -143,6 +176,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             action,
         } => return keys::run(&database_url, action, format).await,
+        Command::DeadLetters { nats, action } => {
+            return dead_letters::run(&nats, action, format).await;
+        }
         Command::VerifyDraw {
             tournament,
             file,

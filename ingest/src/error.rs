@@ -148,7 +148,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = self.body();
-        metrics::counter!("tally_ingest_rejections_total", "reason" => body.code).increment(1);
+        // A 503 is counted by what was unavailable (broker_timeout, overloaded, …): the first
+        // thing the on-call runbook asks.
+        let reason = match &self {
+            ApiError::Unavailable { reason, .. } => reason,
+            _ => body.code,
+        };
+        metrics::counter!("tally_ingest_rejections_total", "reason" => reason).increment(1);
         let mut response = (status, Json(serde_json::json!({ "error": body }))).into_response();
         match self {
             ApiError::Unavailable {

@@ -3,12 +3,14 @@
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
 //! - [`nats`]: connecting to NATS and declaring the event and dead-letter streams.
 //! - [`consumer`]: a sink's durable consumer and the loop that cuts it into batches.
+//! - [`dead_letters`]: where undecodable messages go, and how they come back.
 //! - [`publisher`]: the one publisher of events to JetStream, bounded and acknowledged.
 //! - [`shutdown`]: the signal future that `serve` functions take.
 //! - [`redis`]: where the live views are (URL and key prefix).
 //! - [`ops`]: `/healthz` and `/metrics` routes.
 
 pub mod consumer;
+pub mod dead_letters;
 pub mod nats;
 pub mod ops;
 pub mod publisher;

@@ -112,6 +112,15 @@ impl StreamSpec {
         format!("{}_DLQ", self.name)
     }
 
+    /// Whether `subject` is one of the stream's event subjects (where a dead letter may be
+    /// put back), not a dead-letter, live or admin subject.
+    pub fn is_event_subject(&self, subject: &str) -> bool {
+        subject
+            .strip_prefix(&self.subject_root)
+            .and_then(|rest| rest.strip_prefix(".v1."))
+            .is_some_and(|rest| !rest.is_empty())
+    }
+
     /// Dead letters of one consumer.
     pub fn dead_letter_subject(&self, consumer: &str) -> String {
         format!("{}.dlq.{}", self.subject_root, consumer)
@@ -120,6 +129,17 @@ impl StreamSpec {
     pub fn dead_letter_subjects(&self) -> Vec<String> {
         vec![format!("{}.dlq.>", self.subject_root)]
     }
+}
+
+/// The headers a dead letter carries beside the payload no consumer could decode: written
+/// by the consumer that gave up on it, read back by `tally dead-letters`.
+pub mod dead_letter_header {
+    /// Why the message could not be decoded (one line, bounded).
+    pub const REASON: &str = "Tally-Dead-Letter-Reason";
+    /// The event subject it was published to, where a replay puts it back.
+    pub const ORIGINAL_SUBJECT: &str = "Tally-Original-Subject";
+    /// Its sequence in the event stream.
+    pub const ORIGINAL_SEQUENCE: &str = "Tally-Original-Sequence";
 }
 
 /// A view that clients can follow live (SSE).
@@ -196,5 +216,10 @@ mod tests {
         let dlq = spec.dead_letter_subject(crate::consumers::POSTGRES_WRITER);
         assert_eq!(dlq, "tally.dlq.postgres-writer");
         assert!(!dlq.starts_with("tally.v1."));
+        assert!(!spec.is_event_subject(&dlq));
+        assert!(spec.is_event_subject("tally.v1.vote.poll.final"));
+        assert!(!spec.is_event_subject("tally.v1."));
+        assert!(!spec.is_event_subject("tallyx.v1.vote.poll.final"));
+        assert!(!spec.is_event_subject("tally.live.poll.final"));
     }
 }

@@ -145,6 +145,15 @@ async fn jetstream_unreachable_means_a_quick_503_never_a_hang_or_a_false_202() {
     }
     let ready = http.get(ingest.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
+    // The runbook's first question, answered by the metric: unavailable because of what.
+    let metrics = http.get(ingest.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let broker_refusals: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("tally_ingest_rejections_total{reason=\"broker_"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(broker_refusals, keys.len() as u64, "{metrics}");
 
     proxy.restore();
     // The client retries each refused event with its key until it is accepted. A 503 is not

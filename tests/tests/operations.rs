@@ -198,9 +198,21 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         serde_norway::from_str(&std::fs::read_to_string(dir.join("alerts.yml")).unwrap()).unwrap();
     let tests = std::fs::read_to_string(dir.join("alerts_test.yml")).unwrap();
     let emitted = emitted_metrics();
+    let runbooks = heading_anchors(&repo_root().join("docs/operations.md"));
     for group in rules["groups"].as_sequence().expect("groups") {
         for rule in group["rules"].as_sequence().expect("rules") {
             let alert = rule["alert"].as_str().expect("alert name");
+            // Every alert links its runbook, and the section exists.
+            let url = rule["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+            let anchor = url
+                .strip_prefix("docs/operations.md#")
+                .unwrap_or_else(|| panic!("{alert}'s runbook is not in docs/operations.md"));
+            assert!(
+                runbooks.contains(anchor),
+                "{alert} links #{anchor}, which docs/operations.md has no heading for"
+            );
             let expr = rule["expr"].as_str().expect("expr");
             assert!(
                 tests.contains(&format!(
@@ -216,6 +228,28 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
             }
         }
     }
+}
+
+/// The anchors a Markdown renderer gives a file's headings (GitHub's rule: lower case,
+/// spaces to dashes, punctuation dropped).
+fn heading_anchors(path: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[test]

@@ -261,7 +261,102 @@ async fn undecodable_messages_are_dead_lettered_without_blocking_the_rest() {
         headers.get("Tally-Original-Sequence").unwrap().to_string(),
         "1"
     );
+
+    // The operator's view of it: `tally dead-letters list`.
+    use tally_kit::dead_letters::{self, DeadLetterError};
+    let letters = dead_letters::list(&env.js, &spec, 1, 10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let garbage_letter = &letters[0];
+    assert_eq!(
+        garbage_letter.consumer,
+        tally_schema::consumers::POSTGRES_WRITER
+    );
+    assert_eq!(garbage_letter.original_subject, good_subject(&spec));
+    assert_eq!(garbage_letter.original_seq, Some(1));
+    assert!(garbage_letter.reason.contains("undecodable event"));
+
+    // A letter that an older writer could not decode and this one can (a rolling upgrade
+    // that shipped a new event shape to the publishers first), put there as the writer does:
+    // the replay puts it back on its subject and Postgres then holds it, once.
+    let late = tally_schema::Envelope::new(
+        tally_schema::api::ScoreBody {
+            id: None,
+            match_id: "m2".try_into().unwrap(),
+            team: "t".try_into().unwrap(),
+            points: 2,
+        }
+        .into_event("cup".try_into().unwrap()),
+    );
+    let dlq_subject = spec.dead_letter_subject(tally_schema::consumers::POSTGRES_WRITER);
+    let letter_headers = |subject: &str| {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(
+            "Tally-Dead-Letter-Reason",
+            "undecodable event: unknown field",
+        );
+        h.insert("Tally-Original-Subject", subject);
+        h.insert("Tally-Original-Sequence", "2");
+        h
+    };
+    let late_seq = env
+        .js
+        .publish_with_headers(
+            dlq_subject.clone(),
+            letter_headers(&good_subject(&spec)),
+            late.to_json().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    use clap::Parser;
+    let cli = tally_cli::Cli::parse_from([
+        "tally",
+        "dead-letters",
+        "--nats-url",
+        &env.nats.url,
+        "--stream",
+        &env.nats.stream,
+        "--subject-root",
+        &env.nats.subject_root,
+        "replay",
+        &late_seq.to_string(),
+    ]);
+    tally_cli::run(cli).await.expect("the letter replays");
+    env.assert_exactly_stored(&HashSet::from([good.id, late.id]), Duration::from_secs(10))
+        .await;
+    // Gone from the dead letters; a second replay finds nothing to put back.
+    let left: Vec<u64> = dead_letters::list(&env.js, &spec, 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.seq)
+        .collect();
+    assert_eq!(left, vec![garbage_letter.seq]);
+    assert!(matches!(
+        dead_letters::replay(&env.js, &spec, late_seq).await,
+        Err(DeadLetterError::NotFound(seq)) if seq == late_seq
+    ));
+    // A letter that names anything but an event subject is never published.
+    let admin_subject = spec.resource_changes_subject();
+    let odd_seq = env
+        .js
+        .publish_with_headers(dlq_subject, letter_headers(&admin_subject), "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    assert!(matches!(
+        dead_letters::replay(&env.js, &spec, odd_seq).await,
+        Err(DeadLetterError::NotAnEvent { .. })
+    ));
     writer.stop().await;
+}
+
+fn good_subject(spec: &tally_schema::StreamSpec) -> String {
+    spec.subject(tally_schema::Kind::Score, "cup")
 }
 
 #[tokio::test]

@@ -5,13 +5,13 @@
 //! Acks are sent only after the transaction committed. A crash between commit and ack means
 //! a redelivery, which the insert's `ON CONFLICT (event_id) DO NOTHING` turns into a no-op.
 
-use crate::dead_letter::DeadLetters;
 use crate::store::PgStore;
 use apalis::prelude::*;
 use async_nats::jetstream::AckKind;
 use std::sync::Arc;
 use std::time::Instant;
 use tally_kit::consumer::{EventBatch, decode};
+use tally_kit::dead_letters::DeadLetters;
 
 /// What the job needs, injected once through apalis' `Data`.
 pub struct Writer {

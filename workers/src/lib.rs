@@ -3,7 +3,6 @@
 //! - [`config`]: every setting, from flags or `TALLY_*` environment variables.
 //! - [`store`]: Postgres — connection, migrations, the idempotent batch insert.
 //! - [`batch_insert`]: the apalis job that writes a batch and acks it after commit.
-//! - [`dead_letter`]: where undecodable messages go.
 //! - [`lottery`]: the draw job (apalis-postgres) and the scheduler that queues it.
 //! - [`thumbnails`]: the thumbnail job (apalis-postgres) and the scheduler that queues it.
 //! - [`ranking`]: the scheduled Bradley–Terry job over each arena's pair votes.
@@ -15,7 +14,6 @@
 
 pub mod batch_insert;
 pub mod config;
-pub mod dead_letter;
 pub mod lottery;
 pub mod ranking;
 pub mod store;
@@ -149,7 +147,7 @@ pub async fn run(
 
     let writer = Arc::new(Writer {
         store,
-        dead_letters: dead_letter::DeadLetters::new(
+        dead_letters: tally_kit::dead_letters::DeadLetters::new(
             js.clone(),
             &spec,
             &writer_config.consumer,
