@@ -54,6 +54,8 @@ pub struct IngestConfig {
     pub header_timeout_ms: u64,
     #[command(flatten)]
     pub redis: RedisConfig,
+    #[command(flatten)]
+    pub fallback: crate::fallback::FallbackConfig,
     /// Postgres with the resource definitions and API keys (never on the event hot path).
     #[arg(
         long,
@@ -162,6 +164,7 @@ impl IngestConfig {
             header_timeout_ms: 30_000,
             retry_after_secs: 1,
             redis: RedisConfig::default(),
+            fallback: Default::default(),
             database_url,
             pg_max_connections: 4,
             catalog_refresh_secs: 30,

@@ -16,6 +16,7 @@
 //! - [`error`]: the one HTTP error type and its JSON body.
 //! - [`telemetry`]: request metrics by route and status.
 //! - [`views`]: the live views in Redis that the read API serves.
+//! - [`fallback`]: the same reads from Postgres while Redis cannot answer, cached and bounded.
 //! - [`media`]: uploaded images — type from the bytes, object names.
 //! - [`live`]: fan-out of view changes to SSE clients.
 
@@ -27,6 +28,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod fallback;
 pub mod identity;
 pub mod live;
 pub mod media;

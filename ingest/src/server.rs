@@ -36,6 +36,8 @@ pub struct Inner {
     /// Admin reads and writes only; events are checked against `catalog`, in memory.
     pub pool: sqlx::PgPool,
     pub catalog: Catalog,
+    /// Reads from Postgres while Redis cannot answer.
+    pub fallback: crate::fallback::Fallback,
     pub limiter: Arc<RateLimiter>,
     /// Uploaded originals (and, later, their variants).
     pub media: async_nats::jetstream::object_store::ObjectStore,
@@ -91,7 +93,10 @@ impl AppState {
         let media_quota = crate::media::Quota::new(views.connection(), views.keys().clone());
         let streams =
             crate::live::StreamSlots::new(config.max_streams_per_address, config.max_streams);
+        let fallback =
+            crate::fallback::Fallback::new(catalog.pool().clone(), config.fallback.clone());
         Self(Arc::new(Inner {
+            fallback,
             config,
             publisher,
             views,
@@ -185,6 +190,48 @@ impl AppState {
         ApiError::Unavailable {
             reason: "views_unavailable",
             retry_after_secs: self.config.retry_after_secs,
+        }
+    }
+
+    /// A live view from Redis, or, while Redis cannot answer, what `query` makes of Postgres
+    /// (through the [`Fallback`](crate::fallback::Fallback): cached under `view` and `scope`,
+    /// bounded), saying which.
+    pub async fn read_view<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        redis: impl Future<Output = Result<T, crate::views::ViewError>>,
+        view: &'static str,
+        scope: &[&str],
+        query: impl Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<(T, crate::fallback::Source), ApiError> {
+        self.read_either(redis, self.fallback.read(view, scope, query))
+            .await
+    }
+
+    /// [`Self::read_view`] for answers cut from a cached fallback answer (a window of the
+    /// standings): Redis, else `postgres`.
+    pub async fn read_either<T>(
+        &self,
+        redis: impl Future<Output = Result<T, crate::views::ViewError>>,
+        postgres: impl Future<Output = Result<T, Arc<crate::fallback::FallbackError>>>,
+    ) -> Result<(T, crate::fallback::Source), ApiError> {
+        use crate::fallback::{FallbackError, Source};
+        let wait = self.fallback.redis_timeout();
+        let redis_error = match tokio::time::timeout(wait, redis).await {
+            Ok(Ok(answer)) => return Ok((answer, Source::Redis)),
+            Ok(Err(e)) => e,
+            Err(_) => crate::views::ViewError::Timeout(wait),
+        };
+        match postgres.await {
+            Ok(answer) => {
+                tally_kit::warn_once_a_second!(error = %redis_error, "Redis read failed; answered from Postgres.");
+                Ok((answer, Source::Postgres))
+            }
+            Err(e) => {
+                if !matches!(*e, FallbackError::Off) {
+                    tally_kit::warn_once_a_second!(error = %e, "The Postgres read failed too.");
+                }
+                Err(self.views_unavailable(redis_error))
+            }
         }
     }
 

@@ -2,13 +2,18 @@
 //! definitions, API keys, membership lists and lottery commitments, which ingest writes; and
 //! what it serves from the workers' tables, only through the views schema defines for it
 //! (`media_overview`, `public_draws`; apalis' own `jobs` table is read as apalis defines it).
-//! Never on the event hot path (the catalog holds definitions in memory).
+//! Never on the event hot path (the catalog holds definitions in memory). While Redis cannot
+//! answer, the reads it serves are computed here from the views schema defines for that.
 
+use crate::views::OptionVotes;
 use chrono::Utc;
 use sqlx::PgPool;
+use tally_schema::event::{RegistrationStatus, StatusChange};
 use tally_schema::ids::GroupId;
+use tally_schema::ids::UserId;
 use tally_schema::resources::{Resource, ResourceKind};
-use tally_schema::status::MediaStatus;
+use tally_schema::resources::{ScoreEffect, SortOrder};
+use tally_schema::status::{MediaStatus, RegistrationState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -425,4 +430,130 @@ pub async fn media_upload(
             "variants": r.variants.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
                 .unwrap_or_else(|| serde_json::json!({})),
     })))
+}
+
+// Fallback reads (crate::fallback): the live views computed from schema's views while Redis
+// cannot answer, in the shapes crate::views returns.
+
+/// A poll's current votes per option, most first (ties by option, as the Redis read sorts).
+pub async fn poll_votes(pool: &PgPool, poll: &str) -> Result<Vec<OptionVotes>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as(include_str!("../queries/fallback_poll_votes.sql"))
+            .bind(poll)
+            .fetch_all(pool)
+            .await?;
+    Ok(crate::views::sorted_options(rows))
+}
+
+pub async fn has_voted(pool: &PgPool, poll: &str, voter: &str) -> Result<bool, StoreError> {
+    let (voted,): (bool,) = sqlx::query_as(include_str!("../queries/fallback_has_voted.sql"))
+        .bind(poll)
+        .bind(voter)
+        .fetch_one(pool)
+        .await?;
+    Ok(voted)
+}
+
+/// Every team's standing, ranked in `order` as the sorted set ranks them.
+pub async fn standings(
+    pool: &PgPool,
+    tournament: &str,
+    order: SortOrder,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as(include_str!("../queries/fallback_scores.sql"))
+            .bind(tournament)
+            .fetch_all(pool)
+            .await?;
+    let mut scores = Vec::with_capacity(rows.len());
+    for (team, effect, points) in rows {
+        let effect = ScoreEffect::parse(&effect).ok_or_else(|| StoreError::Corrupt {
+            kind: "score".into(),
+            id: team.clone(),
+            reason: format!("unknown effect '{effect}'"),
+        })?;
+        scores.push((team, effect, points));
+    }
+    Ok(tally_schema::replay::standings(scores, order))
+}
+
+/// Registrants in total and per group, as the Redis counts hash holds them.
+pub async fn registration_counts(
+    pool: &PgPool,
+    tournament: &str,
+) -> Result<(i64, Vec<(String, i64)>), StoreError> {
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as(include_str!("../queries/fallback_registration_counts.sql"))
+            .bind(tournament)
+            .fetch_all(pool)
+            .await?;
+    let total = rows.iter().map(|(_, n)| n).sum();
+    let mut groups: Vec<(String, i64)> = rows
+        .into_iter()
+        .filter_map(|(g, n)| Some((g?, n)))
+        .collect();
+    groups.sort();
+    Ok((total, groups))
+}
+
+/// A registrant's position in stream order (1: the first), if registered.
+pub async fn registrant_position(
+    pool: &PgPool,
+    tournament: &str,
+    user: &str,
+) -> Result<Option<u64>, StoreError> {
+    let (position,): (i64,) =
+        sqlx::query_as(include_str!("../queries/fallback_registrant_position.sql"))
+            .bind(tournament)
+            .bind(user)
+            .fetch_one(pool)
+            .await?;
+    Ok(u64::try_from(position).ok().filter(|p| *p > 0))
+}
+
+/// A registrant's state after the draw, if the draw has given them one.
+pub async fn draw_result(
+    pool: &PgPool,
+    tournament: &str,
+    user: &str,
+) -> Result<Option<RegistrationState>, StoreError> {
+    type Row = (
+        String,
+        String,
+        Option<i64>,
+        Option<chrono::DateTime<Utc>>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(include_str!("../queries/fallback_status_changes.sql"))
+        .bind(tournament)
+        .bind(user)
+        .fetch_all(pool)
+        .await?;
+    let corrupt = |id: &str, reason: String| StoreError::Corrupt {
+        kind: "registration status".into(),
+        id: id.to_owned(),
+        reason,
+    };
+    let mut changes = Vec::with_capacity(rows.len());
+    for (user_id, status, position, deadline, promoted) in rows {
+        let change = RegistrationStatus {
+            tournament: tournament
+                .try_into()
+                .map_err(|e| corrupt(&user_id, format!("{e}")))?,
+            user: user_id
+                .as_str()
+                .try_into()
+                .map_err(|e| corrupt(&user_id, format!("{e}")))?,
+            status: StatusChange::parse(&status)
+                .ok_or_else(|| corrupt(&user_id, format!("unknown status '{status}'")))?,
+            position: position.and_then(|p| u32::try_from(p).ok()),
+            deadline,
+            promoted: promoted
+                .map(|p| UserId::try_from(p.as_str()))
+                .transpose()
+                .map_err(|e| corrupt(&user_id, format!("{e}")))?,
+        };
+        changes.push(change);
+    }
+    Ok(tally_schema::replay::registration_states(changes).remove(user))
 }

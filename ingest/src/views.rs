@@ -2,7 +2,7 @@
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tally_schema::redis_keys::Keys;
 use tally_schema::resources::SortOrder;
 use tally_schema::status::RegistrationState;
@@ -16,6 +16,9 @@ pub enum ViewError {
     },
     #[error("Redis: {0}")]
     Read(#[from] redis::RedisError),
+    /// Redis did not answer in time (it may be reconnecting, retrying with backoff).
+    #[error("no answer from Redis within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 #[derive(Clone)]
@@ -24,14 +27,14 @@ pub struct Views {
     keys: Keys,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct OptionVotes {
     pub option: String,
     pub votes: i64,
 }
 
 /// One entry of a ranking: 1-based rank, the member and its score.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct Ranked {
     pub rank: u64,
     pub id: String,
@@ -54,12 +57,7 @@ impl Views {
     pub async fn poll_results(&self, poll: &str) -> Result<Vec<OptionVotes>, ViewError> {
         let mut conn = self.conn.clone();
         let tally: Vec<(String, i64)> = conn.hgetall(self.keys.poll_tally(poll)).await?;
-        let mut options: Vec<OptionVotes> = tally
-            .into_iter()
-            .map(|(option, votes)| OptionVotes { option, votes })
-            .collect();
-        options.sort_by(|a, b| b.votes.cmp(&a.votes).then_with(|| a.option.cmp(&b.option)));
-        Ok(options)
+        Ok(sorted_options(tally))
     }
 
     /// A JSON document stored whole (the ranking job's fits), if present.
@@ -173,6 +171,29 @@ pub fn standings_view(tournament: &str, teams: Vec<Ranked>) -> serde_json::Value
     serde_json::json!({ "tournament": tournament, "teams": teams })
 }
 
+/// Options by votes, most first, ties by option: the one order of poll results.
+pub fn sorted_options(tally: Vec<(String, i64)>) -> Vec<OptionVotes> {
+    let mut options: Vec<OptionVotes> = tally
+        .into_iter()
+        .map(|(option, votes)| OptionVotes { option, votes })
+        .collect();
+    options.sort_by(|a, b| b.votes.cmp(&a.votes).then_with(|| a.option.cmp(&b.option)));
+    options
+}
+
+/// The first `limit` of a ranking (each entry `(id, score)`, best first).
+pub fn top_of(ranking: &[(String, f64)], limit: usize) -> Vec<Ranked> {
+    ranked(ranking.iter().take(limit).cloned().collect(), 0)
+}
+
+/// The entries within `radius` places of `member`, or None when it is not ranked.
+pub fn around_in(ranking: &[(String, f64)], member: &str, radius: usize) -> Option<Vec<Ranked>> {
+    let rank = ranking.iter().position(|(id, _)| id == member)?;
+    let start = rank.saturating_sub(radius);
+    let end = (rank + radius + 1).min(ranking.len());
+    Some(ranked(ranking[start..end].to_vec(), start as u64))
+}
+
 fn ranked(entries: Vec<(String, f64)>, first_index: u64) -> Vec<Ranked> {
     entries
         .into_iter()
@@ -183,6 +204,29 @@ fn ranked(entries: Vec<(String, f64)>, first_index: u64) -> Vec<Ranked> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn windows_of_a_ranking_read_like_the_sorted_set_commands() {
+        let ranking: Vec<(String, f64)> = ["a", "b", "c", "d"]
+            .iter()
+            .zip([4.0, 3.0, 2.0, 1.0])
+            .map(|(i, s)| (i.to_string(), s))
+            .collect();
+        let ids = |r: Vec<super::Ranked>| r.into_iter().map(|r| (r.rank, r.id)).collect::<Vec<_>>();
+        assert_eq!(
+            ids(super::top_of(&ranking, 2)),
+            vec![(1, "a".into()), (2, "b".into())]
+        );
+        assert_eq!(
+            ids(super::around_in(&ranking, "c", 1).unwrap()),
+            vec![(2, "b".into()), (3, "c".into()), (4, "d".into())]
+        );
+        assert_eq!(
+            ids(super::around_in(&ranking, "a", 0).unwrap()),
+            vec![(1, "a".into())]
+        );
+        assert!(super::around_in(&ranking, "z", 2).is_none());
+    }
+
     #[test]
     fn ranks_count_from_the_window_start() {
         let r = super::ranked(vec![("a".into(), 3.0), ("b".into(), 1.0)], 4);

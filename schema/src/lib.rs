@@ -22,6 +22,7 @@ pub mod event;
 pub mod ids;
 pub mod lottery;
 pub mod redis_keys;
+pub mod replay;
 pub mod resources;
 pub mod roles;
 #[cfg(feature = "postgres")]

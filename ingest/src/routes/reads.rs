@@ -1,13 +1,18 @@
 //! The read API, served from the aggregator's Redis views: poll results, arena rankings
 //! (global and per session), tournament standings (top N, or around one team) and
 //! registration counts. A defined poll or tournament nobody has written to reads as empty;
-//! an undefined one is 404. Poll results honour the poll's visibility rule.
+//! an undefined one is 404. Poll results honour the poll's visibility rule. While Redis cannot
+//! answer, poll results, standings and registrations are read from Postgres instead
+//! (`crate::fallback`), marked `"source": "postgres"`; arena rankings are not (Elo would have
+//! to be replayed from every vote) and answer 503.
 
 use crate::auth::MaybeCaller;
 use crate::error::ApiError;
 use crate::extract::{Path, malformed_query, scope};
+use crate::fallback::Source;
 use crate::server::AppState;
-use crate::views::{poll_view, standings_view};
+use crate::store;
+use crate::views::{around_in, poll_view, standings_view, top_of};
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
@@ -90,11 +95,12 @@ pub async fn check_results_visible(
             let voter = VoterId::try_from(voter).map_err(|e| {
                 ApiError::from(FieldError::invalid("invalid_value", "voter", e.to_string()))
             })?;
+            let (p, v) = (poll.as_str(), voter.as_str());
+            let postgres = store::has_voted(state.fallback.pool(), p, v);
             state
-                .views
-                .has_voted(poll.as_str(), voter.as_str())
-                .await
-                .map_err(|e| state.views_unavailable(e))?
+                .read_view(state.views.has_voted(p, v), "voted", &[p, v], postgres)
+                .await?
+                .0
         }
         _ => false,
     };
@@ -124,12 +130,12 @@ async fn poll_results(
     let poll: PollId = scope("poll", poll)?;
     let voter = query.map(|Query(p)| p.voter).map_err(malformed_query)?;
     check_results_visible(&state, &poll, voter, caller).await?;
-    let options = state
-        .views
-        .poll_results(poll.as_str())
-        .await
-        .map_err(|e| state.views_unavailable(e))?;
-    Ok(Json(poll_view(poll.as_str(), options)))
+    let p = poll.as_str();
+    let postgres = store::poll_votes(state.fallback.pool(), p);
+    let (options, source) = state
+        .read_view(state.views.poll_results(p), "poll", &[p], postgres)
+        .await?;
+    Ok(Json(source.mark(poll_view(p, options))))
 }
 
 /// Live Elo ranking, and the latest Bradley–Terry fit beside it.
@@ -207,33 +213,50 @@ async fn standings(
     // Both are checked even when only one applies: a bad value is refused, never ignored.
     let limit = number("limit", params.limit.as_deref(), 10)?;
     let radius = number("radius", params.radius.as_deref(), 2)?;
-    let key = state.views.keys().standings(tournament.as_str());
-    let teams = match params.around {
-        Some(team) => {
-            let team = TeamId::try_from(team).map_err(|e| {
+    let around = params
+        .around
+        .map(|team| {
+            TeamId::try_from(team).map_err(|e| {
                 ApiError::from(FieldError::invalid(
                     "invalid_value",
                     "around",
                     e.to_string(),
                 ))
-            })?;
-            state
-                .views
-                .around(&key, team.as_str(), radius, order)
-                .await
-                .map_err(|e| state.views_unavailable(e))?
-                .ok_or_else(|| ApiError::NotFound {
-                    field: "around".into(),
-                    message: format!("team '{team}' has no standing in this tournament"),
-                })?
+            })
+        })
+        .transpose()?;
+    let t = tournament.as_str();
+    let key = state.views.keys().standings(t);
+    // Some(window), or None when `around` names a team without a standing.
+    let redis = async {
+        match &around {
+            Some(team) => state.views.around(&key, team.as_str(), radius, order).await,
+            None => state.views.top(&key, limit, order).await.map(Some),
         }
-        None => state
-            .views
-            .top(&key, limit, order)
-            .await
-            .map_err(|e| state.views_unavailable(e))?,
     };
-    Ok(Json(standings_view(tournament.as_str(), teams)))
+    let postgres = async {
+        let query = store::standings(state.fallback.pool(), t, order);
+        let order = if order == SortOrder::Desc {
+            "desc"
+        } else {
+            "asc"
+        };
+        let ranking: Vec<(String, f64)> =
+            state.fallback.read("standings", &[t, order], query).await?;
+        Ok(match &around {
+            Some(team) => around_in(&ranking, team.as_str(), radius),
+            None => Some(top_of(&ranking, limit)),
+        })
+    };
+    let (teams, source) = state.read_either(redis, postgres).await?;
+    let teams = teams.ok_or_else(|| ApiError::NotFound {
+        field: "around".into(),
+        message: format!(
+            "team '{}' has no standing in this tournament",
+            around.as_ref().map_or("", |t| t.as_str())
+        ),
+    })?;
+    Ok(Json(source.mark(standings_view(t, teams))))
 }
 
 /// Registrations per priority group and in total.
@@ -245,16 +268,21 @@ async fn registrations(
 ) -> Result<Json<Value>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     state.catalog.snapshot().tournament(tournament.as_str())?;
-    let (total, groups) = state
-        .views
-        .registrations(tournament.as_str())
-        .await
-        .map_err(|e| state.views_unavailable(e))?;
+    let t = tournament.as_str();
+    let postgres = store::registration_counts(state.fallback.pool(), t);
+    let ((total, groups), source) = state
+        .read_view(
+            state.views.registrations(t),
+            "registrations",
+            &[t],
+            postgres,
+        )
+        .await?;
     let groups: serde_json::Map<String, Value> =
         groups.into_iter().map(|(g, n)| (g, n.into())).collect();
-    Ok(Json(
+    Ok(Json(source.mark(
         json!({ "tournament": tournament, "total": total, "groups": groups }),
-    ))
+    )))
 }
 
 /// One user's registration: first-come places follow stream order (position up to the
@@ -272,22 +300,36 @@ async fn registration_status(
     let snapshot = state.catalog.snapshot();
     let definition = snapshot.tournament(tournament.as_str())?;
     crate::access::read_as(&principal, definition.identity, &user)?;
-    let position = state
-        .views
-        .registrant_position(tournament.as_str(), user.as_str())
-        .await
-        .map_err(|e| state.views_unavailable(e))?
-        .ok_or_else(|| ApiError::NotFound {
-            field: "user".into(),
-            message: format!("'{user}' has not registered (or it is not processed yet)"),
-        })?;
-    let drawn = match definition.mode {
-        RegistrationMode::Lottery => state
-            .views
-            .draw_result(tournament.as_str(), user.as_str())
-            .await
-            .map_err(|e| state.views_unavailable(e))?,
-        RegistrationMode::FirstCome => None,
+    let (t, u) = (tournament.as_str(), user.as_str());
+    let pool = state.fallback.pool();
+    let (position, position_source) = state
+        .read_view(
+            state.views.registrant_position(t, u),
+            "registrant",
+            &[t, u],
+            store::registrant_position(pool, t, u),
+        )
+        .await?;
+    let position = position.ok_or_else(|| ApiError::NotFound {
+        field: "user".into(),
+        message: format!("'{user}' has not registered (or it is not processed yet)"),
+    })?;
+    let (drawn, drawn_source) = match definition.mode {
+        RegistrationMode::Lottery => {
+            state
+                .read_view(
+                    state.views.draw_result(t, u),
+                    "registration_status",
+                    &[t, u],
+                    store::draw_result(pool, t, u),
+                )
+                .await?
+        }
+        RegistrationMode::FirstCome => (None, Source::Redis),
+    };
+    let source = match (position_source, drawn_source) {
+        (Source::Redis, Source::Redis) => Source::Redis,
+        _ => Source::Postgres,
     };
     let state = drawn.unwrap_or_else(|| RegistrationState::before_draw(definition, position));
     // Only a reader proven to be the registrant (or a key) gets the receipt again: in an
@@ -298,11 +340,11 @@ async fn registration_status(
         }
         _ => None,
     };
-    Ok(Json(json!({
+    Ok(Json(source.mark(json!({
         "tournament": tournament,
         "user": user,
         "registration": RegistrationAnswer { state, receipt },
-    })))
+    }))))
 }
 
 /// A registration's state, with the registrant's receipt where the reader may have it.
