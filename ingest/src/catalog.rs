@@ -1,6 +1,8 @@
 //! The resource definitions every event is checked against, held in memory so the hot path
 //! never waits on Postgres: loaded at start, reloaded when a change is announced on NATS, and
-//! every `catalog_refresh_secs` as a fallback for a missed announcement.
+//! every `catalog_refresh_secs` as a fallback for a missed announcement. The membership lists,
+//! which can hold millions of users, are not reloaded whole: each reload applies only the
+//! changes made since the last one (`store::member_changes`).
 
 use crate::access;
 use crate::auth::Principal;
@@ -25,8 +27,40 @@ pub struct Snapshot {
     tournaments: HashMap<String, Tournament>,
     /// Each lottery's pseudonym key (tally-draw-v2), for registrants' receipts.
     pseudonym_keys: HashMap<String, [u8; 32]>,
-    /// Each tournament's priority-group list (user → group), where the operator keeps one.
-    members: HashMap<String, HashMap<String, GroupId>>,
+}
+
+/// The priority-group lists (tournament → user → group), kept up to date change by change.
+#[derive(Debug, Default)]
+struct Members {
+    /// Every change up to this mark is applied.
+    mark: i64,
+    lists: HashMap<String, HashMap<String, GroupId>>,
+}
+
+impl Members {
+    fn apply(&mut self, mark: i64, changes: Vec<store::MemberChange>) -> usize {
+        let applied = changes.len();
+        for c in changes {
+            match c.group {
+                Some(group) => {
+                    self.lists
+                        .entry(c.tournament)
+                        .or_default()
+                        .insert(c.user, group);
+                }
+                None => {
+                    if let Some(list) = self.lists.get_mut(&c.tournament) {
+                        list.remove(&c.user);
+                        if list.is_empty() {
+                            self.lists.remove(&c.tournament);
+                        }
+                    }
+                }
+            }
+        }
+        self.mark = mark;
+        applied
+    }
 }
 
 impl Snapshot {
@@ -105,6 +139,8 @@ pub struct Catalog {
     /// Held from a reload's read to its swap, and by [`Catalog::put`]: a reload that read
     /// Postgres before a definition was stored cannot swap it back out after it was put.
     changing: Arc<tokio::sync::Mutex<()>>,
+    /// Apart from the snapshot: changed in place, a few entries at a time, never copied.
+    members: Arc<RwLock<Members>>,
 }
 
 impl Catalog {
@@ -113,6 +149,7 @@ impl Catalog {
             snapshot: Default::default(),
             pool,
             changing: Arc::default(),
+            members: Arc::default(),
         };
         catalog.reload().await?;
         Ok(catalog)
@@ -135,7 +172,14 @@ impl Catalog {
         let _changing = self.changing.lock().await;
         let mut snapshot = Snapshot::from_resources(store::list_all(&self.pool).await?);
         snapshot.pseudonym_keys = store::pseudonym_keys(&self.pool).await?;
-        snapshot.members = store::all_members(&self.pool).await?;
+        let since = self.members.read().unwrap_or_else(|e| e.into_inner()).mark;
+        let (mark, changes) = store::member_changes(&self.pool, since).await?;
+        if !changes.is_empty() || mark != since {
+            let mut members = self.members.write().unwrap_or_else(|e| e.into_inner());
+            let applied = members.apply(mark, changes);
+            metrics::counter!("tally_ingest_catalog_member_changes_rows_total")
+                .increment(applied as u64);
+        }
         let n = snapshot.len();
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         metrics::gauge!("tally_ingest_catalog_resources").set(n as f64);
@@ -151,7 +195,6 @@ impl Catalog {
             arenas: guard.arenas.clone(),
             tournaments: guard.tournaments.clone(),
             pseudonym_keys: guard.pseudonym_keys.clone(),
-            members: guard.members.clone(),
         };
         next.insert(resource);
         *guard = Arc::new(next);
@@ -192,8 +235,10 @@ impl Catalog {
             Event::Registration(mut r) => {
                 let t = snapshot.tournament(r.tournament.as_str())?;
                 access::act_as(principal, t.identity, "user", r.user.as_str())?;
-                let listed = snapshot.members.get(r.tournament.as_str());
+                let members = self.members.read().unwrap_or_else(|e| e.into_inner());
+                let listed = members.lists.get(r.tournament.as_str());
                 r.group = access::group(principal, t.identity, listed, &r.user, r.group.take())?;
+                drop(members);
                 t.check_registration(&r.user, r.group.as_ref(), now)?;
                 (Event::Registration(r), t.rate_limits.clone())
             }
@@ -232,5 +277,40 @@ impl Catalog {
                 tracing::warn!(error = %e, "Catalog reload failed; keeping the previous one.");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(user: &str, group: Option<&str>) -> store::MemberChange {
+        store::MemberChange {
+            tournament: "club".into(),
+            user: user.into(),
+            group: group.map(|g| GroupId::try_from(g).unwrap()),
+        }
+    }
+
+    #[test]
+    fn membership_changes_apply_in_order() {
+        let mut members = Members::default();
+        members.apply(3, vec![change("a", Some("vip")), change("b", Some("vip"))]);
+        // Moved, removed, and a removal of someone never listed.
+        members.apply(
+            6,
+            vec![
+                change("a", Some("members")),
+                change("b", None),
+                change("z", None),
+            ],
+        );
+        let club = &members.lists["club"];
+        assert_eq!(club.len(), 1);
+        assert_eq!(club["a"].as_str(), "members");
+        assert_eq!(members.mark, 6);
+        // The last member gone: the tournament has no list, as if it never had one.
+        members.apply(7, vec![change("a", None)]);
+        assert!(!members.lists.contains_key("club"));
     }
 }

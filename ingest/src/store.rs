@@ -267,12 +267,17 @@ pub async fn upsert_members(
 ) -> Result<u64, StoreError> {
     let users: Vec<&str> = members.iter().map(|m| m.user.as_str()).collect();
     let groups: Vec<&str> = members.iter().map(|m| m.group.as_str()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(include_str!("../queries/members_write_lock.sql"))
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query(include_str!("../queries/members_upsert.sql"))
         .bind(tournament)
         .bind(&users)
         .bind(&groups)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -282,11 +287,16 @@ pub async fn delete_member(
     tournament: &str,
     user: &str,
 ) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(include_str!("../queries/members_write_lock.sql"))
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query(include_str!("../queries/members_delete.sql"))
         .bind(tournament)
         .bind(user)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -301,24 +311,51 @@ pub async fn member_counts(
         .await?)
 }
 
-/// Every tournament's list: tournament → user → group (held in ingest's memory).
-pub async fn all_members(
+/// One change of a membership list: `group` None is a removal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberChange {
+    pub tournament: String,
+    pub user: String,
+    pub group: Option<GroupId>,
+}
+
+/// The membership changes made after mark `since`, in order, and the mark they reach: every
+/// change up to it is committed, so the next call starts there and misses nothing.
+pub async fn member_changes(
     pool: &PgPool,
-) -> Result<std::collections::HashMap<String, std::collections::HashMap<String, GroupId>>, StoreError>
-{
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as(include_str!("../queries/members_all.sql"))
+    since: i64,
+) -> Result<(i64, Vec<MemberChange>), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(include_str!("../queries/members_read_lock.sql"))
+        .execute(&mut *tx)
+        .await?;
+    let (mark,): (i64,) = sqlx::query_as(include_str!("../queries/members_changes_mark.sql"))
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if mark <= since {
+        return Ok((since, Vec::new()));
+    }
+    let rows: Vec<(i64, String, String, Option<String>)> =
+        sqlx::query_as(include_str!("../queries/members_changed.sql"))
+            .bind(since)
+            .bind(mark)
             .fetch_all(pool)
             .await?;
-    let mut lists: std::collections::HashMap<_, std::collections::HashMap<_, _>> =
-        std::collections::HashMap::new();
-    for (tournament, user, group) in rows {
-        // Stored through the admin API, so valid; a bad row is skipped, not fatal.
-        if let Ok(group) = GroupId::try_from(group) {
-            lists.entry(tournament).or_default().insert(user, group);
-        }
+    let mut changes = Vec::with_capacity(rows.len());
+    for (_, tournament, user, group) in rows {
+        // Stored through the admin API, so valid; a bad group is skipped, not fatal.
+        let group = match group.map(GroupId::try_from).transpose() {
+            Ok(group) => group,
+            Err(_) => continue,
+        };
+        changes.push(MemberChange {
+            tournament,
+            user,
+            group,
+        });
     }
-    Ok(lists)
+    Ok((mark, changes))
 }
 
 /// The audit record of a tournament's draw: the commitment before it, everything after.

@@ -801,3 +801,84 @@ async fn a_membership_list_grants_groups_that_a_body_cannot_claim() {
     assert!(!groups.contains_key("m2"));
     ingest.stop().await;
 }
+
+/// A reload reads the membership changes made since the last one, not every list again
+/// (issue 17): an import is its own rows once, a quiet refresh nothing, a move or a removal
+/// one row each, and both instances (the one that made a change, and another that learns of
+/// it) apply the lists as they are now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_lists_are_followed_change_by_change_not_reread() {
+    use tally_ingest::store::{MemberChange, member_changes};
+    let env = TestEnv::new().await;
+    env.define([tournament(json!({"id": "club",
+        "groups": [{"id": "vip", "weight": 5}, {"id": "members", "weight": 2}]}))])
+        .await;
+    let mut config = env.ingest_config();
+    config.catalog_refresh_secs = 1;
+    let here = Ingest::start(config.clone()).await;
+    let there = Ingest::start(config).await;
+    let admin = env.api_key(Role::Admin).await;
+    let http = reqwest::Client::new();
+    let members: Vec<Value> = (0..3000)
+        .map(|i| json!({"user": format!("m{i}"), "group": "members"}))
+        .collect();
+    let path = "/admin/v1/tournaments/club/members";
+    let import = async |body: Value| {
+        let post = reqwest::Method::POST;
+        let (status, answer) = call(&http, &here, post, path, Some(&admin), Some(body)).await;
+        assert_eq!(status, 200, "{answer}");
+    };
+    import(json!({ "members": members })).await;
+    let (mark, changes) = member_changes(&env.pool, 0).await.unwrap();
+    assert_eq!(changes.len(), 3000);
+    assert_eq!(
+        member_changes(&env.pool, mark).await.unwrap(),
+        (mark, vec![])
+    );
+    // A move and a removal: one row each, in the order they were made.
+    let moved =
+        json!({"members": [{"user": "m6", "group": "vip"}, {"user": "m7", "group": "vip"}]});
+    import(moved).await;
+    let removed = "/admin/v1/tournaments/club/members/m8";
+    let (status, _) = call(
+        &http,
+        &there,
+        reqwest::Method::DELETE,
+        removed,
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, changes) = member_changes(&env.pool, mark).await.unwrap();
+    let change = |user: &str, group: Option<&str>| MemberChange {
+        tournament: "club".into(),
+        user: user.into(),
+        group: group.map(|g| g.try_into().unwrap()),
+    };
+    let moved_then_removed = [("m6", Some("vip")), ("m7", Some("vip")), ("m8", None)];
+    assert_eq!(changes, moved_then_removed.map(|(u, g)| change(u, g)));
+    // Both instances apply the lists as they are now (each reloads on the other's
+    // announcement, and every second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (ingest, user) in [(&here, "m7"), (&there, "m6"), (&here, "m8"), (&there, "m9")] {
+        let body = json!({ "user": user });
+        let (status, answer) = call(
+            &http,
+            ingest,
+            reqwest::Method::POST,
+            "/v1/tournaments/club/registrations",
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 202, "{user}: {answer}");
+    }
+    let groups = stored_groups(&env).await;
+    assert_eq!(groups["m6"].as_deref(), Some("vip"));
+    assert_eq!(groups["m7"].as_deref(), Some("vip"));
+    assert_eq!(groups["m8"], None);
+    assert_eq!(groups["m9"].as_deref(), Some("members"));
+    here.stop().await;
+    there.stop().await;
+}

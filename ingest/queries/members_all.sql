@@ -1,1 +1,0 @@
-SELECT tournament, user_id, grp FROM group_members
