@@ -11,6 +11,8 @@
 #   PyJWT           (PyPI, pinned, same venv: the token-minting example in docs/architecture.md, run by a test)
 #   cargo-deny      (crates.io, pinned, into $TALLY_TOOLS_DIR: licences, bans and sources in CI)
 #   cmake, libcurl  (rdkafka's cmake-build of librdkafka)
+#   pgbackrest      (Debian's package: Postgres backups and restores, deploy/backup.sh, and
+#                    the restore drill in the test suite)
 #
 #   deploy/tools.sh               everything above
 #   deploy/tools.sh build-deps    only what compiling Tally needs (cmake, libcurl headers)
@@ -114,7 +116,7 @@ fi
 
 apt_install cmake libcurl4-openssl-dev
 [ "${1:-}" = build-deps ] && exit 0
-apt_install docker-compose
+apt_install docker-compose pgbackrest
 promtool=$(promtool_bin)
 tansu=$(tansu_bin)
 nats=$(deploy/stack.sh nats-binary)

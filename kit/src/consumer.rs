@@ -56,11 +56,7 @@ pub async fn durable_consumer(
         Some(seq) => {
             // Not found is fine: the first start. Any other failure must stop here: creating
             // over a consumer that was not deleted would keep its deliveries and pending acks.
-            match stream.delete_consumer(&spec.name).await {
-                Ok(_) => {}
-                Err(e) if consumer_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+            delete_consumer(&stream, &spec.name).await?;
             jetstream::consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: seq + 1,
             }
@@ -96,6 +92,18 @@ fn ack_policy(spec: &ConsumerSpec) -> jetstream::consumer::AckPolicy {
     match spec.resume_after {
         Some(_) => jetstream::consumer::AckPolicy::All,
         None => jetstream::consumer::AckPolicy::Explicit,
+    }
+}
+
+/// Deletes the durable consumer `name`; false when there was none.
+pub async fn delete_consumer(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+) -> Result<bool, async_nats::Error> {
+    match stream.delete_consumer(name).await {
+        Ok(_) => Ok(true),
+        Err(e) if consumer_not_found(&e) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

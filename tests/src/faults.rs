@@ -312,8 +312,13 @@ pub struct OwnedPostgres {
 
 impl OwnedPostgres {
     pub async fn start(scratch: &Path) -> Self {
+        Self::start_with(scratch, &[]).await
+    }
+
+    /// With these `name=value` settings (each a `-c`), kept across restarts.
+    pub async fn start_with(scratch: &Path, settings: &[(&str, &str)]) -> Self {
         let bin = postgres_bin_dir();
-        let data = scratch.join("pgdata");
+        let data = Self::data_dir(scratch);
         let as_postgres = is_root();
         if as_postgres {
             run(&["chown", "postgres:postgres", &scratch.display().to_string()]);
@@ -343,6 +348,9 @@ impl OwnedPostgres {
             "-c".into(),
             "listen_addresses=127.0.0.1".into(),
         ]);
+        for (name, value) in settings {
+            command.extend(["-c".into(), format!("{name}={value}")]);
+        }
         let pg = Self {
             proc: Proc::start("postgres", command, vec![], scratch),
             port,
@@ -353,6 +361,11 @@ impl OwnedPostgres {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The data directory under `scratch` (what `start` initialised).
+    pub fn data_dir(scratch: &Path) -> PathBuf {
+        scratch.join("pgdata")
     }
 }
 

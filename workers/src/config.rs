@@ -23,6 +23,10 @@ pub enum Command {
     Run,
     /// Apply the Postgres migrations and declare the JetStream streams, then exit.
     Setup,
+    /// After restoring Postgres from a backup, with every writer stopped: make the Postgres
+    /// writer deliver the whole stream again when it starts (it stores what Postgres lacks
+    /// and skips what it has).
+    Replay,
 }
 
 #[derive(Clone, Debug, clap::Args)]

@@ -67,6 +67,37 @@ pub async fn setup(config: &WorkersConfig) -> Result<(), WorkersError> {
     Ok(())
 }
 
+/// After Postgres was restored from a backup (`deploy/backup.sh restore`): deletes the
+/// Postgres writer's durable consumer, so that the next writer to start creates it anew and
+/// delivers everything the stream still holds; inserts skip the events Postgres has, and
+/// store the ones the backup lacked. Run it with every writer stopped (a running one would
+/// keep its deliveries). Returns the first and last stream sequence the writer goes through.
+pub async fn replay(config: &WorkersConfig) -> Result<(u64, u64), WorkersError> {
+    let (_client, js) = tally_kit::nats::connect(&config.nats, "tally-workers-replay", 16).await?;
+    let spec = config.nats.spec();
+    let consumer = |e: async_nats::Error| WorkersError::Consumer(e);
+    let mut stream = js
+        .get_stream(&spec.name)
+        .await
+        .map_err(|e| consumer(e.into()))?;
+    tally_kit::consumer::delete_consumer(&stream, &config.writer.consumer)
+        .await
+        .map_err(consumer)?;
+    let state = stream
+        .info()
+        .await
+        .map_err(|e| consumer(e.into()))?
+        .state
+        .clone();
+    tracing::info!(
+        consumer = %config.writer.consumer,
+        first = state.first_sequence,
+        last = state.last_sequence,
+        "The Postgres writer will deliver the stream again from its start."
+    );
+    Ok((state.first_sequence, state.last_sequence))
+}
+
 /// Each second: a thumbnail job for every upload not queued yet.
 async fn schedule_thumbnails(
     _tick: apalis_cron::Tick,
@@ -304,6 +335,12 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<()> {
     tally_kit::telemetry::metrics();
     match cli.command.unwrap_or(Command::Run) {
         Command::Setup => setup(&cli.config).await?,
+        Command::Replay => {
+            let (first, last) = replay(&cli.config).await?;
+            println!(
+                "The Postgres writer will go through stream sequences {first} to {last} when it starts."
+            );
+        }
         Command::Run => {
             let listener = tokio::net::TcpListener::bind(cli.config.metrics_addr).await?;
             run(cli.config, Some(listener), tally_kit::shutdown::signal()).await?;
