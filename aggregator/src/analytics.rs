@@ -31,15 +31,33 @@ impl ClickHouseSink {
 
     /// Creates the database, tables and views if missing.
     pub async fn prepare(&self, database: &str) -> Result<(), ClickHouseError> {
+        self.create_database(database).await?;
+        for statement in tally_schema::clickhouse_ddl() {
+            self.client.query(&statement).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Drops every table and view of the DDL and creates them again, empty: the start of a
+    /// rebuild from Postgres. The ClickHouse sink must be stopped meanwhile.
+    pub async fn clear(&self, database: &str) -> Result<(), ClickHouseError> {
+        self.create_database(database).await?;
+        for object in tally_schema::clickhouse_objects().iter().rev() {
+            self.client
+                .query(&format!("DROP TABLE IF EXISTS {object}"))
+                .execute()
+                .await?;
+        }
+        self.prepare(database).await
+    }
+
+    async fn create_database(&self, database: &str) -> Result<(), ClickHouseError> {
         self.client
             .clone()
             .with_database("default")
             .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
             .execute()
             .await?;
-        for statement in tally_schema::clickhouse_ddl() {
-            self.client.query(&statement).execute().await?;
-        }
         Ok(())
     }
 

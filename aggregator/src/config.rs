@@ -23,12 +23,23 @@ pub struct Cli {
 pub enum Command {
     /// Run the sinks until SIGTERM (the default).
     Run,
-    /// Recompute every Redis structure from Postgres. Stop the Redis sink first; the Postgres
-    /// writer must have caught up (checked unless --force).
+    /// Recompute a derived store from Postgres: every Redis structure, or every ClickHouse
+    /// table. Stop the aggregator first; the Postgres writer must have caught up (checked
+    /// unless --force).
     Rebuild {
         #[arg(long)]
         force: bool,
+        /// Which store.
+        #[arg(long, value_enum, default_value_t = Store::Redis)]
+        store: Store,
     },
+}
+
+/// A store the aggregator derives from the events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Store {
+    Redis,
+    Clickhouse,
 }
 
 /// Every aggregator setting (a `Parser` too, so tests can take the defaults).

@@ -190,6 +190,25 @@ pub async fn rebuild_from_postgres(
     config: &AggregatorConfig,
     force: bool,
 ) -> anyhow::Result<rebuild::Rebuilt> {
+    let pool = writer_caught_up(config, force).await?;
+    let sink = redis_sink(config).await?;
+    Ok(rebuild::rebuild(&pool, &sink).await?)
+}
+
+/// ClickHouse's tables from Postgres (`tally-aggregator rebuild --store clickhouse`).
+pub async fn rebuild_clickhouse_from_postgres(
+    config: &AggregatorConfig,
+    force: bool,
+) -> anyhow::Result<rebuild::Rebuilt> {
+    let pool = writer_caught_up(config, force).await?;
+    let database = &config.clickhouse_database;
+    let sink = analytics::ClickHouseSink::new(&config.clickhouse_url, database);
+    Ok(rebuild::rebuild_clickhouse(&pool, &sink, database).await?)
+}
+
+/// Postgres, once the writer has stored everything the stream holds (a rebuild would miss the
+/// rest); with `force`, at once.
+async fn writer_caught_up(config: &AggregatorConfig, force: bool) -> anyhow::Result<sqlx::PgPool> {
     let (_client, js) =
         tally_kit::nats::connect(&config.nats, "tally-aggregator-rebuild", 16).await?;
     if !force {
@@ -204,9 +223,7 @@ pub async fn rebuild_from_postgres(
             );
         }
     }
-    let pool = sqlx::PgPool::connect(&config.database_url).await?;
-    let sink = redis_sink(config).await?;
-    Ok(rebuild::rebuild(&pool, &sink).await?)
+    Ok(sqlx::PgPool::connect(&config.database_url).await?)
 }
 
 /// The binary's entry point.
@@ -218,12 +235,18 @@ pub async fn main_with(cli: config::Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(cli.config.metrics_addr).await?;
             run(cli.config, Some(listener), tally_kit::shutdown::signal()).await?;
         }
-        config::Command::Rebuild { force } => {
-            let rebuilt = rebuild_from_postgres(&cli.config, force).await?;
+        config::Command::Rebuild { force, store } => {
+            let rebuilt = match store {
+                config::Store::Redis => rebuild_from_postgres(&cli.config, force).await?,
+                config::Store::Clickhouse => {
+                    rebuild_clickhouse_from_postgres(&cli.config, force).await?
+                }
+            };
             tracing::info!(
+                ?store,
                 events = rebuilt.events,
                 last_seq = rebuilt.last_seq,
-                "Rebuilt the Redis views from Postgres."
+                "Rebuilt from Postgres."
             );
         }
     }

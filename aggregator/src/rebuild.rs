@@ -1,12 +1,16 @@
-//! Recomputes every Redis structure from Postgres, the system of record: clears the sink's
+//! Recomputes a derived store from Postgres, the system of record: Redis (clears the sink's
 //! keys, replays the stored events in stream order through the same batch script, and leaves
-//! the applied sequence at the last one, so the live sink resumes right after it.
+//! the applied sequence at the last one, so the live sink resumes right after it) or
+//! ClickHouse (drops and recreates its tables and views, then inserts the stored events in
+//! stream order as the sink does; the sink resumes after the highest sequence stored).
 //!
-//! Run it with the Redis sink stopped and the Postgres writer caught up
+//! Run it with that sink stopped and the Postgres writer caught up
 //! (`tally_kit::consumer::Progress::caught_up`).
 
+use crate::analytics::{ClickHouseError, ClickHouseSink};
 use crate::leaderboard::{RedisError, RedisSink};
 use sqlx::PgPool;
+use tally_schema::StoredEvent;
 use tally_schema::rows::{BadRow, StoredRow};
 
 const PAGE: i64 = 5000;
@@ -17,6 +21,8 @@ pub enum RebuildError {
     Postgres(#[from] sqlx::Error),
     #[error(transparent)]
     Redis(#[from] RedisError),
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
     #[error(transparent)]
     BadRow(#[from] BadRow),
 }
@@ -35,6 +41,25 @@ pub async fn rebuild(pool: &PgPool, sink: &RedisSink) -> Result<Rebuilt, Rebuild
         prefix = sink.keys().prefix(),
         "Cleared the Redis views."
     );
+    replay(pool, async |page| Ok(sink.apply(&page).await?.applied)).await
+}
+
+/// ClickHouse's `database` from Postgres.
+pub async fn rebuild_clickhouse(
+    pool: &PgPool,
+    sink: &ClickHouseSink,
+    database: &str,
+) -> Result<Rebuilt, RebuildError> {
+    sink.clear(database).await?;
+    tracing::info!(database, "Dropped and recreated the ClickHouse tables.");
+    replay(pool, async |page| Ok(sink.insert(&page).await?.applied)).await
+}
+
+/// Every stored event, a page at a time in stream order, through `apply`.
+async fn replay<F>(pool: &PgPool, mut apply: F) -> Result<Rebuilt, RebuildError>
+where
+    F: AsyncFnMut(Vec<StoredEvent>) -> Result<u64, RebuildError>,
+{
     let mut after = 0i64;
     let mut events = 0u64;
     loop {
@@ -49,7 +74,7 @@ pub async fn rebuild(pool: &PgPool, sink: &RedisSink) -> Result<Rebuilt, Rebuild
             .into_iter()
             .map(StoredRow::into_stored_event)
             .collect::<Result<Vec<_>, _>>()?;
-        events += sink.apply(&page).await?.applied;
+        events += apply(page).await?;
     }
     Ok(Rebuilt {
         events,

@@ -54,6 +54,22 @@ pub fn clickhouse_ddl() -> Vec<String> {
         .collect()
 }
 
+/// The tables and views the ClickHouse DDL creates, in the order it creates them (a rebuild
+/// drops them in reverse, views before the table they read).
+pub fn clickhouse_objects() -> Vec<String> {
+    clickhouse_ddl()
+        .iter()
+        .filter_map(|statement| {
+            let rest = statement
+                .strip_prefix("CREATE TABLE IF NOT EXISTS ")
+                .or_else(|| statement.strip_prefix("CREATE MATERIALIZED VIEW IF NOT EXISTS "))?;
+            rest.split(|c: char| c.is_whitespace() || c == '(')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// The Postgres migrations, applied with `MIGRATOR.run(&pool)`. apalis-postgres keeps its own
 /// migrations in the same `_sqlx_migrations` table, so each migrator ignores the other's.
 #[cfg(feature = "migrations")]
@@ -72,5 +88,9 @@ mod tests {
         assert_eq!(ddl.len(), 6);
         assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS events"));
         assert!(ddl[1].starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS poll_votes_per_minute"));
+        let objects = super::clickhouse_objects();
+        assert_eq!(objects.len(), ddl.len());
+        assert_eq!(objects[0], "events");
+        assert_eq!(objects[5], "poll_choices");
     }
 }

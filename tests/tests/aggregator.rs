@@ -409,6 +409,36 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
             other => panic!("unexpected {other} at {key}"),
         }
     }
+    // ClickHouse from Postgres, into a database of its own: the same rows and rollups as the
+    // live sink wrote. Twice: a rebuild starts from empty whatever the database held.
+    let twin = format!("{db}_rebuilt");
+    config.clickhouse_database = twin.clone();
+    for _ in 0..2 {
+        let rebuilt = tally_aggregator::rebuild_clickhouse_from_postgres(&config, false)
+            .await
+            .unwrap();
+        assert_eq!((rebuilt.events, rebuilt.last_seq), (1200, last));
+    }
+    for query in [
+        "SELECT * FROM {db}.events ORDER BY seq",
+        "SELECT poll, option, minute, sum(votes) FROM {db}.poll_votes_per_minute \
+         GROUP BY poll, option, minute ORDER BY poll, option, minute",
+        "SELECT arena, item, minute, sum(wins), sum(losses) FROM {db}.pair_results_per_minute \
+         GROUP BY arena, item, minute ORDER BY arena, item, minute",
+        "SELECT tournament, team, minute, sum(score_events), sum(points) \
+         FROM {db}.scores_per_minute GROUP BY tournament, team, minute \
+         ORDER BY tournament, team, minute",
+        "SELECT tournament, grp, minute, sum(registrations) FROM {db}.registrations_per_minute \
+         GROUP BY tournament, grp, minute ORDER BY tournament, grp, minute",
+        "SELECT poll, voter, argMax(options, seq) FROM {db}.poll_choices \
+         GROUP BY poll, voter ORDER BY poll, voter",
+    ] {
+        let live = tally_tests::clickhouse(&query.replace("{db}", &db)).await;
+        let again = tally_tests::clickhouse(&query.replace("{db}", &twin)).await;
+        assert!(!live.is_empty(), "{query}");
+        assert_eq!(live, again, "{query}");
+    }
+    tally_tests::clickhouse(&format!("DROP DATABASE {twin}")).await;
     // Refused while the writer is behind (it is stopped now): the rebuild would miss what
     // Postgres does not have yet.
     let (status, _) = post(
@@ -419,6 +449,10 @@ async fn a_rebuild_from_postgres_equals_the_live_views_after_crashes() {
     .await;
     assert_eq!(status, 202);
     let refused = tally_aggregator::rebuild_from_postgres(&config, false)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("behind"), "{refused}");
+    let refused = tally_aggregator::rebuild_clickhouse_from_postgres(&config, false)
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("behind"), "{refused}");
