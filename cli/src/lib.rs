@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod dead_letters;
 pub mod draw;
+pub mod jetstream;
 pub mod keys;
 pub mod output;
 pub mod table;
@@ -24,7 +25,7 @@ use tally_schema::roles::Role;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "tally",
-    about = "Administer Tally: API keys, polls, arenas, tournaments, dead letters."
+    about = "Administer Tally: API keys, polls, arenas, tournaments, dead letters, stream backups."
 )]
 pub struct Cli {
     /// Base URL of an ingest instance (it serves the admin API).
@@ -82,6 +83,14 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Tally's JetStream streams (events, dead letters, media) saved and restored through
+    /// the server's snapshot API, with their consumers' state.
+    Jetstream {
+        #[command(flatten)]
+        nats: tally_kit::nats::NatsConfig,
+        #[command(subcommand)]
+        action: JetStreamAction,
+    },
     /// Recomputes a lottery draw from its published audit record alone and says whether the
     /// winners and the waitlist match (exit status 1 if not).
     VerifyDraw {
@@ -119,6 +128,15 @@ pub enum DeadLetterAction {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum JetStreamAction {
+    /// Saves each stream under DIR/<stream>/ (backup.json and stream.tar.s2, as `nats stream
+    /// backup` writes them).
+    Backup { dir: std::path::PathBuf },
+    /// Restores every stream saved under DIR; none of them may exist.
+    Restore { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -178,6 +196,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => return keys::run(&database_url, action, format).await,
         Command::DeadLetters { nats, action } => {
             return dead_letters::run(&nats, action, format).await;
+        }
+        Command::Jetstream { nats, action } => {
+            return jetstream::run(&nats, action, format).await;
         }
         Command::VerifyDraw {
             tournament,

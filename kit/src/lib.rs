@@ -5,6 +5,7 @@
 //! - [`consumer`]: a sink's durable consumer and the loop that cuts it into batches.
 //! - [`dead_letters`]: where undecodable messages go, and how they come back.
 //! - [`publisher`]: the one publisher of events to JetStream, bounded and acknowledged.
+//! - [`snapshots`]: JetStream streams saved and restored through the server's snapshot API.
 //! - [`shutdown`]: the signal future that `serve` functions take.
 //! - [`redis`]: where the live views are (URL and key prefix).
 //! - [`ops`]: `/healthz` and `/metrics` routes.
@@ -16,6 +17,7 @@ pub mod ops;
 pub mod publisher;
 pub mod redis;
 pub mod shutdown;
+pub mod snapshots;
 pub mod telemetry;
 
 // For `warn_once_a_second!` in crates that name tracing differently or not at all.

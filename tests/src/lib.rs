@@ -231,6 +231,25 @@ impl TestEnv {
         .await;
     }
 
+    /// Runs `tally <command> <args>` against this env's NATS and streams (the commands that
+    /// talk to NATS directly: `dead-letters`, `jetstream`), as an operator would.
+    pub async fn nats_cli(&self, command: &str, args: &[&str]) -> anyhow::Result<()> {
+        use clap::Parser;
+        let nats = [
+            "--nats-url",
+            &self.nats.url,
+            "--stream",
+            &self.nats.stream,
+            "--subject-root",
+            &self.nats.subject_root,
+        ];
+        let argv = ["tally", command]
+            .into_iter()
+            .chain(nats)
+            .chain(args.iter().copied());
+        tally_cli::run(tally_cli::Cli::parse_from(argv)).await
+    }
+
     /// The workers' lottery drawer for this env, to trigger a draw by hand.
     pub fn drawer(&self) -> tally_workers::lottery::Drawer {
         tally_workers::lottery::Drawer::new(tally_workers::lottery::DrawerParts {

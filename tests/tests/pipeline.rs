@@ -310,20 +310,9 @@ async fn undecodable_messages_are_dead_lettered_without_blocking_the_rest() {
         .await
         .unwrap()
         .sequence;
-    use clap::Parser;
-    let cli = tally_cli::Cli::parse_from([
-        "tally",
-        "dead-letters",
-        "--nats-url",
-        &env.nats.url,
-        "--stream",
-        &env.nats.stream,
-        "--subject-root",
-        &env.nats.subject_root,
-        "replay",
-        &late_seq.to_string(),
-    ]);
-    tally_cli::run(cli).await.expect("the letter replays");
+    env.nats_cli("dead-letters", &["replay", &late_seq.to_string()])
+        .await
+        .expect("the letter replays");
     env.assert_exactly_stored(&HashSet::from([good.id, late.id]), Duration::from_secs(10))
         .await;
     // Gone from the dead letters; a second replay finds nothing to put back.
