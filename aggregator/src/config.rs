@@ -61,6 +61,10 @@ pub struct AggregatorConfig {
     /// Seconds JetStream waits for an ack before redelivering.
     #[arg(long, env = "TALLY_REDIS_ACK_WAIT_SECS", default_value_t = 30)]
     pub redis_ack_wait_secs: u64,
+    /// Seconds the aggregator lease lasts unrenewed: one instance is active, others stand by
+    /// and take over this long after the active one died (at once after a clean stop).
+    #[arg(long, env = "TALLY_AGGREGATOR_LEASE_SECS", default_value_t = 10)]
+    pub lease_secs: u64,
     /// Elo K-factor of pair votes.
     #[arg(long, env = "TALLY_ELO_K", default_value_t = 32.0)]
     pub elo_k: f64,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod effects;
 pub mod kafka_mirror;
 pub mod leaderboard;
+pub mod lease;
 pub mod live;
 pub mod ordered_sink;
 pub mod rebuild;
@@ -27,6 +28,7 @@ use leaderboard::RedisSink;
 use std::future::Future;
 use std::time::Duration;
 use tally_kit::consumer;
+use tokio_util::task::AbortOnDropHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregatorError {
@@ -49,7 +51,8 @@ async fn redis_sink(config: &AggregatorConfig) -> Result<RedisSink, leaderboard:
     .await
 }
 
-/// Runs the Redis sink until `shutdown` resolves.
+/// Runs until `shutdown` resolves: waits for the aggregator lease (another instance may be
+/// active), runs the sinks while it holds it, and stands by again if it loses it.
 pub async fn run(
     config: AggregatorConfig,
     metrics_listener: Option<tokio::net::TcpListener>,
@@ -58,48 +61,82 @@ pub async fn run(
     let (client, js) = tally_kit::nats::connect(&config.nats, "tally-aggregator", 64).await?;
     let spec = config.nats.spec();
     tally_kit::nats::ensure_streams(&js, &spec).await?;
-    let sink = redis_sink(&config).await?;
-    let applied = sink.applied_seq().await?;
-    let consumer_spec = config.redis_consumer_spec(applied);
-    let (pipeline, applied_tx) =
-        consumer::Pipeline::ordered(&js, &spec, &consumer_spec, config.redis_batch_spec())
-            .await
-            .map_err(AggregatorError::Consumer)?;
-    tracing::info!(resume_after = applied, consumer = %config.redis_consumer, "Redis sink running.");
-
     let shutdown = shutdown.shared();
     if let Some(listener) = metrics_listener {
         tokio::spawn(tally_kit::ops::serve_ops(listener, shutdown.clone()));
     }
+    let ttl = Duration::from_secs(config.lease_secs.max(1));
+    let lease = lease::Lease::open(&js, &spec, ttl)
+        .await
+        .map_err(AggregatorError::Consumer)?;
+    while let Some(revision) = lease.acquire(shutdown.clone()).await {
+        let (lost_tx, lost) = tokio::sync::oneshot::channel::<()>();
+        let holder = lease.clone();
+        // Renewals end with this instance's sinks, however they end (a crash included).
+        let holding = AbortOnDropHandle::new(tokio::spawn(async move {
+            holder.hold(revision).await;
+            let _ = lost_tx.send(());
+        }));
+        let until = shutdown.clone();
+        let stop = async move {
+            tokio::select! {
+                () = until => {}
+                _ = lost => {}
+            }
+        };
+        let active = run_active(&config, &client, &js, stop.shared()).await;
+        drop(holding);
+        if shutdown.clone().now_or_never().is_some() {
+            lease.release().await;
+            active?;
+            break;
+        }
+        active?;
+    }
+    let _ = client.flush().await;
+    tracing::info!("Aggregator stopped.");
+    Ok(())
+}
+
+/// The sinks of the active instance, until `stop` resolves.
+async fn run_active(
+    config: &AggregatorConfig,
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    stop: impl Future<Output = ()> + Clone + Send + 'static,
+) -> Result<(), AggregatorError> {
+    let spec = config.nats.spec();
+    let sink = redis_sink(config).await?;
+    let applied = sink.applied_seq().await?;
+    let consumer_spec = config.redis_consumer_spec(applied);
+    let (pipeline, applied_tx) =
+        consumer::Pipeline::ordered(js, &spec, &consumer_spec, config.redis_batch_spec())
+            .await
+            .map_err(AggregatorError::Consumer)?;
+    tracing::info!(resume_after = applied, consumer = %config.redis_consumer, "Redis sink running.");
     let changed = live::Changed::default();
-    let notifier = tokio::spawn(live::notify(
+    // The other sinks and the notifier end with the Redis sink, however it ends.
+    let _notifier = AbortOnDropHandle::new(tokio::spawn(live::notify(
         client.clone(),
         spec.clone(),
         changed.clone(),
         Duration::from_millis(config.live_interval_ms),
-    ));
-    let analytics = tokio::spawn(run_clickhouse_sink(
+    )));
+    let _analytics = AbortOnDropHandle::new(tokio::spawn(run_clickhouse_sink(
         js.clone(),
         config.clone(),
-        shutdown.clone(),
-    ));
-    let mirror = config.kafka_target().map(|target| {
-        tokio::spawn(run_kafka_mirror(
+        stop.clone(),
+    )));
+    let _mirror = config.kafka_target().map(|target| {
+        AbortOnDropHandle::new(tokio::spawn(run_kafka_mirror(
             js.clone(),
             config.clone(),
             target,
-            shutdown.clone(),
-        ))
+            stop.clone(),
+        )))
     });
     let sink = leaderboard::LiveRedisSink { sink, changed };
-    ordered_sink::apply_batches(sink, pipeline.batches, applied_tx, shutdown).await;
-    analytics.abort();
-    if let Some(mirror) = mirror {
-        mirror.abort();
-    }
-    notifier.abort();
-    let _ = client.flush().await;
-    tracing::info!("Aggregator stopped.");
+    ordered_sink::apply_batches(sink, pipeline.batches, applied_tx, stop).await;
     Ok(())
 }
 

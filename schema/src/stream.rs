@@ -107,6 +107,11 @@ impl StreamSpec {
         format!("{}_MEDIA", self.name)
     }
 
+    /// The key-value bucket of leases (which aggregator is active).
+    pub fn leases_bucket(&self) -> String {
+        format!("{}_LEASES", self.name)
+    }
+
     /// The stream that keeps messages no consumer could decode.
     pub fn dead_letter_stream(&self) -> String {
         format!("{}_DLQ", self.name)

@@ -360,6 +360,7 @@ impl TestEnv {
                 config.clickhouse_batch_wait_ms.to_string(),
             ),
             ("TALLY_AGGREGATOR_METRICS_ADDR", "127.0.0.1:0".to_owned()),
+            ("TALLY_AGGREGATOR_LEASE_SECS", config.lease_secs.to_string()),
         ]);
         env
     }
@@ -389,6 +390,8 @@ impl TestEnv {
         config.clickhouse_url = clickhouse_url();
         config.clickhouse_database = format!("tally_{}", self.name);
         config.clickhouse_batch_wait_ms = 200;
+        // A crashed aggregator's successor waits for its lease to lapse: keep that short.
+        config.lease_secs = 2;
         config
     }
 

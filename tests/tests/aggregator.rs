@@ -677,3 +677,64 @@ async fn clickhouse_away_keeps_redis_live_and_catches_up_exactly_after() {
     assert_eq!(exact[0], vec!["1000".to_owned(), "1000".to_owned()]);
     pipeline.stop().await;
 }
+
+/// One aggregator is active and another stands by (issue 20): the standby takes over when the
+/// active one dies mid-burst (its lease lapses) and at once when it stops cleanly; Redis and
+/// ClickHouse count every vote once through both handovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_aggregator_takes_over_and_nothing_is_counted_twice() {
+    let env = TestEnv::new().await;
+    env.define([fixtures::poll("relay")]).await;
+    let ingest = Ingest::start(env.ingest_config()).await;
+    let url = ingest.base_url();
+    let mut config = env.aggregator_config();
+    config.lease_secs = 2;
+    let first = Aggregator::start(config.clone()).await;
+    let mut votes = post_votes(url.clone(), "relay", 500, 20).await.len();
+    env.wait_applied(env.stream_messages().await).await;
+    let standby = Aggregator::start(config.clone()).await;
+
+    let burst = tokio::spawn(post_votes(url.clone(), "relay", 3000, 16));
+    tokio::time::sleep(Duration::from_millis(rand::rng().random_range(200..600))).await;
+    first.crash().await;
+    votes += burst.await.unwrap().len();
+    env.wait_applied(env.stream_messages().await).await;
+    assert_counted_once(&env, "relay", votes).await;
+
+    // A clean stop gives the lease up: the next standby takes over without waiting for it.
+    let next = Aggregator::start(config).await;
+    standby.stop().await;
+    let handed_over = std::time::Instant::now();
+    votes += post_votes(url.clone(), "relay", 200, 20).await.len();
+    env.wait_applied(env.stream_messages().await).await;
+    assert!(
+        handed_over.elapsed() < Duration::from_secs(2),
+        "took {:?}: the lease should pass at once",
+        handed_over.elapsed()
+    );
+    assert_counted_once(&env, "relay", votes).await;
+    next.stop().await;
+    ingest.stop().await;
+}
+
+/// Redis's tally and ClickHouse's rows each hold every acknowledged vote once.
+async fn assert_counted_once(env: &TestEnv, poll: &str, votes: usize) {
+    let mut redis = env.redis().await;
+    let tally: HashMap<String, i64> = redis
+        .hgetall(Keys::new(env.name.clone()).poll_tally(poll))
+        .await
+        .unwrap();
+    assert_eq!(tally.values().sum::<i64>(), votes as i64, "{tally:?}");
+    let db = format!("tally_{}", env.name);
+    let what = format!("ClickHouse to hold {votes} votes");
+    wait_until(what, Duration::from_secs(30), async || {
+        let query =
+            format!("SELECT count(), uniqExact(id) FROM {db}.events WHERE scope = '{poll}'");
+        let counts = tally_tests::try_clickhouse(&query).await?;
+        match counts.first().map(|r| (r[0].as_str(), r[1].as_str())) {
+            Some((n, unique)) if n == votes.to_string() && unique == n => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}

@@ -98,7 +98,8 @@ fn emitted_metrics() -> BTreeMap<String, Vec<Emitted>> {
 fn metric_names_follow_one_scheme_with_bounded_labels() {
     // tally_<component>_<name>_<unit>; labels name classes of things, never ids.
     const COMPONENTS: [&str; 4] = ["ingest", "workers", "aggregator", "jetstream"];
-    const UNITS: [&str; 9] = [
+    const UNITS: [&str; 10] = [
+        "leases",
         "total",
         "streams",
         "seconds",
