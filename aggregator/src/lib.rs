@@ -84,14 +84,22 @@ pub async fn run(
                 _ = lost => {}
             }
         };
-        let active = run_active(&config, &client, &js, stop.shared()).await;
+        let stop = stop.shared();
+        // Taking over often happens in turbulence (the node that failed may have taken the
+        // old holder with it): a sink that cannot start yet is retried while the lease holds.
+        while let Err(e) = run_active(&config, &client, &js, stop.clone()).await {
+            metrics::counter!("tally_aggregator_start_failures_total").increment(1);
+            tracing::warn!(error = %e, "The sinks could not start; retrying while holding the lease.");
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = stop.clone() => break,
+            }
+        }
         drop(holding);
         if shutdown.clone().now_or_never().is_some() {
             lease.release().await;
-            active?;
             break;
         }
-        active?;
     }
     let _ = client.flush().await;
     tracing::info!("Aggregator stopped.");

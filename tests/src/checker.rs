@@ -92,6 +92,22 @@ pub fn check(burst: &Burst, stored: &[Uuid]) -> Verdict {
 
 /// The event id ingest stores an anonymous vote in `poll` under, for its key `key`: the key
 /// namespaced by kind, scope and caller (docs/architecture.md, "Ids the server makes").
+/// Waits (up to `within`) until Postgres holds every acknowledged id of `burst` once and
+/// nothing it was not sent; the verdict either way, for the caller to assert and print.
+pub async fn postgres_verdict(env: &crate::TestEnv, burst: &Burst, within: Duration) -> Verdict {
+    crate::Wait::new("Postgres to hold every acknowledged vote", within)
+        .try_until(async || {
+            let verdict = check(burst, &env.stored_ids().await);
+            if verdict.is_clean() && verdict.lost == 0 {
+                Ok(verdict)
+            } else {
+                Err(verdict)
+            }
+        })
+        .await
+        .unwrap_or_else(|verdict| verdict)
+}
+
 pub fn vote_event_id(poll: &str, key: Uuid) -> Uuid {
     tally_schema::ids::IdempotencyKey::try_from(key.to_string())
         .expect("a UUID is a valid key")

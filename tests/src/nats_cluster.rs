@@ -139,6 +139,8 @@ impl NatsCluster {
         self.nodes[i].child = Some(child);
     }
 
+    /// Waits for a meta leader that sees both other nodes current: before that, a stream
+    /// with three replicas finds "no suitable peers for placement".
     async fn wait_for_meta_leader(&self) {
         let client = reqwest::Client::new();
         let what = format!(
@@ -151,6 +153,7 @@ impl NatsCluster {
                 if let Ok(r) = client.get(url).send().await
                     && let Ok(body) = r.json::<serde_json::Value>().await
                     && body["meta_cluster"]["leader"].is_string()
+                    && meta_peers_current(&body)
                 {
                     return true;
                 }
@@ -159,6 +162,13 @@ impl NatsCluster {
         })
         .await;
     }
+}
+
+/// Whether the meta leader reports both other nodes as current peers.
+fn meta_peers_current(jsz: &serde_json::Value) -> bool {
+    jsz["meta_cluster"]["replicas"]
+        .as_array()
+        .is_some_and(|peers| peers.len() == 2 && peers.iter().all(|p| p["current"] == true))
 }
 
 impl Drop for NatsCluster {

@@ -3,9 +3,9 @@
 //! SIGKILLed in the middle of a burst. Nothing acknowledged may be lost.
 
 use std::time::Duration;
-use tally_tests::checker::{Burst, check, keyed_votes};
+use tally_tests::checker::{Burst, keyed_votes, postgres_verdict};
 use tally_tests::nats_cluster::NatsCluster;
-use tally_tests::{Pipeline, TestEnv, Wait, fixtures, wait_until};
+use tally_tests::{Pipeline, TestEnv, fixtures, wait_until};
 
 async fn stream_leader(env: &TestEnv) -> Option<String> {
     let mut stream = env.js.get_stream(&env.nats.stream).await.ok()?;
@@ -102,20 +102,7 @@ async fn killing_the_stream_leader_mid_burst_loses_no_acknowledged_event() {
     burst.merge(after);
 
     // Every acknowledged vote reaches Postgres exactly once, through the failover.
-    let verdict = Wait::new(
-        "Postgres to hold every acknowledged vote",
-        Duration::from_secs(60),
-    )
-    .try_until(async || {
-        let verdict = check(&burst, &env.stored_ids().await);
-        if verdict.is_clean() && verdict.lost == 0 {
-            Ok(verdict)
-        } else {
-            Err(verdict)
-        }
-    })
-    .await
-    .unwrap_or_else(|verdict| verdict);
+    let verdict = postgres_verdict(&env, &burst, Duration::from_secs(60)).await;
     println!(
         "{} acknowledged of {} sent; Postgres: {verdict}",
         burst.acknowledged.len(),
