@@ -38,7 +38,10 @@ impl Lease {
         };
         let store = match js.get_key_value(&config.bucket).await {
             Ok(store) => store,
-            Err(_) => js.create_key_value(config).await?,
+            Err(_) => {
+                let bucket = config.bucket.clone();
+                tally_kit::nats::declared(&bucket, || js.create_key_value(config.clone())).await?
+            }
         };
         Ok(Self {
             store,

@@ -141,7 +141,7 @@ pub async fn media_store(
     if let Ok(store) = js.get_object_store(&bucket).await {
         return Ok(store);
     }
-    js.create_object_store(jetstream::object_store::Config {
+    let config = jetstream::object_store::Config {
         bucket: bucket.clone(),
         description: Some("Tally: uploaded media, originals and variants".into()),
         storage: stream::StorageType::File,
@@ -149,9 +149,10 @@ pub async fn media_store(
         max_bytes: spec.media_max_bytes,
         max_age: spec.media_max_age,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| failed(e.to_string()))
+    };
+    declared(&bucket, || js.create_object_store(config.clone()))
+        .await
+        .map_err(|e| failed(e.to_string()))
 }
 
 /// Connects and checks the server is new enough, refusing to boot on bad wiring.
@@ -242,7 +243,8 @@ pub async fn ensure_streams(js: &jetstream::Context, spec: &StreamSpec) -> Resul
     };
     for config in [events, dead_letters] {
         let name = config.name.clone();
-        js.create_or_update_stream(config)
+        let declare = || js.create_or_update_stream(config.clone());
+        declared(&name, declare)
             .await
             .map_err(|source| NatsError::Stream {
                 stream: name,
@@ -250,6 +252,30 @@ pub async fn ensure_streams(js: &jetstream::Context, spec: &StreamSpec) -> Resul
             })?;
     }
     Ok(())
+}
+
+/// How long a declaration is retried: a cluster electing leaders, or a peer that just
+/// restarted and still counts as offline, refuses placements for a few seconds.
+const DECLARE_FOR: Duration = Duration::from_secs(30);
+
+/// `declare` until it succeeds, retried every second for [`DECLARE_FOR`]; then its last error
+/// (a service refuses to start on wiring that stays wrong).
+pub async fn declared<T, E, Fut>(what: &str, mut declare: impl FnMut() -> Fut) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let until = tokio::time::Instant::now() + DECLARE_FOR;
+    loop {
+        match declare().await {
+            Ok(done) => return Ok(done),
+            Err(e) if tokio::time::Instant::now() < until => {
+                tracing::warn!(error = %e, what, "JetStream refused a declaration; retrying.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,7 @@ impl NatsCluster {
             cluster.spawn(i);
         }
         cluster.wait_for_meta_leader().await;
+        cluster.wait_for_placement().await;
         cluster
     }
 
@@ -159,6 +160,39 @@ impl NatsCluster {
                 }
             }
             false
+        })
+        .await;
+    }
+}
+
+impl NatsCluster {
+    /// Waits until a stream with three replicas can be placed: a peer that has just started
+    /// may still count as offline ("no suitable peers for placement") for a moment after the
+    /// meta leader sees it.
+    async fn wait_for_placement(&self) {
+        let url = self.url();
+        let client = async_nats::connect(url.split(',').collect::<Vec<_>>())
+            .await
+            .expect("a cluster connection");
+        let js = async_nats::jetstream::new(client);
+        let what = format!(
+            "the cluster to place a stream on three nodes (logs in {})",
+            self.dir.display()
+        );
+        crate::wait_until(what, Duration::from_secs(30), async || {
+            let probe = async_nats::jetstream::stream::Config {
+                name: "PLACEMENT_PROBE".into(),
+                subjects: vec!["placement.probe".into()],
+                num_replicas: 3,
+                ..Default::default()
+            };
+            match js.create_stream(probe).await {
+                Ok(_) => js
+                    .delete_stream("PLACEMENT_PROBE")
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
         })
         .await;
     }
