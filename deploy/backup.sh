@@ -20,7 +20,8 @@
 # archive_command = '<what `deploy/backup.sh archive-command` prints>'.
 #
 # Settings (environment):
-#   TALLY_PG_DATA           the cluster's data directory (required)
+#   TALLY_PG_DATA           the cluster's data directory (setup asks Postgres; restore reads
+#                           it from the configuration setup wrote)
 #   TALLY_PG_PORT           5432
 #   TALLY_PG_SOCKET         /var/run/postgresql (the directory of its Unix socket)
 #   TALLY_BACKUP_REPO       where backups and archived WAL go ($TALLY_STATE_DIR/backup)
@@ -47,8 +48,40 @@ pgbr() {
   fi
 }
 
+SOCKET="${TALLY_PG_SOCKET:-/var/run/postgresql}"
+PORT="${TALLY_PG_PORT:-5432}"
+
+# A query to the running Postgres, as its `postgres` superuser (through the Unix socket).
+pg_query() {
+  local as=()
+  [ "$(id -u)" = 0 ] && as=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+  "${as[@]}" psql -h "$SOCKET" -p "$PORT" -U postgres -d postgres -tAc "$1"
+}
+
+# TALLY_PG_DATA, else what the running Postgres says, else what setup wrote.
 need_data() {
+  if [ -z "${TALLY_PG_DATA:-}" ] && [ "${1:-}" = running ]; then
+    TALLY_PG_DATA=$(pg_query 'SHOW data_directory' 2>/dev/null) || true
+  fi
+  if [ -z "${TALLY_PG_DATA:-}" ] && [ -f "$CONF" ]; then
+    TALLY_PG_DATA=$(sed -n 's/^pg1-path=//p' "$CONF")
+  fi
   [ -n "${TALLY_PG_DATA:-}" ] || die "set TALLY_PG_DATA to the cluster's data directory"
+}
+
+# Postgres must archive through this repository; if not, say how (a restart is the operator's).
+check_archiving() {
+  local mode command want
+  want=$("$0" archive-command)
+  mode=$(pg_query 'SHOW archive_mode') || die "cannot ask Postgres on $SOCKET:$PORT"
+  command=$(pg_query 'SHOW archive_command')
+  if [ "$mode" != on ] || [ "$command" != "$want" ]; then
+    log "Postgres does not archive its WAL here yet (archive_mode=$mode). As its superuser:"
+    printf "  ALTER SYSTEM SET wal_level = 'replica';\n  ALTER SYSTEM SET archive_mode = 'on';\n" >&2
+    printf "  ALTER SYSTEM SET archive_timeout = '60';\n  ALTER SYSTEM SET archive_command = '%s';\n" "$want" >&2
+    log "then restart Postgres (archive_mode takes a restart) and run setup again"
+    exit 1
+  fi
 }
 
 case "${1:-}" in
@@ -56,8 +89,9 @@ case "${1:-}" in
     echo "pgbackrest --config=$CONF --stanza=$STANZA archive-push %p"
     ;;
   setup)
-    need_data
     command -v pgbackrest >/dev/null || die "pgbackrest is missing: deploy/tools.sh installs it"
+    need_data running
+    check_archiving
     owner=$(stat -c %U "$TALLY_PG_DATA")
     mkdir -p "$REPO/repo" "$REPO/log" "$REPO/spool"
     cat >"$CONF" <<CONF
@@ -73,8 +107,8 @@ compress-type=lz4
 
 [$STANZA]
 pg1-path=$TALLY_PG_DATA
-pg1-port=${TALLY_PG_PORT:-5432}
-pg1-socket-path=${TALLY_PG_SOCKET:-/var/run/postgresql}
+pg1-port=$PORT
+pg1-socket-path=$SOCKET
 CONF
     chown -R "$owner:$owner" "$REPO"
     pgbr stanza-create
@@ -94,8 +128,8 @@ CONF
     need_data
     target=()
     [ "${2:-}" = --to-backup ] && target=(--type=immediate --target-action=promote)
-    if pg_isready -q -h "${TALLY_PG_SOCKET:-/var/run/postgresql}" -p "${TALLY_PG_PORT:-5432}"; then
-      die "Postgres answers on port ${TALLY_PG_PORT:-5432}: stop it before restoring"
+    if pg_isready -q -h "$SOCKET" -p "$PORT"; then
+      die "Postgres answers on port $PORT: stop it before restoring"
     fi
     delta=()
     # Into what is left of the directory (only changed files are rewritten), or a new one.
