@@ -24,13 +24,16 @@
 #                           it from the configuration setup wrote)
 #   TALLY_PG_PORT           5432
 #   TALLY_PG_SOCKET         /var/run/postgresql (the directory of its Unix socket)
-#   TALLY_BACKUP_REPO       where backups and archived WAL go ($TALLY_STATE_DIR/backup)
+#   TALLY_BACKUP_REPO       where backups and archived WAL go ($TALLY_STATE_DIR/backup;
+#                           /var/lib/tally/backup as root)
 #   TALLY_BACKUP_STANZA     tally
 #   TALLY_BACKUP_RETENTION  full backups kept (2; older ones and their WAL are expired)
 # Run as the owner of the data directory, or as root (pgBackRest then runs as that owner).
 set -euo pipefail
 STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
-REPO="${TALLY_BACKUP_REPO:-$STATE_DIR/backup}"
+# Root's home is closed to the postgres user, who writes the archive: a system path then.
+default_repo="$STATE_DIR/backup"; [ "$(id -u)" = 0 ] && default_repo=/var/lib/tally/backup
+REPO="${TALLY_BACKUP_REPO:-$default_repo}"
 STANZA="${TALLY_BACKUP_STANZA:-tally}"
 CONF="$REPO/pgbackrest.conf"
 log() { printf '[backup] %s\n' "$*" >&2; }
@@ -91,7 +94,6 @@ case "${1:-}" in
   setup)
     command -v pgbackrest >/dev/null || die "pgbackrest is missing: deploy/tools.sh installs it"
     need_data running
-    check_archiving
     owner=$(stat -c %U "$TALLY_PG_DATA")
     mkdir -p "$REPO/repo" "$REPO/log" "$REPO/spool"
     cat >"$CONF" <<CONF
@@ -112,6 +114,8 @@ pg1-socket-path=$SOCKET
 CONF
     chown -R "$owner:$owner" "$REPO"
     pgbr stanza-create
+    # The repository first, so that once archive_command is set, every segment has a home.
+    check_archiving
     # Forces a WAL switch and waits for it to be archived: archive_command works.
     pgbr check
     log "stanza $STANZA ready in $REPO; Postgres archives into it"
@@ -130,6 +134,11 @@ CONF
     [ "${2:-}" = --to-backup ] && target=(--type=immediate --target-action=promote)
     if pg_isready -q -h "$SOCKET" -p "$PORT"; then
       die "Postgres answers on port $PORT: stop it before restoring"
+    fi
+    # Starting up or shutting down, it does not answer yet: its pid file says it runs.
+    pid=$(head -1 "$TALLY_PG_DATA/postmaster.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      die "Postgres ($pid) still runs on $TALLY_PG_DATA: stop it before restoring"
     fi
     delta=()
     # Into what is left of the directory (only changed files are rewritten), or a new one.

@@ -22,7 +22,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The lease bucket of `spec`'s stream (created if missing).
+    /// The lease bucket of `spec`'s stream (created if missing, with `ttl` as its expiry).
     pub async fn open(
         js: &jetstream::Context,
         spec: &StreamSpec,
@@ -36,13 +36,21 @@ impl Lease {
             num_replicas: spec.replicas,
             ..Default::default()
         };
-        let store = match js.get_key_value(&config.bucket).await {
+        let bucket = config.bucket.clone();
+        let store = match js.get_key_value(&bucket).await {
             Ok(store) => store,
             Err(_) => {
-                let bucket = config.bucket.clone();
                 tally_kit::nats::declared(&bucket, || js.create_key_value(config.clone())).await?
             }
         };
+        // The bucket's expiry is the lease's real length: renew by it, whatever this instance
+        // was configured with (one started with another TTL shares the first one's bucket).
+        let mut stream = js.get_stream(format!("KV_{bucket}")).await?;
+        let expiry = stream.info().await?.config.max_age;
+        let ttl = if expiry.is_zero() { ttl } else { expiry };
+        if ttl != config.max_age {
+            tracing::warn!(configured = ?config.max_age, bucket = ?ttl, "The lease bucket has another TTL; using it.");
+        }
         Ok(Self {
             store,
             holder: format!("{}-{}", hostname(), uuid::Uuid::now_v7()),
@@ -50,16 +58,18 @@ impl Lease {
         })
     }
 
-    /// Waits until this instance holds the lease; None if `stop` resolves first.
-    pub async fn acquire(&self, stop: impl Future<Output = ()>) -> Option<u64> {
+    /// Waits until this instance holds the lease; None if `stop` resolves first. Returns the
+    /// revision, and when the winning request was sent: the lease runs from no earlier.
+    pub async fn acquire(&self, stop: impl Future<Output = ()>) -> Option<(u64, Instant)> {
         tokio::pin!(stop);
         let mut waiting_logged = false;
         loop {
+            let sent = Instant::now();
             match self.store.create(KEY, self.holder.clone().into()).await {
                 Ok(revision) => {
                     tracing::info!(holder = %self.holder, "Holding the aggregator lease: active.");
                     metrics::gauge!("tally_aggregator_active_leases").set(1.0);
-                    return Some(revision);
+                    return Some((revision, sent));
                 }
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                     if !waiting_logged {
@@ -76,28 +86,29 @@ impl Lease {
         }
     }
 
-    /// Renews the lease held at `revision` until it is lost: returns once it could not be
-    /// renewed for half the TTL, or another instance holds it.
-    pub async fn hold(&self, mut revision: u64) {
-        let mut renewed = Instant::now();
+    /// Renews the lease held at `revision` (won by a request sent at `since`) until it is
+    /// lost. Returns once half the TTL has passed since the last successful renewal was sent,
+    /// however long a renewal hangs, so this instance stops well before the lease can lapse
+    /// and pass on; or as soon as another instance holds it.
+    pub async fn hold(&self, mut revision: u64, since: Instant) {
+        let mut deadline = since + self.ttl / 2;
         loop {
             tokio::time::sleep(self.ttl / 3).await;
-            match self
-                .store
-                .update(KEY, self.holder.clone().into(), revision)
-                .await
-            {
-                Ok(next) => {
+            let sent = Instant::now();
+            let renewal = self.store.update(KEY, self.holder.clone().into(), revision);
+            match tokio::time::timeout_at(deadline, renewal).await {
+                Ok(Ok(next)) => {
                     revision = next;
-                    renewed = Instant::now();
+                    deadline = sent + self.ttl / 2;
                 }
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                     tracing::warn!("Another aggregator took the lease: stepping down.");
                     break;
                 }
-                Err(e) => tracing::warn!(error = %e, "Could not renew the lease."),
+                Ok(Err(e)) => tracing::warn!(error = %e, "Could not renew the lease."),
+                Err(_) => {}
             }
-            if renewed.elapsed() >= self.ttl / 2 {
+            if Instant::now() >= deadline {
                 tracing::warn!(ttl = ?self.ttl, "The lease was not renewed for half its TTL: stepping down.");
                 break;
             }
@@ -105,7 +116,8 @@ impl Lease {
         metrics::gauge!("tally_aggregator_active_leases").set(0.0);
     }
 
-    /// Gives the lease up (a clean stop), so a standby need not wait for it to lapse.
+    /// Gives the lease up if this instance still holds it, so a standby need not wait for it
+    /// to lapse.
     pub async fn release(&self) {
         metrics::gauge!("tally_aggregator_active_leases").set(0.0);
         if let Ok(Some(entry)) = self.store.entry(KEY).await

@@ -69,12 +69,12 @@ pub async fn run(
     let lease = lease::Lease::open(&js, &spec, ttl)
         .await
         .map_err(AggregatorError::Consumer)?;
-    while let Some(revision) = lease.acquire(shutdown.clone()).await {
+    while let Some((revision, since)) = lease.acquire(shutdown.clone()).await {
         let (lost_tx, lost) = tokio::sync::oneshot::channel::<()>();
         let holder = lease.clone();
         // Renewals end with this instance's sinks, however they end (a crash included).
         let holding = AbortOnDropHandle::new(tokio::spawn(async move {
-            holder.hold(revision).await;
+            holder.hold(revision, since).await;
             let _ = lost_tx.send(());
         }));
         let until = shutdown.clone();
@@ -96,8 +96,10 @@ pub async fn run(
             }
         }
         drop(holding);
+        // Whatever ended the sinks, the lease goes (if still this instance's), so whoever runs
+        // next need not wait for it to lapse.
+        lease.release().await;
         if shutdown.clone().now_or_never().is_some() {
-            lease.release().await;
             break;
         }
     }

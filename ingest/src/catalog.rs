@@ -176,6 +176,14 @@ impl Catalog {
         let (mark, changes) = store::member_changes(&self.pool, since).await?;
         if !changes.is_empty() || mark != since {
             let mut members = self.members.write().unwrap_or_else(|e| e.into_inner());
+            if mark < since {
+                tracing::warn!(
+                    mark,
+                    since,
+                    "Membership changes numbered anew (a restored database): reading every list again."
+                );
+                members.lists.clear();
+            }
             let applied = members.apply(mark, changes);
             metrics::counter!("tally_ingest_catalog_member_changes_rows_total")
                 .increment(applied as u64);

@@ -320,7 +320,9 @@ pub struct MemberChange {
 }
 
 /// The membership changes made after mark `since`, in order, and the mark they reach: every
-/// change up to it is committed, so the next call starts there and misses nothing.
+/// change up to it is committed, so the next call starts there and misses nothing. A mark
+/// below `since` (a restored database) comes with every change from the start: the caller
+/// starts its lists over.
 pub async fn member_changes(
     pool: &PgPool,
     since: i64,
@@ -333,9 +335,12 @@ pub async fn member_changes(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    if mark <= since {
+    if mark == since {
         return Ok((since, Vec::new()));
     }
+    // Below the last mark: the numbering went back (a database restored from a backup), so
+    // what came after the old mark is no guide; read every change from the start.
+    let since = if mark < since { 0 } else { since };
     let rows: Vec<(i64, String, String, Option<String>)> =
         sqlx::query_as(include_str!("../queries/members_changed.sql"))
             .bind(since)

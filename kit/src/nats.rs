@@ -218,6 +218,9 @@ fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
     v >= (major, minor)
 }
 
+/// How long dead letters are kept.
+const DEAD_LETTERS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Creates or updates the event stream and the dead-letter stream. Idempotent.
 pub async fn ensure_streams(js: &jetstream::Context, spec: &StreamSpec) -> Result<(), NatsError> {
     let events = stream::Config {
@@ -237,7 +240,10 @@ pub async fn ensure_streams(js: &jetstream::Context, spec: &StreamSpec) -> Resul
         subjects: spec.dead_letter_subjects(),
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
-        max_age: Duration::from_secs(30 * 24 * 3600),
+        max_age: DEAD_LETTERS_KEPT,
+        // A letter's message id names its original sequence: remembered for as long as the
+        // letters are kept, so a message dead-lettered again (after a writer replay) is one letter.
+        duplicate_window: DEAD_LETTERS_KEPT,
         num_replicas: spec.replicas,
         ..Default::default()
     };

@@ -105,7 +105,17 @@ pub async fn snapshot(client: &Client, stream: &str, dir: &Path) -> Result<Saved
             .map_err(|_| nats(format!("no snapshot chunk within {CHUNK_WAIT:?}")))?
             .ok_or_else(|| nats("the snapshot subscription ended"))?;
         if chunk.payload.is_empty() {
-            break;
+            // The end: plain, or a status saying the snapshot failed (no flow-control answer
+            // in time, an error): then what was written is not a backup.
+            match chunk.status {
+                Some(status) if !(200..300).contains(&status.as_u16()) => {
+                    let why = chunk.description.unwrap_or_default();
+                    return Err(SnapshotError::Refused(format!(
+                        "snapshot ended with {status} {why}"
+                    )));
+                }
+                _ => break,
+            }
         }
         data.write_all(&chunk.payload)
             .await
