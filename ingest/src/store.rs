@@ -496,12 +496,34 @@ pub async fn has_voted(pool: &PgPool, poll: &str, voter: &str) -> Result<bool, S
     Ok(voted)
 }
 
-/// Every team's standing, ranked in `order` as the sorted set ranks them.
+/// Every team's standing, ranked in `order` as the sorted set ranks them: from a row per
+/// team and effect, or, for a tournament whose teams were scored under two effects, from every
+/// score in stream order.
 pub async fn standings(
     pool: &PgPool,
     tournament: &str,
     order: SortOrder,
 ) -> Result<Vec<(String, f64)>, StoreError> {
+    type Totals = (String, String, i64, i64, i64, i64);
+    let totals: Vec<Totals> = sqlx::query_as(include_str!("../queries/fallback_score_totals.sql"))
+        .bind(tournament)
+        .fetch_all(pool)
+        .await?;
+    let teams: std::collections::HashSet<&str> = totals.iter().map(|t| t.0.as_str()).collect();
+    if teams.len() == totals.len() {
+        let mut scores = Vec::with_capacity(totals.len());
+        for (team, effect, sum, max, min, last) in totals {
+            let effect = score_effect(&team, &effect)?;
+            let value = match effect {
+                ScoreEffect::Add => sum,
+                ScoreEffect::Replace => last,
+                ScoreEffect::Max => max,
+                ScoreEffect::Min => min,
+            };
+            scores.push((team, effect, value));
+        }
+        return Ok(tally_schema::replay::standings(scores, order));
+    }
     let rows: Vec<(String, String, i64)> =
         sqlx::query_as(include_str!("../queries/fallback_scores.sql"))
             .bind(tournament)
@@ -509,14 +531,18 @@ pub async fn standings(
             .await?;
     let mut scores = Vec::with_capacity(rows.len());
     for (team, effect, points) in rows {
-        let effect = ScoreEffect::parse(&effect).ok_or_else(|| StoreError::Corrupt {
-            kind: "score".into(),
-            id: team.clone(),
-            reason: format!("unknown effect '{effect}'"),
-        })?;
+        let effect = score_effect(&team, &effect)?;
         scores.push((team, effect, points));
     }
     Ok(tally_schema::replay::standings(scores, order))
+}
+
+fn score_effect(team: &str, effect: &str) -> Result<ScoreEffect, StoreError> {
+    ScoreEffect::parse(effect).ok_or_else(|| StoreError::Corrupt {
+        kind: "score".into(),
+        id: team.to_owned(),
+        reason: format!("unknown effect '{effect}'"),
+    })
 }
 
 /// Registrants in total and per group, as the Redis counts hash holds them.

@@ -18,12 +18,13 @@ fn tournament(definition: Value) -> tally_schema::resources::Resource {
 }
 
 /// The reads compared before and after Redis goes away.
-const READS: [&str; 15] = [
+const READS: [&str; 16] = [
     "/v1/polls/fp/results",
     "/v1/tournaments/cup/standings",
     "/v1/tournaments/cup/standings?limit=2",
     "/v1/tournaments/cup/standings?around=bats&radius=1",
     "/v1/tournaments/golf/standings",
+    "/v1/tournaments/mixed/standings",
     "/v1/tournaments/race/registrations",
     "/v1/tournaments/race/registrations/ann",
     "/v1/tournaments/race/registrations/cy",
@@ -51,6 +52,7 @@ async fn reads_come_from_postgres_while_redis_is_away_and_equal_what_redis_said(
         tournament(json!({"id": "golf", "score_operator": "best", "sort": "asc"})),
         tournament(json!({"id": "race", "capacity": 2, "groups": [{"id": "vip", "weight": 1.0}]})),
         tournament(json!({"id": "lotto", "mode": "lottery"})),
+        fixtures::tournament("mixed"),
     ])
     .await;
     let pipeline = Pipeline::build(&env)
@@ -137,7 +139,24 @@ async fn reads_come_from_postgres_while_redis_is_away_and_equal_what_redis_said(
             promoted: promoted.map(|p| p.try_into().unwrap()),
         })
     };
+    // Scores made under two effects (the tournament's operator changed mid-way): Postgres
+    // folds these in stream order rather than per team.
+    let score = |team: &str, points: i64, effect| {
+        Event::Score(tally_schema::event::Score {
+            tournament: "mixed".try_into().unwrap(),
+            match_id: "m1".try_into().unwrap(),
+            team: team.try_into().unwrap(),
+            points,
+            effect,
+        })
+    };
+    use tally_schema::resources::ScoreEffect::{Add, Max, Replace};
     for event in [
+        score("owls", 5, Add),
+        score("bats", 4, Max),
+        score("owls", 3, Replace),
+        score("bats", 1, Add),
+        score("owls", 2, Add),
         change("ann", StatusChange::Won, None, None),
         change("dee", StatusChange::Won, None, None),
         change("bob", StatusChange::Waitlisted, Some(1), None),
@@ -185,11 +204,16 @@ async fn reads_come_from_postgres_while_redis_is_away_and_equal_what_redis_said(
         from_redis.push((status, answer));
     }
     assert_eq!(from_redis[0].1["total_votes"], 5, "{:?}", from_redis[0]);
-    assert_eq!(from_redis[14].0, 404);
-    let (status, bob) = &from_redis[9];
+    assert_eq!(from_redis[15].0, 404);
+    let (status, bob) = &from_redis[10];
     assert_eq!(*status, 200);
     assert_eq!(bob["registration"]["status"], "released", "{bob}");
-    let (_, gus) = &from_redis[13];
+    let mixed = &from_redis[5].1["teams"];
+    assert_eq!(
+        mixed,
+        &json!([{"rank": 1, "id": "owls", "score": 5.0}, {"rank": 2, "id": "bats", "score": 5.0}])
+    );
+    let (_, gus) = &from_redis[14];
     assert_eq!(gus["registration"]["status"], "won", "{gus}");
 
     redis.proc.kill().await;
