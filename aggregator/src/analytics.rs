@@ -32,10 +32,7 @@ impl ClickHouseSink {
     /// Creates the database, tables and views if missing.
     pub async fn prepare(&self, database: &str) -> Result<(), ClickHouseError> {
         self.create_database(database).await?;
-        for statement in tally_schema::clickhouse_ddl() {
-            self.client.query(&statement).execute().await?;
-        }
-        Ok(())
+        self.create_tables().await
     }
 
     /// Drops every table and view of the DDL and creates them again, empty: the start of a
@@ -48,7 +45,14 @@ impl ClickHouseSink {
                 .execute()
                 .await?;
         }
-        self.prepare(database).await
+        self.create_tables().await
+    }
+
+    async fn create_tables(&self) -> Result<(), ClickHouseError> {
+        for statement in tally_schema::clickhouse_ddl() {
+            self.client.query(&statement).execute().await?;
+        }
+        Ok(())
     }
 
     async fn create_database(&self, database: &str) -> Result<(), ClickHouseError> {

@@ -86,15 +86,21 @@ pub async fn run(
         };
         let stop = stop.shared();
         // Taking over often happens in turbulence (the node that failed may have taken the
-        // old holder with it): a sink that cannot start yet is retried while the lease holds.
-        while let Err(e) = run_active(&config, &client, &js, stop.clone()).await {
-            metrics::counter!("tally_aggregator_start_failures_total").increment(1);
-            tracing::warn!(error = %e, "The sinks could not start; retrying while holding the lease.");
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = stop.clone() => break,
+        // old holder with it): sinks that cannot start yet are retried while the lease holds.
+        let start = || async {
+            let ran = run_active(&config, &client, &js, stop.clone()).await;
+            if ran.is_err() {
+                metrics::counter!("tally_aggregator_start_failures_total").increment(1);
             }
-        }
+            ran
+        };
+        consumer::retry_every(
+            "Starting the sinks",
+            Duration::from_secs(1),
+            start,
+            stop.clone(),
+        )
+        .await;
         drop(holding);
         // Whatever ended the sinks, the lease goes (if still this instance's), so whoever runs
         // next need not wait for it to lapse.

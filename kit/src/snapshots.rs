@@ -68,6 +68,15 @@ fn answer(payload: &[u8]) -> Result<Value, SnapshotError> {
     }
 }
 
+/// A JetStream API request and its answer.
+async fn api(client: &Client, subject: String, request: &Value) -> Result<Value, SnapshotError> {
+    let reply = client
+        .request(subject, request.to_string().into())
+        .await
+        .map_err(nats)?;
+    answer(&reply.payload)
+}
+
 fn state_of(stream: &str, value: &Value, bytes: u64) -> Saved {
     let n = |key: &str| value["state"][key].as_u64().unwrap_or(0);
     Saved {
@@ -90,14 +99,12 @@ pub async fn snapshot(client: &Client, stream: &str, dir: &Path) -> Result<Saved
     let mut chunks = client.subscribe(inbox.clone()).await.map_err(nats)?;
     let request = serde_json::json!({"deliver_subject": inbox, "no_consumers": false,
                                      "chunk_size": CHUNK_BYTES});
-    let reply = client
-        .request(
-            format!("$JS.API.STREAM.SNAPSHOT.{stream}"),
-            request.to_string().into(),
-        )
-        .await
-        .map_err(nats)?;
-    let meta = answer(&reply.payload)?;
+    let meta = api(
+        client,
+        format!("$JS.API.STREAM.SNAPSHOT.{stream}"),
+        &request,
+    )
+    .await?;
     let mut bytes = 0u64;
     loop {
         let chunk = tokio::time::timeout(CHUNK_WAIT, chunks.next())
@@ -144,14 +151,8 @@ pub async fn restore(client: &Client, dir: &Path) -> Result<Saved, SnapshotError
         .as_str()
         .ok_or_else(|| SnapshotError::Format(format!("{}: no stream name", meta_path.display())))?
         .to_owned();
-    let reply = client
-        .request(
-            format!("$JS.API.STREAM.RESTORE.{stream}"),
-            meta.to_string().into(),
-        )
-        .await
-        .map_err(nats)?;
-    let target = answer(&reply.payload)?["deliver_subject"]
+    let started = api(client, format!("$JS.API.STREAM.RESTORE.{stream}"), &meta).await?;
+    let target = started["deliver_subject"]
         .as_str()
         .ok_or_else(|| SnapshotError::Format("the restore answer names no subject".into()))?
         .to_owned();
