@@ -2,6 +2,7 @@
 //!
 //! - [`telemetry`]: tracing subscriber and the Prometheus recorder.
 //! - [`nats`]: connecting to NATS and declaring the event and dead-letter streams.
+//! - [`channels`]: broadcast channels' streams: declared, published to, read from a sequence.
 //! - [`consumer`]: a sink's durable consumer and the loop that cuts it into batches.
 //! - [`dead_letters`]: where undecodable messages go, and how they come back.
 //! - [`publisher`]: the one publisher of events to JetStream, bounded and acknowledged.
@@ -10,6 +11,7 @@
 //! - [`redis`]: where the live views are (URL and key prefix).
 //! - [`ops`]: `/healthz` and `/metrics` routes.
 
+pub mod channels;
 pub mod consumer;
 pub mod dead_letters;
 pub mod nats;

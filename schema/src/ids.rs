@@ -137,7 +137,9 @@ scope_ids!(
     /// An arena of pairwise comparisons: the scope of pair votes.
     ArenaId,
     /// A tournament: the scope of scores, registrations and media.
-    TournamentId
+    TournamentId,
+    /// A broadcast channel: its own stream of messages.
+    ChannelId
 );
 
 member_ids!(

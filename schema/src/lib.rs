@@ -8,6 +8,7 @@
 //! - [`analytics`] (feature `clickhouse`): events as rows of ClickHouse's `events`.
 //! - [`rows`] (feature `postgres`): events as Postgres rows, one mapping each way.
 //! - [`resources`]: polls, arenas and tournaments as defined by operators, and their rules.
+//! - [`channels`]: broadcast channels: their definition, retention and message kinds.
 //! - [`redis_keys`]: the names of the live views in Redis.
 //! - [`consumers`]: the durable consumers' names.
 //! - [`roles`]: API keys: their roles, how they are made and hashed, the `api_keys` statements.
@@ -17,6 +18,7 @@
 #[cfg(feature = "clickhouse")]
 pub mod analytics;
 pub mod api;
+pub mod channels;
 pub mod consumers;
 pub mod event;
 pub mod ids;

@@ -47,6 +47,12 @@ impl Keys {
         format!("{}:draw:{tournament}", self.prefix)
     }
 
+    /// String with a TTL: set by the worker whose turn it is to call a channel's upstream in
+    /// the current interval (`SET NX PX`), so workers together call it once per interval.
+    pub fn upstream_turn(&self, channel: &str) -> String {
+        format!("{}:channel:{channel}:upstream-turn", self.prefix)
+    }
+
     /// Sorted set: user → claim deadline (ms since the epoch) of each won place not yet
     /// claimed or released. The release step reads only what is due from it, never the
     /// whole status hash.

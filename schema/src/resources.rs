@@ -3,6 +3,7 @@
 //! JSON); the rules are pure functions, so ingest can apply them from memory.
 
 use crate::api::{FieldError, Validate};
+pub use crate::channels::Channel;
 use crate::ids::{
     ArenaId, GroupId, ItemId, MatchId, OptionId, PollId, TeamId, TournamentId, UserId,
 };
@@ -14,23 +15,25 @@ pub const MAX_MEMBERS: usize = 1000;
 /// Titles are for people: short.
 pub const MAX_TITLE_CHARS: usize = 200;
 
-/// The three kinds of resource; names the admin routes and the `resources.kind` column.
+/// The kinds of resource; names the admin routes and the `resources.kind` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     Poll,
     Arena,
     Tournament,
+    Channel,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 3] = [Self::Poll, Self::Arena, Self::Tournament];
+    pub const ALL: [ResourceKind; 4] = [Self::Poll, Self::Arena, Self::Tournament, Self::Channel];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Poll => "poll",
             Self::Arena => "arena",
             Self::Tournament => "tournament",
+            Self::Channel => "channel",
         }
     }
 
@@ -40,6 +43,7 @@ impl ResourceKind {
             Self::Poll => "polls",
             Self::Arena => "arenas",
             Self::Tournament => "tournaments",
+            Self::Channel => "channels",
         }
     }
 
@@ -432,7 +436,7 @@ impl Window {
         self.closes_at.is_some_and(|c| now >= c)
     }
 
-    fn check(&self, field: &str) -> Result<(), FieldError> {
+    pub(crate) fn check(&self, field: &str) -> Result<(), FieldError> {
         match (self.opens_at, self.closes_at) {
             (Some(o), Some(c)) if c <= o => Err(FieldError::invalid(
                 "invalid_window",
@@ -656,13 +660,14 @@ impl Tournament {
     }
 }
 
-/// Any of the three, as the catalog holds them.
+/// Any of them, as the catalog holds them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Resource {
     Poll(Poll),
     Arena(Arena),
     Tournament(Tournament),
+    Channel(Channel),
 }
 
 impl Resource {
@@ -671,6 +676,7 @@ impl Resource {
             Self::Poll(_) => ResourceKind::Poll,
             Self::Arena(_) => ResourceKind::Arena,
             Self::Tournament(_) => ResourceKind::Tournament,
+            Self::Channel(_) => ResourceKind::Channel,
         }
     }
 
@@ -679,6 +685,7 @@ impl Resource {
             Self::Poll(p) => p.id.as_str(),
             Self::Arena(a) => a.id.as_str(),
             Self::Tournament(t) => t.id.as_str(),
+            Self::Channel(c) => c.id.as_str(),
         }
     }
 
@@ -690,11 +697,12 @@ impl Resource {
             ResourceKind::Poll => Self::Poll(decode(bytes)?),
             ResourceKind::Arena => Self::Arena(decode(bytes)?),
             ResourceKind::Tournament => Self::Tournament(decode(bytes)?),
+            ResourceKind::Channel => Self::Channel(decode(bytes)?),
         })
     }
 
     /// The same resource opened (`true`) or closed now: the voting window of polls and arenas,
-    /// the registration window of tournaments.
+    /// the registration window of tournaments, the publishing window of channels.
     pub fn with_window_state(mut self, open: bool, now: DateTime<Utc>) -> Self {
         let change = |w: Window| if open { w.opened(now) } else { w.closed(now) };
         match &mut self {
@@ -709,6 +717,10 @@ impl Resource {
             Self::Tournament(t) => {
                 let w = change(t.registration_window());
                 (t.registration_opens_at, t.registration_closes_at) = (w.opens_at, w.closes_at);
+            }
+            Self::Channel(c) => {
+                let w = change(c.window());
+                (c.opens_at, c.closes_at) = (w.opens_at, w.closes_at);
             }
         }
         self
@@ -751,7 +763,7 @@ impl Resource {
     }
 }
 
-fn check_title(title: &str) -> Result<(), FieldError> {
+pub(crate) fn check_title(title: &str) -> Result<(), FieldError> {
     if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
         return Err(FieldError::invalid(
             "invalid_value",

@@ -5,6 +5,7 @@
 //! Dead letters live in a separate stream so that no event consumer ever sees them.
 
 use crate::event::{Event, Kind};
+use crate::ids::ChannelId;
 use std::time::Duration;
 
 /// What the event stream is called, what it holds and for how long.
@@ -110,6 +111,22 @@ impl StreamSpec {
     /// The key-value bucket of leases (which aggregator is active).
     pub fn leases_bucket(&self) -> String {
         format!("{}_LEASES", self.name)
+    }
+
+    /// The stream that holds one broadcast channel's messages (its retention is the
+    /// channel's, so each channel has its own).
+    pub fn channel_stream(&self, channel: &ChannelId) -> String {
+        format!("{}_CH_{channel}", self.name)
+    }
+
+    /// The prefix of every channel stream's name (backups list them by it).
+    pub fn channel_stream_prefix(&self) -> String {
+        format!("{}_CH_", self.name)
+    }
+
+    /// Where a channel's messages are published: outside the event subjects.
+    pub fn channel_subject(&self, channel: &ChannelId) -> String {
+        format!("{}.ch.{channel}", self.subject_root)
     }
 
     /// The stream that keeps messages no consumer could decode.
@@ -226,5 +243,8 @@ mod tests {
         assert!(!spec.is_event_subject("tally.v1."));
         assert!(!spec.is_event_subject("tallyx.v1.vote.poll.final"));
         assert!(!spec.is_event_subject("tally.live.poll.final"));
+        let prices: ChannelId = "prices".try_into().unwrap();
+        assert!(!spec.is_event_subject(&spec.channel_subject(&prices)));
+        assert_eq!(spec.channel_stream(&prices), "TALLY_CH_prices");
     }
 }
