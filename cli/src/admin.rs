@@ -131,6 +131,13 @@ fn columns(kind: ResourceKind) -> &'static [(&'static str, &'static str)] {
             ("opens", "registration_opens_at"),
             ("closes", "registration_closes_at"),
         ],
+        ResourceKind::Channel => &[
+            ("title", "title"),
+            ("delivery", "delivery"),
+            ("followers", "followers"),
+            ("opens", "opens_at"),
+            ("closes", "closes_at"),
+        ],
     }
 }
 

@@ -1,4 +1,5 @@
-//! `tally jetstream backup|restore`: Tally's streams (events, dead letters, media) saved and
+//! `tally jetstream backup|restore`: Tally's streams (events, dead letters, media, each
+//! broadcast channel's) saved and
 //! restored through the server's snapshot API (kit's snapshots), one directory per stream in
 //! the layout `nats stream backup` writes.
 
@@ -10,7 +11,7 @@ use tally_kit::nats::NatsConfig;
 use tally_kit::snapshots::{self, Saved, SnapshotError};
 
 pub async fn run(nats: &NatsConfig, action: JetStreamAction, format: Format) -> anyhow::Result<()> {
-    let (client, _js) = tally_kit::nats::connect(nats, "tally-cli", 64)
+    let (client, js) = tally_kit::nats::connect(nats, "tally-cli", 64)
         .await
         .context("connecting to NATS")?;
     let spec = nats.spec();
@@ -19,7 +20,9 @@ pub async fn run(nats: &NatsConfig, action: JetStreamAction, format: Format) -> 
     match action {
         JetStreamAction::Backup { dir } => {
             let media = format!("OBJ_{}", spec.media_bucket());
-            for stream in [spec.name.clone(), spec.dead_letter_stream(), media] {
+            let channels = channel_streams(&js, &spec.channel_stream_prefix()).await?;
+            let streams = [spec.name.clone(), spec.dead_letter_stream(), media];
+            for stream in streams.into_iter().chain(channels) {
                 match snapshots::snapshot(&client, &stream, &dir.join(&stream)).await {
                     Ok(s) => saved.push(s),
                     // A stream not made yet (no upload, no dead letter) has nothing to keep.
@@ -49,6 +52,25 @@ pub async fn run(nats: &NatsConfig, action: JetStreamAction, format: Format) -> 
     lines.extend(saved.iter().map(line));
     let items: Vec<_> = saved.iter().map(item).collect();
     output::print(format, &Reply::new(json!({ "items": items }), lines))
+}
+
+/// Every broadcast channel's stream.
+async fn channel_streams(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let names: Vec<String> = js
+        .stream_names()
+        .try_collect()
+        .await
+        .context("listing the streams")?;
+    let mut channels: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    channels.sort();
+    Ok(channels)
 }
 
 fn line(s: &Saved) -> Block {

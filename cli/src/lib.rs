@@ -70,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ResourceAction,
     },
+    /// Broadcast channels: retention, who may publish and follow, an upstream to poll.
+    Channels {
+        #[command(subcommand)]
+        action: ResourceAction,
+    },
     /// A tournament's priority-group membership list (registrants' groups come from it).
     Members {
         #[command(subcommand)]
@@ -214,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Polls { action } => (ResourceKind::Poll, action),
         Command::Arenas { action } => (ResourceKind::Arena, action),
         Command::Tournaments { action } => (ResourceKind::Tournament, action),
+        Command::Channels { action } => (ResourceKind::Channel, action),
     };
     admin::Admin::new(&cli.api, cli.key, format)?
         .resource(kind, action)

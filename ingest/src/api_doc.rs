@@ -21,8 +21,9 @@ use uuid::Uuid;
     tags(
         (name = "events", description = "Writes: 202 only after JetStream stored the event"),
         (name = "reads", description = "Live views from Redis"),
-        (name = "live", description = "Server-sent events and the live page"),
-        (name = "admin", description = "Polls, arenas and tournaments (API key)"),
+        (name = "live", description = "Server-sent events, WebSockets and the live page"),
+        (name = "channels", description = "Broadcast channels: publish, follow, resume by sequence"),
+        (name = "admin", description = "Polls, arenas, tournaments and channels (API key)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -58,7 +59,11 @@ pub struct AcceptedBody {
 /// One server-sent event of a live stream: its name and the whole current view, as JSON.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LiveEvent {
-    /// `results` (poll), `standings` (tournament) or `status` (one registrant).
+    /// A channel message's sequence, to resume from (`Last-Event-ID`); live views have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `results` (poll), `standings` (tournament), `status` (one registrant), or on a channel
+    /// `message` (`stale`: the upstream's last good value while it is down).
     #[schema(inline)]
     pub event: LiveEventName,
     /// The view, as the matching read route answers it.
@@ -72,6 +77,8 @@ pub enum LiveEventName {
     Results,
     Standings,
     Status,
+    Message,
+    Stale,
 }
 
 /// Every error: `{"error": {"code", "message", "field"}}`.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tally_schema::Event;
 use tally_schema::ids::GroupId;
 use tally_schema::resources::{
-    Arena, Poll, RateLimit, Refusal, Resource, ResourceKind, Tournament,
+    Arena, Channel, Poll, RateLimit, Refusal, Resource, ResourceKind, Tournament,
 };
 
 /// Every definition at one moment.
@@ -25,6 +25,7 @@ pub struct Snapshot {
     polls: HashMap<String, Poll>,
     arenas: HashMap<String, Arena>,
     tournaments: HashMap<String, Tournament>,
+    channels: HashMap<String, Channel>,
     /// Each lottery's pseudonym key (tally-draw-v2), for registrants' receipts.
     pseudonym_keys: HashMap<String, [u8; 32]>,
 }
@@ -77,7 +78,14 @@ impl Snapshot {
             Resource::Poll(p) => drop(self.polls.insert(p.id.to_string(), p)),
             Resource::Arena(a) => drop(self.arenas.insert(a.id.to_string(), a)),
             Resource::Tournament(t) => drop(self.tournaments.insert(t.id.to_string(), t)),
+            Resource::Channel(c) => drop(self.channels.insert(c.id.to_string(), c)),
         }
+    }
+
+    pub fn channel(&self, id: &str) -> Result<&Channel, ApiError> {
+        self.channels
+            .get(id)
+            .ok_or_else(|| unknown(ResourceKind::Channel, id))
     }
 
     pub fn poll(&self, id: &str) -> Result<&Poll, ApiError> {
@@ -202,6 +210,7 @@ impl Catalog {
             polls: guard.polls.clone(),
             arenas: guard.arenas.clone(),
             tournaments: guard.tournaments.clone(),
+            channels: guard.channels.clone(),
             pseudonym_keys: guard.pseudonym_keys.clone(),
         };
         next.insert(resource);

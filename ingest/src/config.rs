@@ -115,9 +115,13 @@ pub struct IngestConfig {
     /// it, 429.
     #[arg(long, env = "TALLY_MAX_STREAMS_PER_ADDRESS", default_value_t = 256)]
     pub max_streams_per_address: usize,
-    /// Live streams this instance holds open; past it, 503 (another instance may take it).
-    #[arg(long, env = "TALLY_MAX_STREAMS", default_value_t = 16_000)]
+    /// Live streams (SSE and WebSocket) this instance holds open; past it, 503 (another
+    /// instance may take it). 0: as many as the process's open-file limit allows, less
+    /// [`FILES_KEPT_FREE`] for everything else.
+    #[arg(long, env = "TALLY_MAX_STREAMS", default_value_t = 0)]
     pub max_streams: usize,
+    #[command(flatten)]
+    pub channels: crate::channels::ChannelConfig,
     /// User tokens (JWT) of the organiser's site.
     #[command(flatten)]
     pub tokens: crate::identity::TokenConfig,
@@ -192,7 +196,8 @@ impl IngestConfig {
             key_refresh_secs: 5,
             key_miss_reload_ms: 1000,
             max_streams_per_address: 256,
-            max_streams: 16_000,
+            max_streams: 0,
+            channels: Default::default(),
         }
     }
 
@@ -203,13 +208,46 @@ impl IngestConfig {
         }
     }
 
+    /// The cap on open live streams: `max_streams`, or what the open-file limit leaves.
+    pub fn stream_cap(&self) -> usize {
+        match self.max_streams {
+            0 => open_file_limit().map_or(16_000, |n| n.saturating_sub(FILES_KEPT_FREE).max(100)),
+            n => n,
+        }
+    }
+
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
     }
 }
 
+/// Files kept for everything but live streams (connections to NATS, Postgres and Redis,
+/// requests, logs) when the stream cap follows the open-file limit.
+pub const FILES_KEPT_FREE: usize = 1000;
+
+/// This process's soft limit on open files (Linux: `/proc/self/limits`).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stream_cap_follows_the_open_file_limit_unless_set() {
+        let nats = tally_kit::nats::NatsConfig::with_url("nats://127.0.0.1:4222");
+        let mut config = super::IngestConfig::for_nats(nats, String::new());
+        if let Some(files) = super::open_file_limit() {
+            assert_eq!(
+                config.stream_cap(),
+                files.saturating_sub(super::FILES_KEPT_FREE).max(100)
+            );
+        }
+        config.max_streams = 7;
+        assert_eq!(config.stream_cap(), 7);
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;

@@ -18,12 +18,14 @@
 //! - [`views`]: the live views in Redis that the read API serves.
 //! - [`fallback`]: the same reads from Postgres while Redis cannot answer, cached and bounded.
 //! - [`media`]: uploaded images — type from the bytes, object names.
-//! - [`live`]: fan-out of view changes to SSE clients.
+//! - [`live`]: fan-out of view changes to SSE and WebSocket clients.
+//! - [`channels`]: broadcast channels' followers: one feed per channel, resume by sequence.
 
 pub mod access;
 pub mod api_doc;
 pub mod auth;
 pub mod catalog;
+pub mod channels;
 pub mod config;
 pub mod connections;
 pub mod error;

@@ -168,6 +168,27 @@ pub const USER_SEPARATOR: char = '\u{1f}';
 /// Teams in a live standings update.
 pub const LIVE_STANDINGS: usize = 50;
 
+/// How a live stream reaches its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// Server-sent events (`text/event-stream`).
+    Sse,
+    /// WebSocket text frames, each `{"id", "event", "data"}`.
+    WebSocket,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// What a stream follows, for the caps' gauges: a live view's name, or `channel`.
+pub type StreamKind = (&'static str, Transport);
+
 /// How many live streams may be open: per client address (an IPv6 client by its /64) and on
 /// this instance. Each open stream holds a [`StreamSlot`]; dropping it frees the place.
 pub struct StreamSlots {
@@ -180,7 +201,7 @@ pub struct StreamSlots {
 struct SlotState {
     by_address: HashMap<String, usize>,
     total: usize,
-    by_view: HashMap<LiveView, usize>,
+    by_kind: HashMap<StreamKind, usize>,
 }
 
 /// Why a stream was not opened.
@@ -201,11 +222,11 @@ impl StreamSlots {
         })
     }
 
-    /// Takes a place for a stream of `view` from `ip`, or says which cap is reached.
+    /// Takes a place for a stream of `kind` from `ip`, or says which cap is reached.
     pub fn take(
         self: &Arc<Self>,
         ip: std::net::IpAddr,
-        view: LiveView,
+        kind: StreamKind,
     ) -> Result<StreamSlot, SlotRefusal> {
         let address = crate::rate_limit::ip_bucket(ip);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,30 +239,34 @@ impl StreamSlots {
         }
         *held += 1;
         state.total += 1;
-        let open = state.by_view.entry(view).or_default();
+        let open = state.by_kind.entry(kind).or_default();
         *open += 1;
-        metrics::gauge!("tally_ingest_live_streams", "view" => view.as_str()).set(*open as f64);
+        gauge(kind).set(*open as f64);
         Ok(StreamSlot {
             slots: self.clone(),
             address,
-            view,
+            kind,
         })
     }
 
-    /// Open streams by view, for `/healthz?details`.
-    pub fn open(&self) -> Vec<(LiveView, usize)> {
+    /// Open streams by view (or `channel`) and transport, for `/healthz?details`.
+    pub fn open(&self) -> Vec<(StreamKind, usize)> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut open: Vec<_> = state.by_view.iter().map(|(v, n)| (*v, *n)).collect();
-        open.sort_by_key(|(v, _)| v.as_str());
+        let mut open: Vec<_> = state.by_kind.iter().map(|(k, n)| (*k, *n)).collect();
+        open.sort();
         open
     }
+}
+
+fn gauge((view, transport): StreamKind) -> metrics::Gauge {
+    metrics::gauge!("tally_ingest_live_streams", "view" => view, "transport" => transport.as_str())
 }
 
 /// One open stream's place; freed when dropped (the client went away or the server stops).
 pub struct StreamSlot {
     slots: Arc<StreamSlots>,
     address: String,
-    view: LiveView,
+    kind: StreamKind,
 }
 
 impl Drop for StreamSlot {
@@ -254,10 +279,9 @@ impl Drop for StreamSlot {
             }
         }
         state.total = state.total.saturating_sub(1);
-        if let Some(open) = state.by_view.get_mut(&self.view) {
+        if let Some(open) = state.by_kind.get_mut(&self.kind) {
             *open = open.saturating_sub(1);
-            metrics::gauge!("tally_ingest_live_streams", "view" => self.view.as_str())
-                .set(*open as f64);
+            gauge(self.kind).set(*open as f64);
         }
     }
 }
@@ -272,22 +296,20 @@ mod tests {
         let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
         let b: std::net::IpAddr = "2001:db8::1".parse().unwrap();
         let b_same_64: std::net::IpAddr = "2001:db8::ffff".parse().unwrap();
-        let first = slots.take(a, LiveView::PollResults).unwrap();
-        let _second = slots.take(a, LiveView::Standings).unwrap();
-        assert_eq!(
-            slots.take(a, LiveView::PollResults).err(),
-            Some(SlotRefusal::Address(2))
+        let (poll, standings) = (
+            ("poll", Transport::Sse),
+            ("standings", Transport::WebSocket),
         );
-        let _third = slots.take(b, LiveView::PollResults).unwrap();
+        let first = slots.take(a, poll).unwrap();
+        let _second = slots.take(a, standings).unwrap();
+        assert_eq!(slots.take(a, poll).err(), Some(SlotRefusal::Address(2)));
+        let _third = slots.take(b, poll).unwrap();
         assert_eq!(
-            slots.take(b_same_64, LiveView::PollResults).err(),
+            slots.take(b_same_64, poll).err(),
             Some(SlotRefusal::Instance(3))
         );
         drop(first);
-        assert_eq!(
-            slots.open(),
-            vec![(LiveView::PollResults, 1), (LiveView::Standings, 1)]
-        );
-        assert!(slots.take(b_same_64, LiveView::PollResults).is_ok());
+        assert_eq!(slots.open(), vec![(poll, 1), (standings, 1)]);
+        assert!(slots.take(b_same_64, poll).is_ok());
     }
 }

@@ -31,6 +31,8 @@ pub struct Inner {
     pub publisher: Publisher,
     pub views: Views,
     pub live: Live,
+    /// Followers of broadcast channels on this instance.
+    pub channels: crate::channels::Channels,
     /// Places for live streams, capped per address and per instance.
     pub streams: Arc<crate::live::StreamSlots>,
     /// Admin reads and writes only; events are checked against `catalog`, in memory.
@@ -90,9 +92,14 @@ impl AppState {
             nats,
         } = parts;
         let live = Live::new(views.clone(), catalog.clone(), closing);
+        let channels = crate::channels::Channels::new(
+            publisher.jetstream().clone(),
+            publisher.spec().clone(),
+            config.channels.channel_buffer,
+        );
         let media_quota = crate::media::Quota::new(views.connection(), views.keys().clone());
         let streams =
-            crate::live::StreamSlots::new(config.max_streams_per_address, config.max_streams);
+            crate::live::StreamSlots::new(config.max_streams_per_address, config.stream_cap());
         let fallback =
             crate::fallback::Fallback::new(catalog.pool().clone(), config.fallback.clone());
         Self(Arc::new(Inner {
@@ -101,6 +108,7 @@ impl AppState {
             publisher,
             views,
             live,
+            channels,
             streams,
             pool: catalog.pool().clone(),
             catalog,

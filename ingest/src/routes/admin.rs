@@ -1,4 +1,5 @@
-//! The admin API: create, list, read, change, open and close polls, arenas and tournaments.
+//! The admin API: create, list, read, change, open and close polls, arenas, tournaments and
+//! channels.
 //! Every route needs a key (`Authorization: Bearer`); writes need the admin role. A write is
 //! stored in Postgres, made visible to this instance at once and announced on NATS so every
 //! other ingest reloads its catalog.
@@ -21,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(polls::router())
         .merge(arenas::router())
         .merge(tournaments::router())
+        .merge(channels::router())
         .merge(members::router())
         .routes(routes!(jobs))
 }
@@ -199,6 +201,17 @@ admin_routes!(
     "/admin/v1/tournaments/{id}/close"
 );
 
+admin_routes!(
+    channels,
+    ResourceKind::Channel,
+    tally_schema::channels::Channel,
+    tally_schema::ids::ChannelId,
+    "/admin/v1/channels",
+    "/admin/v1/channels/{id}",
+    "/admin/v1/channels/{id}/open",
+    "/admin/v1/channels/{id}/close"
+);
+
 fn body(kind: ResourceKind, stored: &Stored) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "kind": kind.as_str(),
@@ -210,16 +223,33 @@ fn body(kind: ResourceKind, stored: &Stored) -> Json<serde_json::Value> {
 /// An id no definition can have (it would not decode) is a 404 naming it, before Postgres
 /// is asked (which would refuse some of them, e.g. with a NUL byte, as an error).
 fn valid_id(kind: ResourceKind, id: &str) -> Result<(), ApiError> {
-    use tally_schema::ids::{ArenaId, PollId, TournamentId};
+    use tally_schema::ids::{ArenaId, ChannelId, PollId, TournamentId};
     let checked = match kind {
         ResourceKind::Poll => PollId::try_from(id).map(drop),
         ResourceKind::Arena => ArenaId::try_from(id).map(drop),
         ResourceKind::Tournament => TournamentId::try_from(id).map(drop),
+        ResourceKind::Channel => ChannelId::try_from(id).map(drop),
     };
     checked.map_err(|e| ApiError::NotFound {
         field: "id".into(),
         message: format!("no such {}: the id {e}", kind.as_str()),
     })
+}
+
+/// A channel's stream follows its definition (a changed retention applies at once).
+async fn ensure_channel_stream(state: &AppState, resource: &Resource) -> Result<(), ApiError> {
+    let Resource::Channel(channel) = resource else {
+        return Ok(());
+    };
+    tally_kit::channels::ensure(state.channels.jetstream(), state.channels.spec(), channel)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Cannot declare a channel's stream.");
+            ApiError::Unavailable {
+                reason: "broker_refused",
+                retry_after_secs: state.config.retry_after_secs,
+            }
+        })
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> ApiError {
@@ -281,6 +311,7 @@ async fn create(
     store::ensure_lottery_commitment(&state.pool, &stored.definition)
         .await
         .map_err(|e| state.store_unavailable(e))?;
+    ensure_channel_stream(&state, &stored.definition).await?;
     state.resource_changed(&stored.definition).await;
     Ok((StatusCode::CREATED, body(kind, &stored)))
 }
@@ -311,6 +342,7 @@ async fn replace(
     store::ensure_lottery_commitment(&state.pool, &changed.definition)
         .await
         .map_err(|e| state.store_unavailable(e))?;
+    ensure_channel_stream(&state, &changed.definition).await?;
     state.resource_changed(&changed.definition).await;
     Ok(body(kind, &changed))
 }
@@ -336,6 +368,7 @@ async fn set_open(
     store::ensure_lottery_commitment(&state.pool, &changed.definition)
         .await
         .map_err(|e| state.store_unavailable(e))?;
+    ensure_channel_stream(&state, &changed.definition).await?;
     state.resource_changed(&changed.definition).await;
     Ok(body(kind, &changed))
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod arenas;
+pub mod channels;
 pub mod events;
 pub mod live;
 pub mod media;
@@ -41,6 +42,10 @@ pub fn router(config: &IngestConfig, signing: Arc<Signing>) -> OpenApiRouter<App
             signed(events::router()),
             config.batch_body_limit_bytes,
         ))
+        .merge(with_limit(
+            signed(channels::router()),
+            config.channels.channel_message_max_bytes,
+        ))
         .merge(with_limit(admin::router(), config.admin_body_limit_bytes))
         .merge(with_limit(
             signed(media::router()),
@@ -48,6 +53,7 @@ pub fn router(config: &IngestConfig, signing: Arc<Signing>) -> OpenApiRouter<App
         ))
         .merge(reads::router())
         .merge(live::router())
+        .merge(channels::follow_router())
         .merge(page::router())
         .merge(ops::router())
 }

@@ -29,22 +29,36 @@ async fn health(
     if !query.details.unwrap_or(false) {
         return Ok(tally_kit::ops::HEALTHY.into_response());
     }
-    let streams: serde_json::Map<String, serde_json::Value> = state
-        .streams
-        .open()
+    let mut streams = serde_json::Map::new();
+    let mut transports = serde_json::Map::new();
+    for ((view, transport), n) in state.streams.open() {
+        let count = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_u64()).unwrap_or(0);
+        let by_view = count(streams.get(view)) + n as u64;
+        streams.insert(view.to_owned(), by_view.into());
+        let by_transport = count(transports.get(transport.as_str())) + n as u64;
+        transports.insert(transport.as_str().to_owned(), by_transport.into());
+    }
+    let followers: serde_json::Map<String, serde_json::Value> = state
+        .channels
+        .followers()
+        .await
         .into_iter()
-        .map(|(view, n)| (view.as_str().to_owned(), n.into()))
+        .map(|(channel, n)| (channel, n.into()))
         .collect();
-    Ok(
-        Json(serde_json::json!({"status": tally_kit::ops::HEALTHY, "live_streams": streams}))
-            .into_response(),
-    )
+    Ok(Json(serde_json::json!({
+        "status": tally_kit::ops::HEALTHY,
+        "live_streams": streams,
+        "transports": transports,
+        "channel_followers": followers,
+    }))
+    .into_response())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HealthQuery {
-    /// Answer JSON with the open live streams by view.
+    /// Answer JSON with the open live streams by view and transport, and each followed
+    /// channel's followers.
     details: Option<bool>,
 }
 
