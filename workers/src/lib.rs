@@ -6,6 +6,7 @@
 //! - [`lottery`]: the draw job (apalis-postgres) and the scheduler that queues it.
 //! - [`thumbnails`]: the thumbnail job (apalis-postgres) and the scheduler that queues it.
 //! - [`ranking`]: the scheduled Bradley–Terry job over each arena's pair votes.
+//! - [`upstream`]: the scheduled poller that feeds broadcast channels from upstream URLs.
 //!
 //! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
 //! holds the backlog, orders events and redelivers), apalis is the runtime (retries with
@@ -18,6 +19,7 @@ pub mod lottery;
 pub mod ranking;
 pub mod store;
 pub mod thumbnails;
+pub mod upstream;
 
 use apalis::layers::WorkerBuilderExt;
 use apalis::layers::retry::{
@@ -209,6 +211,13 @@ pub async fn run(
     });
     let thumbnail_jobs =
         apalis_postgres::PostgresStorage::<thumbnails::ThumbnailJob>::new(writer.store.pool());
+    let poller = Arc::new(upstream::Poller::new(
+        writer.store.clone(),
+        drawer.jetstream().clone(),
+        spec.clone(),
+        redis::Client::open(config.redis.url.as_str())?,
+        config.redis.keys(),
+    ));
     let (thumb_worker, thumb_backend) = (thumbnailer.clone(), thumbnail_jobs.clone());
     let (draw_drawer, draw_backend) = (drawer.clone(), draw_jobs.clone());
     let batches = Arc::new(Mutex::new(rx));
@@ -252,6 +261,16 @@ pub async fn run(
                 .data(thumbnailer.clone())
                 .data(thumbnail_jobs.clone())
                 .build(schedule_thumbnails)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("channel-upstreams")
+                .backend(apalis_cron::CronScheduler::new(
+                    cron_schedule("* * * * * *").expect("a valid schedule"),
+                ))
+                .enable_tracing()
+                .catch_panic()
+                .data(poller.clone())
+                .build(upstream::poll_tick)
         })
         .register(move |_restarts| {
             WorkerBuilder::new("thumbnails")

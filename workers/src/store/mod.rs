@@ -5,10 +5,12 @@
 //!   transaction with one `INSERT … SELECT FROM UNNEST(arrays)` per event kind (never one
 //!   statement per event); `ON CONFLICT (event_id) DO NOTHING` makes a redelivered event a
 //!   no-op in the same transaction that would have inserted it.
+//! - [`channels`]: broadcast channels with an upstream to poll.
 //! - [`draws`]: the lottery's row: claims, the lock, the frozen list, the audit record.
 //! - [`media`]: thumbnail jobs' state per upload.
 //! - [`rankings`]: pair-vote counts in and fitted rankings out.
 
+pub mod channels;
 pub mod draws;
 pub mod media;
 pub mod rankings;
