@@ -3,7 +3,7 @@
 
 use crate::open_loop::Plan;
 use crate::outcome::StoreArgs;
-use crate::scenarios::{burst, cost, crowd, overload, suite};
+use crate::scenarios::{burst, cost, crowd, followers, overload, suite};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -84,6 +84,12 @@ pub enum Scenario {
     /// One generator process's share of arena-crowd (started by arena-crowd itself).
     #[command(hide = true)]
     CrowdPart(crowd::PartArgs),
+    /// As many SSE followers of one channel as one ingest holds, over several processes,
+    /// then a few messages: the time from each publish to each follower.
+    ChannelFollowers(followers::FollowersArgs),
+    /// One generator process's share of channel-followers (started by it).
+    #[command(hide = true)]
+    FollowersPart(followers::FollowersPartArgs),
     /// Every scenario, with the three references, in one run.
     Suite(suite::SuiteArgs),
     /// A sustainable rate, three times it, then the sustainable rate again; ingest's memory
@@ -110,6 +116,8 @@ impl Scenario {
             Scenario::Batch => "batch-",
             Scenario::ArenaCrowd(_) => "arena-crowd-",
             Scenario::CrowdPart(_) => "crowd-part-",
+            Scenario::ChannelFollowers(_) => "channel-followers-",
+            Scenario::FollowersPart(_) => "followers-part-",
             Scenario::Overload(_) => "overload-",
             Scenario::Burst(_) => "burst-",
             Scenario::Cost(_) => "cost-",

@@ -7,8 +7,8 @@ use clap::Parser;
 use tally_loadtest::cli::{Cli, Scenario};
 use tally_loadtest::report;
 use tally_loadtest::scenarios::{
-    Harness, arena, batch, burst, cost, crowd, flash_poll, overload, registration_rush, suite,
-    tournament,
+    Harness, arena, batch, burst, cost, crowd, flash_poll, followers, overload, registration_rush,
+    suite, tournament,
 };
 
 #[tokio::main]
@@ -17,6 +17,10 @@ async fn main() -> anyhow::Result<()> {
     if let Scenario::CrowdPart(part) = &scenario {
         // A child of arena-crowd: its share of the voters, the result as JSON on stdout.
         return crowd::part(part).await;
+    }
+    if let Scenario::FollowersPart(part) = &scenario {
+        // A child of channel-followers: its share of the followers, the result on stdout.
+        return followers::part(part).await;
     }
     let h = Harness::connect(&settings).await?;
     let rows = match &scenario {
@@ -27,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Batch => batch::run(&h).await?,
         Scenario::ArenaCrowd(args) => crowd::run(&h, args).await?,
         Scenario::CrowdPart(_) => unreachable!("a crowd part answers above"),
+        Scenario::ChannelFollowers(args) => followers::run(&h, args).await?,
+        Scenario::FollowersPart(_) => unreachable!("a followers part answers above"),
         Scenario::Suite(args) => suite::run(&h, args).await?,
         Scenario::Overload(args) => overload::run(&h, args).await?,
         Scenario::Burst(args) => burst::run(&h, args).await?,

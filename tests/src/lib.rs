@@ -10,6 +10,7 @@
 //! - [`wait_until`]: one way to wait for the system to reach a state.
 //! - [`get`] and [`read`]: reads that retry a 503 the way a client of Tally does.
 //! - [`browser::Browser`]: headless Chromium over the DevTools protocol.
+//! - [`sse::SseStream`]: an EventSource-like reader of server-sent events.
 
 pub mod browser;
 pub mod checker;
@@ -17,6 +18,7 @@ pub mod faults;
 pub mod fixtures;
 pub mod nats_cluster;
 pub mod proxy;
+pub mod sse;
 pub mod wait;
 
 pub use wait::{Wait, wait_until};
@@ -566,6 +568,17 @@ impl Drop for TestEnv {
                     let _ = js.delete_stream(&nats.stream).await;
                     let _ = js.delete_stream(nats.spec().dead_letter_stream()).await;
                     let _ = js.delete_object_store(nats.spec().media_bucket()).await;
+                    use futures::StreamExt;
+                    let prefix = nats.spec().channel_stream_prefix();
+                    let channels: Vec<String> = js
+                        .stream_names()
+                        .filter_map(|n| async move { n.ok() })
+                        .filter(|n| std::future::ready(n.starts_with(&prefix)))
+                        .collect()
+                        .await;
+                    for name in channels {
+                        let _ = js.delete_stream(name).await;
+                    }
                 }
             });
         })

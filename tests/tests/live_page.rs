@@ -99,3 +99,50 @@ async fn the_live_page_follows_votes_and_scores_as_they_arrive() {
 
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_works_over_websocket_too() {
+    let env = TestEnv::new().await;
+    let pipeline = Pipeline::build(&env).without_writer().start().await;
+    let ingest = &pipeline.ingest;
+    let http = reqwest::Client::new();
+    let vote = async |voter: &str, option: &str| {
+        let (s, body) = post(
+            &http,
+            &ingest.url("/v1/polls/final/votes"),
+            &json!({"voter": voter, "options": [option]}),
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+    };
+    vote("a", "red").await;
+    let mut page = Browser::open(&ingest.url("/live/polls/final?transport=websocket")).await;
+    let within = Duration::from_secs(20);
+    page.wait_for(
+        "document.getElementById('total').textContent",
+        json!("1"),
+        within,
+    )
+    .await;
+    vote("b", "blue").await;
+    vote("c", "blue").await;
+    page.wait_for(
+        "document.querySelector('.row').dataset.id",
+        json!("blue"),
+        within,
+    )
+    .await;
+    page.wait_for(
+        "document.getElementById('status').textContent.endsWith('websocket')",
+        json!(true),
+        within,
+    )
+    .await;
+    // The page's socket is counted as a WebSocket stream.
+    let (_, health) = tally_tests::get(&http, &ingest.url("/healthz?details=true")).await;
+    assert!(
+        health["transports"]["websocket"].as_u64() >= Some(1),
+        "{health}"
+    );
+    pipeline.stop().await;
+}

@@ -110,8 +110,17 @@ fn metric_names_follow_one_scheme_with_bounded_labels() {
         "keys",
         "resources",
     ];
-    const LABELS: [&str; 9] = [
-        "route", "status", "reason", "view", "sink", "kind", "consumer", "stream", "step",
+    const LABELS: [&str; 10] = [
+        "route",
+        "status",
+        "reason",
+        "view",
+        "sink",
+        "kind",
+        "consumer",
+        "stream",
+        "step",
+        "transport",
     ];
     let metrics = emitted_metrics();
     assert!(metrics.len() >= 25, "found only {} metrics", metrics.len());

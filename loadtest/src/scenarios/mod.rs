@@ -4,6 +4,8 @@
 //! - [`flash_poll`], [`arena`], [`tournament`], [`registration_rush`], [`batch`]: the bursts
 //!   Tally's users face, each offered open-loop and checked after it drains.
 //! - [`crowd`]: arena-crowd, many voters each on a connection of their own, over processes.
+//! - [`followers`]: channel-followers, one channel's SSE followers over processes, fan-out
+//!   latency from publish to each follower.
 //! - [`overload`]: a sustainable rate, three times it, then the sustainable rate again.
 //! - [`burst`]: poll votes, single or batched, closed loop (the demo's and the benches' burst).
 //! - [`cost`]: CPU µs per acknowledged event by process at steady rates, beside the
@@ -18,6 +20,7 @@ pub mod burst;
 pub mod cost;
 pub mod crowd;
 pub mod flash_poll;
+pub mod followers;
 pub mod overload;
 pub mod registration_rush;
 pub mod suite;
