@@ -10,6 +10,7 @@
 #   deploy/loadtest.sh suite        only the scenarios (arena-crowd on a second ingest, :8081)
 #   deploy/loadtest.sh overload [--sustainable-rate N]   only the overload run
 #   deploy/loadtest.sh cost [--runs 5000x50000,20000x100000]   CPU µs per event by process
+#   deploy/loadtest.sh followers [--followers 19000]   one channel's SSE fan-out on one ingest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR="${TALLY_STATE_DIR:-$HOME/.local/state/tally}"
@@ -59,4 +60,16 @@ fi
 # Not part of `all`: run it on an otherwise quiet box, every process of those names counts.
 if [ "$WHAT" = cost ]; then
   "$BIN/tally-loadtest" --scale "$SCALE" cost "${@:2}"
+fi
+# As many SSE followers of one channel as one ingest holds (its open-file limit less 1,000:
+# 19,000 here), from four generator processes, then a message every 2 s: the time from each
+# publish to each follower. On an ingest of its own (:8082), so nothing else holds its files.
+# Writes loadtest/out/channel-followers-{summary.md,run.json,plot.png}.
+if [ "$WHAT" = followers ]; then
+  TALLY_INGEST_ADDR=127.0.0.1:8082 "$BIN/tally-ingest" >>"$STATE_DIR/logs/ingest-3.log" 2>&1 &
+  INGEST3=$!
+  trap 'kill $NOOP $NAIVE $INGEST3 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do curl -fsS 127.0.0.1:8082/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+  "$BIN/tally-loadtest" --scale "$SCALE" --ingest http://127.0.0.1:8082 channel-followers "${@:2}"
+  kill "$INGEST3"; wait "$INGEST3" 2>/dev/null || true
 fi

@@ -281,8 +281,8 @@ pub async fn run(h: &super::Harness<'_>, args: &FollowersArgs) -> anyhow::Result
             "{followers} SSE followers of one channel, a message every {}s",
             args.interval_seconds
         ),
-        // Messages per second, each to every follower.
-        offered_per_second: 1.0 / args.interval_seconds.max(1e-3),
+        // Deliveries per second: each message to every follower.
+        offered_per_second: followers as f64 / args.interval_seconds.max(1e-3),
         requests: followers * args.messages,
         accepted: delivered,
         statuses,
