@@ -57,6 +57,7 @@ pub struct PublishedBody {
         (status = 409, description = "The channel is closed", body = crate::api_doc::ErrorResponse),
         (status = 413, description = "Larger than the message limit", body = crate::api_doc::ErrorResponse),
         (status = 415, description = "Not application/json", body = crate::api_doc::ErrorResponse),
+        (status = 422, description = "An Idempotency-Key that is not valid", body = crate::api_doc::ErrorResponse),
         (status = 503, description = "JetStream did not store it (Retry-After)", body = crate::api_doc::ErrorResponse),
     ))]
 #[tracing::instrument(name = "channel_publish", skip_all, fields(channel))]
@@ -165,7 +166,7 @@ fn unavailable(state: &AppState, e: ChannelError) -> ApiError {
 #[into_params(parameter_in = Query)]
 pub struct FollowQuery {
     /// Resume after this sequence (the last event id seen; 0: from the oldest kept).
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     last_event_id: Option<String>,
     /// A user token, for a browser (it cannot set headers).
     access_token: Option<String>,
@@ -173,26 +174,31 @@ pub struct FollowQuery {
 
 type FollowQueryResult = Result<Query<FollowQuery>, axum::extract::rejection::QueryRejection>;
 
-/// The sequence a follower resumes after: the `Last-Event-ID` header or the query, else none.
+/// The sequence a follower resumes after: the `Last-Event-ID` header, else the query, else
+/// none. Each given must be a sequence (a whole number up to 2^63 - 1).
 fn last_seen(headers: &HeaderMap, query: &FollowQuery) -> Result<Option<u64>, ApiError> {
-    let (field, raw) = match headers.get("last-event-id") {
-        Some(v) => (
-            "Last-Event-ID",
-            Some(v.to_str().unwrap_or("?").trim().to_owned()),
-        ),
-        None => ("last_event_id", query.last_event_id.clone()),
+    let parse = |field: &str, raw: &str| {
+        raw.trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| -> ApiError {
+                FieldError::invalid(
+                    "invalid_value",
+                    field,
+                    "must be a message sequence (a whole number from 0 to 2^63 - 1)",
+                )
+                .into()
+            })
     };
-    let Some(raw) = raw else {
-        return Ok(None);
+    let from_query = match &query.last_event_id {
+        Some(raw) => Some(parse("last_event_id", raw)?),
+        None => None,
     };
-    raw.parse::<u64>().map(Some).map_err(|_| {
-        FieldError::invalid(
-            "invalid_value",
-            field,
-            "must be a message sequence (a whole number)",
-        )
-        .into()
-    })
+    match headers.get("last-event-id") {
+        Some(v) => parse("Last-Event-ID", v.to_str().unwrap_or("?")).map(Some),
+        None => Ok(from_query),
+    }
 }
 
 async fn follow(
@@ -239,8 +245,9 @@ async fn follow(
 /// follower starts at the newest message.
 #[utoipa::path(get, path = "/v1/channels/{channel}/stream", tag = "channels",
     params(("channel" = ChannelId, Path), FollowQuery,
-        ("Last-Event-ID" = Option<u64>, Header, description = "resume after this sequence")),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "resume after this sequence")),
     responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = crate::api_doc::LiveEvent),
+        (status = 400, description = "A malformed query string", body = crate::api_doc::ErrorResponse),
         (status = 401, description = "A user token required or refused", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such channel", body = crate::api_doc::ErrorResponse),
         (status = 422, description = "A last event id that is not a sequence", body = crate::api_doc::ErrorResponse),
@@ -271,7 +278,7 @@ async fn stream(
 #[utoipa::path(get, path = "/v1/channels/{channel}/ws", tag = "channels",
     params(("channel" = ChannelId, Path), FollowQuery),
     responses((status = 101, description = "Switching to WebSocket: text frames", body = crate::api_doc::LiveEvent),
-        (status = 400, description = "Not a WebSocket handshake", body = crate::api_doc::ErrorResponse),
+        (status = 400, description = "Not a WebSocket handshake, or a malformed query string", body = crate::api_doc::ErrorResponse),
         (status = 401, description = "A user token required or refused", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such channel", body = crate::api_doc::ErrorResponse),
         (status = 422, description = "A last event id that is not a sequence", body = crate::api_doc::ErrorResponse),
@@ -317,5 +324,12 @@ mod tests {
         headers.insert("last-event-id", "x".parse().unwrap());
         let err = last_seen(&headers, &query).unwrap_err();
         assert!(matches!(err, ApiError::Field(f) if f.field == "Last-Event-ID"));
+        headers.insert("last-event-id", "1".parse().unwrap());
+        let too_far = FollowQuery {
+            last_event_id: Some("9223372036854775808".into()),
+            access_token: None,
+        };
+        let err = last_seen(&headers, &too_far).unwrap_err();
+        assert!(matches!(err, ApiError::Field(f) if f.field == "last_event_id"));
     }
 }
