@@ -23,10 +23,29 @@ async fn streams_saved_through_the_snapshot_api_come_back_whole_with_their_consu
     env.assert_exactly_stored(&acknowledged, Duration::from_secs(30))
         .await;
     let spec = env.nats.spec();
+    // A broadcast channel's stream is saved too.
+    let channel: tally_schema::channels::Channel =
+        serde_json::from_value(serde_json::json!({"id": "news"})).unwrap();
+    tally_kit::channels::ensure(&env.js, &spec, &channel)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let out = tally_kit::channels::Outgoing {
+            channel: &channel.id,
+            kind: tally_schema::channels::MessageKind::Message,
+            payload: format!("{{\"n\":{n}}}").into(),
+            message_id: None,
+            expected_last: None,
+        };
+        tally_kit::channels::publish(&env.js, &spec, out, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
     let streams = [
         spec.name.clone(),
         spec.dead_letter_stream(),
         format!("OBJ_{}", spec.media_bucket()),
+        spec.channel_stream(&channel.id),
     ];
     let scratch = Scratch::new("jetstream-backup");
     let dir = scratch.0.display().to_string();
@@ -66,6 +85,11 @@ async fn streams_saved_through_the_snapshot_api_come_back_whole_with_their_consu
     for stream in &streams[1..] {
         env.js.get_stream(stream).await.expect("restored");
     }
+    let last = tally_kit::channels::last(&env.js, &spec, &channel.id)
+        .await
+        .unwrap()
+        .expect("the channel's messages are back");
+    assert_eq!((last.seq, &last.payload[..]), (3, &br#"{"n":2}"#[..]));
     let floor_after = events
         .consumer_info(consumer)
         .await
