@@ -118,11 +118,12 @@ impl Channels {
         channel: &Channel,
         last_seen: Option<u64>,
     ) -> Result<impl Stream<Item = Shared> + Send + use<>, FollowError> {
+        // Counted as a follower before the hubs' lock is let go, so the last follower of the
+        // hub leaving at the same moment cannot stop its feed under this one.
         let hub = self.hub(channel).await.map_err(|source| FollowError {
             channel: channel.id.clone(),
             source,
         })?;
-        hub.followers.fetch_add(1, Ordering::Relaxed);
         let follower = Follower {
             guard: Leaving {
                 channels: self.clone(),
@@ -143,10 +144,11 @@ impl Channels {
         }))
     }
 
-    /// The channel's hub, started on its first follower.
+    /// The channel's hub, started on its first follower, with one more follower counted.
     async fn hub(&self, channel: &Channel) -> Result<Arc<Hub>, ChannelError> {
         let mut hubs = self.0.hubs.lock().await;
         if let Some(hub) = hubs.get(&channel.id) {
+            hub.followers.fetch_add(1, Ordering::Relaxed);
             return Ok(hub.clone());
         }
         let (js, spec) = (&self.0.js, &self.0.spec);
@@ -172,7 +174,7 @@ impl Channels {
                 newest_at_start: last,
             }),
             tx,
-            followers: AtomicUsize::new(0),
+            followers: AtomicUsize::new(1),
             feed: Mutex::new(None),
         });
         let task = tokio::spawn(feed(self.clone(), hub.clone()));
