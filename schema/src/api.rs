@@ -677,3 +677,17 @@ impl Validate for MembersBody {
         Ok(())
     }
 }
+
+/// `POST /v1/tournaments/{t}/matches/{m}/status`: where the match stands now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchStatusBody {
+    pub status: crate::status::MatchStatus,
+}
+
+impl Validate for MatchStatusBody {
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
+}

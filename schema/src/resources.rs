@@ -209,6 +209,12 @@ pub struct MatchDef {
     pub id: MatchId,
     #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub teams: Vec<TeamId>,
+    /// `scheduled` → `live` → `final`; a final match takes no more scores.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::status::MatchStatus::is_scheduled"
+    )]
+    pub status: crate::status::MatchStatus,
 }
 
 /// A tournament: teams and matches (empty lists accept any), how scores combine, and its
@@ -631,6 +637,12 @@ impl Tournament {
         if !m.teams.is_empty() && !m.teams.contains(team) {
             return Err(not_listed("team", "a team of this match", team.as_str()));
         }
+        if m.status == crate::status::MatchStatus::Final {
+            return Err(Refusal::Conflict {
+                code: "match_final",
+                message: format!("match '{match_id}' is final: it takes no more scores"),
+            });
+        }
         Ok(())
     }
 
@@ -735,6 +747,22 @@ impl Resource {
         let (Self::Tournament(new), Self::Tournament(old)) = (self, old) else {
             return Ok(());
         };
+        // A match's status only moves forward, and a final match stays.
+        for before in &old.matches {
+            let after = new.matches.iter().find(|m| m.id == before.id);
+            let moved_back = after.is_none_or(|m| !before.status.may_become(m.status));
+            if before.status != crate::status::MatchStatus::Scheduled && moved_back {
+                return Err(Refusal::Conflict {
+                    code: "match_status_backwards",
+                    message: format!(
+                        "match '{}' is {}: its status only moves forward (scheduled, live, final) \
+                         and a started match stays listed",
+                        before.id,
+                        before.status.as_str()
+                    ),
+                });
+            }
+        }
         if new.score_effect() != old.score_effect() {
             return Err(Refusal::Conflict {
                 code: "immutable_field",
@@ -1016,6 +1044,48 @@ mod tests {
             refusal_code(t.check_registration(&user, None, at(10))).0,
             "window_closed"
         );
+    }
+
+    #[test]
+    fn a_final_match_refuses_scores_and_statuses_only_move_forward() {
+        use crate::status::MatchStatus;
+        let with = |status: &str| -> Resource {
+            Resource::Tournament(
+                serde_json::from_value(serde_json::json!({
+                    "id": "cup",
+                    "matches": [{"id": "m1", "teams": ["owls", "bats"], "status": status}],
+                }))
+                .unwrap(),
+            )
+        };
+        let (m, owls) = (
+            MatchId::try_from("m1").unwrap(),
+            TeamId::try_from("owls").unwrap(),
+        );
+        let Resource::Tournament(live) = with("live") else {
+            unreachable!()
+        };
+        assert_eq!(live.check_score(&m, &owls), Ok(()));
+        let Resource::Tournament(done) = with("final") else {
+            unreachable!()
+        };
+        assert_eq!(refusal_code(done.check_score(&m, &owls)).0, "match_final");
+        let now = at(0);
+        assert_eq!(
+            with("live").check_change_from(&with("scheduled"), now),
+            Ok(())
+        );
+        assert_eq!(with("final").check_change_from(&with("live"), now), Ok(()));
+        let backwards = with("live").check_change_from(&with("final"), now);
+        assert!(matches!(
+            backwards,
+            Err(Refusal::Conflict {
+                code: "match_status_backwards",
+                ..
+            })
+        ));
+        assert!(MatchStatus::Scheduled.may_become(MatchStatus::Final));
+        assert!(!MatchStatus::Final.may_become(MatchStatus::Live));
     }
 
     #[test]

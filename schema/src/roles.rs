@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub enum Role {
     /// Read definitions and hidden results.
     Viewer,
-    /// Post scores to tournaments that take them from keys.
+    /// Post scores to tournaments that take them from keys, and set match statuses.
     Scorekeeper,
     /// An organiser's backend: acts for any user it names (it vouches for them).
     Site,
@@ -41,7 +41,9 @@ impl Role {
     pub fn describe(self) -> &'static str {
         match self {
             Role::Viewer => "Read definitions and hidden results.",
-            Role::Scorekeeper => "Post scores to tournaments that take them from keys.",
+            Role::Scorekeeper => {
+                "Post scores to tournaments that take them from keys; set match statuses."
+            }
             Role::Site => "An organiser's backend: acts for any user it names.",
             Role::Admin => "Everything.",
         }

@@ -1,4 +1,4 @@
-//! A registration's state and an upload's: what the status read answers, what the Redis status view holds per
+//! A registration's state, an upload's and a match's: what the status read answers, what the Redis status view holds per
 //! drawn user, and what a claim or a release may change. The one typed form; the batch script
 //! (`aggregator/scripts/apply_batch.lua`) compares the same `status` tags this serializes to.
 
@@ -98,6 +98,37 @@ impl MediaStatus {
         [Self::Stored, Self::Queued, Self::Done, Self::Failed]
             .into_iter()
             .find(|m| m.as_str() == s)
+    }
+}
+
+/// Where a match stands: `scheduled`, then `live`, then `final` (scores refused from then on).
+/// Set by an admin or scorekeeper key; it only moves forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MatchStatus {
+    #[default]
+    Scheduled,
+    Live,
+    Final,
+}
+
+impl MatchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Live => "live",
+            Self::Final => "final",
+        }
+    }
+
+    pub fn is_scheduled(&self) -> bool {
+        *self == Self::Scheduled
+    }
+
+    /// Whether a match may go from `self` to `next`: forward only (or staying where it is).
+    pub fn may_become(self, next: Self) -> bool {
+        next >= self
     }
 }
 

@@ -18,6 +18,73 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(score))
         .routes(routes!(register))
         .routes(routes!(claim))
+        .routes(routes!(match_status))
+}
+
+/// Sets a match's status (`scheduled` → `live` → `final`, forward only), with an admin or
+/// scorekeeper key; a final match refuses scores (`409 match_final`). Every ingest learns of it
+/// as of any definition change.
+#[utoipa::path(post, path = "/v1/tournaments/{tournament}/matches/{match}/status",
+    tag = "events", security(("admin_key" = [])),
+    params(("tournament" = TournamentId, Path), ("match" = tally_schema::ids::MatchId, Path)),
+    request_body = tally_schema::api::MatchStatusBody, responses(
+        (status = 200, description = "The match as it now stands: {tournament, match, status}", body = serde_json::Value),
+        (status = 400, description = "Malformed JSON", body = crate::api_doc::ErrorResponse),
+        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
+        (status = 403, description = "Not an admin or scorekeeper key", body = crate::api_doc::ErrorResponse),
+        (status = 404, description = "No such tournament, or not one of its listed matches", body = crate::api_doc::ErrorResponse),
+        (status = 409, description = "Backwards (match_status_backwards)", body = crate::api_doc::ErrorResponse),
+        (status = 413, description = "Body too large", body = crate::api_doc::ErrorResponse),
+        (status = 415, description = "Not application/json", body = crate::api_doc::ErrorResponse),
+        (status = 422, description = "Not a status", body = crate::api_doc::ErrorResponse),
+        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+    ))]
+#[tracing::instrument(name = "match_status", skip_all)]
+async fn match_status(
+    State(state): State<AppState>,
+    Path((tournament, match_id)): Path<(String, String)>,
+    caller: crate::auth::Caller,
+    JsonBody(body): JsonBody<tally_schema::api::MatchStatusBody>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    caller.require(crate::auth::Role::Scorekeeper)?;
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
+    let listed = state
+        .catalog
+        .snapshot()
+        .tournament(tournament.as_str())?
+        .matches
+        .iter()
+        .any(|m| m.id == match_id);
+    if !listed {
+        return Err(ApiError::NotFound {
+            field: "match".into(),
+            message: format!("'{match_id}' is not a listed match of '{tournament}'"),
+        });
+    }
+    let now = chrono::Utc::now();
+    let kind = tally_schema::resources::ResourceKind::Tournament;
+    let changed = crate::store::update(&state.pool, kind, tournament.as_str(), |old| {
+        let mut next = old.clone();
+        if let tally_schema::resources::Resource::Tournament(t) = &mut next {
+            for m in t.matches.iter_mut().filter(|m| m.id == match_id) {
+                m.status = body.status;
+            }
+        }
+        next.check_change_from(&old, now).map(|()| next)
+    })
+    .await
+    .map_err(|e| state.store_unavailable(e))?
+    .ok_or_else(|| ApiError::NotFound {
+        field: "tournament".into(),
+        message: format!("no such tournament: '{tournament}'"),
+    })??;
+    state.resource_changed(&changed.definition).await;
+    Ok(axum::Json(serde_json::json!({
+        "tournament": tournament,
+        "match": match_id,
+        "status": body.status,
+    })))
 }
 
 /// A lottery winner (or a user promoted from the waitlist) confirms the place before the

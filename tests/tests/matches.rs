@@ -1,0 +1,124 @@
+//! Match statuses against the real servers: `scheduled` → `live` → `final`, set with an admin
+//! or scorekeeper key, forward only; a final match refuses scores on every ingest instance.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use tally_ingest::auth::Role;
+use tally_tests::{AdminClient, Ingest, TestEnv, post, wait_until};
+
+async fn set_status(
+    http: &reqwest::Client,
+    ingest: &Ingest,
+    key: Option<&str>,
+    status: &Value,
+) -> (u16, Value) {
+    let mut request = http
+        .post(ingest.url("/v1/tournaments/league/matches/final/status"))
+        .json(status);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("sent");
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_match_refuses_scores_everywhere_and_stays_final() {
+    let env = TestEnv::new().await;
+    let one = Ingest::start(env.ingest_config()).await;
+    let two = Ingest::start(env.ingest_config()).await;
+    let admin_key = env.api_key(Role::Admin).await;
+    let admin = AdminClient::new(&one, Some(admin_key.clone()));
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "league", "teams": ["owls", "bats"],
+                   "matches": [{"id": "final", "teams": ["owls", "bats"]}]}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let scorekeeper = env.api_key(Role::Scorekeeper).await;
+    let viewer = env.api_key(Role::Viewer).await;
+    let score = async |ingest: &Ingest| {
+        post(
+            &http,
+            &ingest.url("/v1/tournaments/league/scores"),
+            &json!({"match": "final", "team": "owls", "points": 1}),
+        )
+        .await
+    };
+    let code = |answer: &Value| answer["error"]["code"].as_str().unwrap_or("").to_owned();
+
+    assert_eq!(score(&one).await.0, 202, "a scheduled match takes scores");
+    let (status, _) = set_status(&http, &one, None, &json!({"status": "live"})).await;
+    assert_eq!(status, 401);
+    let (status, answer) = set_status(&http, &one, Some(&viewer), &json!({"status": "live"})).await;
+    assert_eq!((status, code(&answer).as_str()), (403, "insufficient_role"));
+    let (status, answer) =
+        set_status(&http, &one, Some(&scorekeeper), &json!({"status": "over"})).await;
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (422, Some("status"))
+    );
+    let (status, answer) =
+        set_status(&http, &one, Some(&scorekeeper), &json!({"status": "live"})).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("live")),
+        "{answer}"
+    );
+    assert_eq!(score(&two).await.0, 202, "a live match takes scores");
+
+    let (status, _) =
+        set_status(&http, &one, Some(&scorekeeper), &json!({"status": "final"})).await;
+    assert_eq!(status, 200);
+    let (status, answer) = score(&one).await;
+    assert_eq!((status, code(&answer).as_str()), (409, "match_final"));
+    // The other instance learns of it from the change announcement.
+    wait_until(
+        "the second ingest to refuse the final match",
+        Duration::from_secs(10),
+        async || match score(&two).await {
+            (409, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    )
+    .await;
+
+    // Final stays final: not through this route, not through a PUT of the definition.
+    let (status, answer) =
+        set_status(&http, &one, Some(&admin_key), &json!({"status": "live"})).await;
+    assert_eq!(
+        (status, code(&answer).as_str()),
+        (409, "match_status_backwards")
+    );
+    let (status, answer) = admin
+        .send(
+            reqwest::Method::PUT,
+            "/admin/v1/tournaments/league",
+            Some(&json!({"id": "league", "teams": ["owls", "bats"],
+                         "matches": [{"id": "final", "teams": ["owls", "bats"]}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&answer).as_str()),
+        (409, "match_status_backwards")
+    );
+    let (status, answer) = admin
+        .send(reqwest::Method::GET, "/admin/v1/tournaments/league", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["definition"]["matches"][0]["status"], "final");
+    // A match that is not listed has no status.
+    let response = http
+        .post(one.url("/v1/tournaments/league/matches/semi/status"))
+        .bearer_auth(&scorekeeper)
+        .json(&json!({"status": "live"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    one.stop().await;
+    two.stop().await;
+}
