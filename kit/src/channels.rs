@@ -88,19 +88,20 @@ pub struct Published {
 /// A message to publish: its kind and payload, with an optional message id (deduplicated by
 /// the stream) and the sequence the channel must still end at (an optimistic check: two
 /// pollers cannot both publish the same change).
-pub struct Outgoing<'a> {
-    pub channel: &'a ChannelId,
+#[derive(Clone, Debug)]
+pub struct Outgoing {
     pub kind: MessageKind,
     pub payload: Bytes,
     pub message_id: Option<String>,
     pub expected_last: Option<u64>,
 }
 
-/// Publishes and waits for the acknowledgement, within `timeout`.
+/// Publishes to `channel` and waits for the acknowledgement, within `timeout`.
 pub async fn publish(
     js: &jetstream::Context,
     spec: &StreamSpec,
-    out: Outgoing<'_>,
+    channel: &ChannelId,
+    out: Outgoing,
     timeout: Duration,
 ) -> Result<Published, ChannelError> {
     let mut message = PublishMessage::build().payload(out.payload);
@@ -113,7 +114,7 @@ pub async fn publish(
     if let Some(seq) = out.expected_last {
         message = message.expected_last_sequence(seq);
     }
-    let subject = spec.channel_subject(out.channel);
+    let subject = spec.channel_subject(channel);
     let send = async {
         let ack = js.send_publish(subject, message).await?;
         ack.await
@@ -124,7 +125,25 @@ pub async fn publish(
             seq: ack.sequence,
             duplicate: ack.duplicate,
         }),
-        Ok(Err(e)) => Err(refused(e, out.channel, out.expected_last)),
+        Ok(Err(e)) => Err(refused(e, channel, out.expected_last)),
+    }
+}
+
+/// [`publish`], declaring the channel's stream when it is missing (a channel defined before
+/// its stream was, a restored or pruned JetStream) and publishing once more.
+pub async fn publish_declaring(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    channel: &Channel,
+    out: Outgoing,
+    timeout: Duration,
+) -> Result<Published, ChannelError> {
+    match publish(js, spec, &channel.id, out.clone(), timeout).await {
+        Err(ChannelError::NoStream { .. }) => {
+            ensure(js, spec, channel).await?;
+            publish(js, spec, &channel.id, out, timeout).await
+        }
+        other => other,
     }
 }
 
@@ -172,7 +191,7 @@ pub async fn bounds(
     Ok((info.state.first_sequence, info.state.last_sequence))
 }
 
-/// The channel's newest message, if it holds any.
+/// The channel's newest message, if it holds any; [`ChannelError::NoStream`] without a stream.
 pub async fn last(
     js: &jetstream::Context,
     spec: &StreamSpec,
@@ -191,8 +210,18 @@ pub async fn last(
             kind: kind_of(raw.headers.get(header::EVENT).map(|v| v.as_str())),
             payload: raw.payload,
         })),
-        Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ChannelError::Read(e.to_string())),
+        Err(e) => match e.kind() {
+            jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+            // Nobody answers the direct get of a stream that does not exist.
+            jetstream::stream::DirectGetErrorKind::ErrorResponse(status, _)
+                if status == async_nats::StatusCode::NO_RESPONDERS =>
+            {
+                Err(ChannelError::NoStream {
+                    channel: channel.to_string(),
+                })
+            }
+            _ => Err(ChannelError::Read(e.to_string())),
+        },
     }
 }
 

@@ -399,6 +399,16 @@ async fn publishing_and_following_check_who_asks_and_what_they_send() {
         "four messages stored"
     );
     assert!(all.next_within(Duration::from_millis(300)).await.is_none());
+    drop(all);
+
+    // A stream removed behind Tally's back is declared again by the next publish.
+    let news: tally_schema::ids::ChannelId = "news".try_into().unwrap();
+    env.js
+        .delete_stream(env.nats.spec().channel_stream(&news))
+        .await
+        .unwrap();
+    let (status, answer) = c.publish_as(Some(&c.site), "news", &body, None).await;
+    assert_eq!((status, answer["seq"].as_u64()), (202, Some(1)), "{answer}");
 
     // Following a token channel needs a token (header or query).
     let stream = c.ingest.url("/v1/channels/members/stream");

@@ -31,13 +31,12 @@ async fn streams_saved_through_the_snapshot_api_come_back_whole_with_their_consu
         .unwrap();
     for n in 0..3 {
         let out = tally_kit::channels::Outgoing {
-            channel: &channel.id,
             kind: tally_schema::channels::MessageKind::Message,
             payload: format!("{{\"n\":{n}}}").into(),
             message_id: None,
             expected_last: None,
         };
-        tally_kit::channels::publish(&env.js, &spec, out, Duration::from_secs(5))
+        tally_kit::channels::publish(&env.js, &spec, &channel.id, out, Duration::from_secs(5))
             .await
             .unwrap();
     }

@@ -328,13 +328,13 @@ impl Poller {
         expected_last: Option<u64>,
     ) -> Result<(), ChannelError> {
         let out = Outgoing {
-            channel: &channel.id,
             kind,
             payload,
             message_id: None,
             expected_last,
         };
-        match streams::publish(&self.js, &self.spec, out, Duration::from_secs(5)).await {
+        let timeout = Duration::from_secs(5);
+        match streams::publish_declaring(&self.js, &self.spec, channel, out, timeout).await {
             Ok(_) => {
                 metrics::counter!("tally_workers_upstream_messages_total", "kind" => kind.as_str())
                     .increment(1);

@@ -83,27 +83,17 @@ async fn publish(
         .0
         .map(|k| k.event_id("channel_message", id.as_str(), &principal.key_owner()))
         .map(|uuid| uuid.to_string());
-    let out = |payload: Bytes| Outgoing {
-        channel: &id,
+    let out = Outgoing {
         kind: MessageKind::Message,
         payload,
-        message_id: message_id.clone(),
+        message_id,
         expected_last: None,
     };
-    let js = state.channels.jetstream();
-    let spec = state.channels.spec();
+    let (js, spec) = (state.channels.jetstream(), state.channels.spec());
     let timeout = state.config.publish_timeout();
-    let published = match streams::publish(js, spec, out(payload.clone()), timeout).await {
-        // Defined before its stream was (a restored JetStream): declare it and try again.
-        Err(ChannelError::NoStream { .. }) => {
-            streams::ensure(js, spec, &channel)
-                .await
-                .map_err(|e| unavailable(&state, e))?;
-            streams::publish(js, spec, out(payload), timeout).await
-        }
-        other => other,
-    }
-    .map_err(|e| unavailable(&state, e))?;
+    let published = streams::publish_declaring(js, spec, &channel, out, timeout)
+        .await
+        .map_err(|e| unavailable(&state, e))?;
     metrics::counter!("tally_ingest_channel_messages_total").increment(1);
     Ok((
         StatusCode::ACCEPTED,
