@@ -12,18 +12,9 @@ impl PgStore {
             sqlx::query_as(include_str!("../../queries/channels_with_upstream.sql"))
                 .fetch_all(self.pool())
                 .await?;
-        rows.into_iter()
-            .map(|(id, json)| {
-                match Resource::decode(ResourceKind::Channel, json.as_bytes()) {
-                    Ok(Resource::Channel(c)) => Ok(c),
-                    Ok(_) => Err("not a channel".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                }
-                .map_err(|reason| StoreError::Corrupt {
-                    what: format!("channel {id}"),
-                    reason,
-                })
-            })
-            .collect()
+        super::definitions(ResourceKind::Channel, rows, |r| match r {
+            Resource::Channel(c) => Some(c),
+            _ => None,
+        })
     }
 }

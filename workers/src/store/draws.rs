@@ -42,19 +42,10 @@ pub struct DrawLock {
 }
 
 fn tournaments(rows: Vec<(String, String)>) -> Result<Vec<Tournament>, StoreError> {
-    rows.into_iter()
-        .map(|(id, json)| {
-            match Resource::decode(ResourceKind::Tournament, json.as_bytes()) {
-                Ok(Resource::Tournament(t)) => Ok(t),
-                Ok(_) => Err("not a tournament".to_owned()),
-                Err(e) => Err(e.to_string()),
-            }
-            .map_err(|reason| StoreError::Corrupt {
-                what: format!("tournament {id}"),
-                reason,
-            })
-        })
-        .collect()
+    super::definitions(ResourceKind::Tournament, rows, |r| match r {
+        Resource::Tournament(t) => Some(t),
+        _ => None,
+    })
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {

@@ -18,6 +18,7 @@ pub mod rankings;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 use tally_schema::StoredEvent;
+use tally_schema::resources::{Resource, ResourceKind};
 use tally_schema::rows::Rows;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,26 @@ pub enum StoreError {
     Write(#[from] sqlx::Error),
     #[error("stored {what} is not valid: {reason}")]
     Corrupt { what: String, reason: String },
+}
+
+/// `(id, definition JSON)` rows of one kind of resource, decoded; `pick` takes the kind's
+/// definition out of its [`Resource`]. A row that does not decode as one is corrupt.
+fn definitions<T>(
+    kind: ResourceKind,
+    rows: Vec<(String, String)>,
+    pick: fn(Resource) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter()
+        .map(|(id, json)| {
+            let decoded = Resource::decode(kind, json.as_bytes()).map_err(|e| e.to_string());
+            decoded
+                .and_then(|r| pick(r).ok_or_else(|| format!("not a {}", kind.as_str())))
+                .map_err(|reason| StoreError::Corrupt {
+                    what: format!("{} {id}", kind.as_str()),
+                    reason,
+                })
+        })
+        .collect()
 }
 
 /// What one batch write did.
