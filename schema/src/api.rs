@@ -691,3 +691,13 @@ impl Validate for MatchStatusBody {
         Ok(())
     }
 }
+
+/// The answer to a match status change: the match as it now stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, serde::Serialize)]
+pub struct MatchStatusView {
+    pub tournament: crate::ids::TournamentId,
+    #[serde(rename = "match")]
+    pub match_id: crate::ids::MatchId,
+    pub status: crate::status::MatchStatus,
+}

@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "events", security(("admin_key" = [])),
     params(("tournament" = TournamentId, Path), ("match" = tally_schema::ids::MatchId, Path)),
     request_body = tally_schema::api::MatchStatusBody, responses(
-        (status = 200, description = "The match as it now stands: {tournament, match, status}", body = serde_json::Value),
+        (status = 200, description = "The match as it now stands", body = tally_schema::api::MatchStatusView),
         (status = 400, description = "Malformed JSON", body = crate::api_doc::ErrorResponse),
         (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
         (status = 403, description = "Not an admin or scorekeeper key", body = crate::api_doc::ErrorResponse),
@@ -45,7 +45,7 @@ async fn match_status(
     Path((tournament, match_id)): Path<(String, String)>,
     caller: crate::auth::Caller,
     JsonBody(body): JsonBody<tally_schema::api::MatchStatusBody>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<tally_schema::api::MatchStatusView>, ApiError> {
     caller.require(crate::auth::Role::Scorekeeper)?;
     let tournament: TournamentId = scope("tournament", tournament)?;
     let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
@@ -80,11 +80,11 @@ async fn match_status(
         message: format!("no such tournament: '{tournament}'"),
     })??;
     state.resource_changed(&changed.definition).await;
-    Ok(axum::Json(serde_json::json!({
-        "tournament": tournament,
-        "match": match_id,
-        "status": body.status,
-    })))
+    Ok(axum::Json(tally_schema::api::MatchStatusView {
+        tournament,
+        match_id,
+        status: body.status,
+    }))
 }
 
 /// A lottery winner (or a user promoted from the waitlist) confirms the place before the
