@@ -4,7 +4,18 @@
 use serde_json::json;
 use std::time::Duration;
 use tally_tests::browser::Browser;
-use tally_tests::{Pipeline, TestEnv, post};
+use tally_tests::{Ingest, Pipeline, TestEnv, post};
+
+/// One vote in the standard poll `final`, answered 202.
+async fn vote_in_final(http: &reqwest::Client, ingest: &Ingest, voter: &str, option: &str) {
+    let (s, body) = post(
+        http,
+        &ingest.url("/v1/polls/final/votes"),
+        &json!({"voter": voter, "options": [option]}),
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_follows_votes_and_scores_as_they_arrive() {
@@ -12,15 +23,7 @@ async fn the_live_page_follows_votes_and_scores_as_they_arrive() {
     let pipeline = Pipeline::build(&env).without_writer().start().await;
     let ingest = &pipeline.ingest;
     let http = reqwest::Client::new();
-    let vote = async |voter: &str, option: &str| {
-        let (s, body) = post(
-            &http,
-            &ingest.url("/v1/polls/final/votes"),
-            &json!({"voter": voter, "options": [option]}),
-        )
-        .await;
-        assert_eq!(s, 202, "{body}");
-    };
+    let vote = async |voter: &str, option: &str| vote_in_final(&http, ingest, voter, option).await;
     vote("a", "red").await;
     vote("b", "red").await;
     vote("c", "blue").await;
@@ -106,15 +109,7 @@ async fn the_live_page_works_over_websocket_too() {
     let pipeline = Pipeline::build(&env).without_writer().start().await;
     let ingest = &pipeline.ingest;
     let http = reqwest::Client::new();
-    let vote = async |voter: &str, option: &str| {
-        let (s, body) = post(
-            &http,
-            &ingest.url("/v1/polls/final/votes"),
-            &json!({"voter": voter, "options": [option]}),
-        )
-        .await;
-        assert_eq!(s, 202, "{body}");
-    };
+    let vote = async |voter: &str, option: &str| vote_in_final(&http, ingest, voter, option).await;
     vote("a", "red").await;
     let mut page = Browser::open(&ingest.url("/live/polls/final?transport=websocket")).await;
     let within = Duration::from_secs(20);
