@@ -38,6 +38,18 @@ async fn a_final_match_refuses_scores_everywhere_and_stays_final() {
         )
         .await;
     let http = reqwest::Client::new();
+    // The second instance learns of the new tournament from the change announcement (or its
+    // periodic reload, should it have subscribed after the announcement went out).
+    let standings = two.url("/v1/tournaments/league/standings");
+    wait_until(
+        "the second ingest to know the tournament",
+        Duration::from_secs(40),
+        async || match tally_tests::get(&http, &standings).await {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    )
+    .await;
     let scorekeeper = env.api_key(Role::Scorekeeper).await;
     let viewer = env.api_key(Role::Viewer).await;
     let score = async |ingest: &Ingest| {
