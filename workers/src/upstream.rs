@@ -84,11 +84,15 @@ impl State {
         if now < self.next_due {
             return Gate::NotDue;
         }
-        self.next_due = now + Duration::from_secs(u64::from(self.upstream.every_secs));
+        self.next_due = now + self.upstream_interval().saturating_sub(TICK_SLACK);
         match self.open_until {
             Some(until) if now < until => Gate::Open,
             _ => Gate::Go,
         }
+    }
+
+    fn upstream_interval(&self) -> Duration {
+        Duration::from_secs(u64::from(self.upstream.every_secs))
     }
 
     fn succeeded(&mut self) {
@@ -106,6 +110,11 @@ impl State {
         true
     }
 }
+
+/// Ticks come once a second, each a little later or sooner than the last (the definitions are
+/// read first): an upstream is due, and its turn free, half a tick before its interval is
+/// up, so a call every `every_secs` lands on every `every_secs`-th tick, not every other one.
+const TICK_SLACK: Duration = Duration::from_millis(500);
 
 /// What the breaker says about a call now.
 #[derive(Debug, PartialEq, Eq)]
@@ -200,9 +209,8 @@ impl Poller {
     /// This worker's turn for the current interval, across every worker (Redis `SET NX PX`).
     /// Without Redis the worker polls on its own schedule.
     async fn take_turn(&self, id: &ChannelId, upstream: &Upstream) -> bool {
-        let interval_ms = u64::from(upstream.every_secs) * 1000;
-        // A little less than the interval, so the next tick of the owner finds it free.
-        let hold_ms = interval_ms.saturating_sub(200).max(100);
+        let interval = Duration::from_secs(u64::from(upstream.every_secs));
+        let hold_ms = interval.saturating_sub(TICK_SLACK).as_millis().max(100) as u64;
         let connection = self
             .connection
             .get_or_try_init(|| redis::aio::ConnectionManager::new(self.redis.clone()))
@@ -448,6 +456,16 @@ mod tests {
         assert_eq!(state.gate(reopened + Duration::from_secs(2)), Gate::Open);
         state.succeeded();
         assert_eq!(state.gate(reopened + Duration::from_secs(4)), Gate::Go);
+    }
+
+    #[test]
+    fn a_tick_a_little_early_is_still_due() {
+        let start = Instant::now();
+        let mut state = State::new(upstream(), start);
+        assert_eq!(state.gate(start), Gate::Go);
+        assert_eq!(state.gate(start + Duration::from_secs(1)), Gate::NotDue);
+        // Every 2 s: the tick that comes 100 ms sooner than 2 s after the last call calls.
+        assert_eq!(state.gate(start + Duration::from_millis(1900)), Gate::Go);
     }
 
     #[test]
