@@ -12,8 +12,8 @@ use tally_schema::resources::ResourceKind;
 pub struct Admin<'a> {
     api: &'a str,
     key: String,
-    format: Format,
-    client: reqwest::Client,
+    pub(crate) format: Format,
+    pub(crate) client: reqwest::Client,
 }
 
 impl<'a> Admin<'a> {
@@ -29,13 +29,13 @@ impl<'a> Admin<'a> {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/admin/v1/{path}", self.api.trim_end_matches('/'))
     }
 
     /// Sends `request` with the key; the answer's JSON, or the API's refusal as an error
     /// (with `--json`, the refusal's body is printed first, as it came).
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request
             .bearer_auth(&self.key)
             .header("content-type", "application/json")

@@ -7,6 +7,7 @@
 //! - [`draw`]: `verify-draw`, from a published audit record alone.
 //! - [`output`]: tables for people, `--json` for scripts, a quiet end on a closed pipe.
 //! - [`table`]: the aligned-table and `key: value` renderer.
+//! - [`webhooks`]: webhook endpoints, their secrets, attempt logs and replays.
 
 pub mod admin;
 pub mod dead_letters;
@@ -15,6 +16,7 @@ pub mod jetstream;
 pub mod keys;
 pub mod output;
 pub mod table;
+pub mod webhooks;
 
 use anyhow::Context;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -80,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         action: MembersAction,
     },
+    /// Webhook endpoints: register, rotate secrets, enable, read attempts, replay.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
     /// Messages the Postgres writer could not decode, kept in the dead-letter stream: list
     /// them, or put them back on the event stream once every consumer decodes them.
     DeadLetters {
@@ -132,6 +139,52 @@ pub enum DeadLetterAction {
         /// Every dead letter.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WebhookAction {
+    /// Every endpoint: state, what it subscribes to, deliveries waiting and failed.
+    List,
+    /// One endpoint, every field.
+    Get { endpoint: String },
+    /// Registers an endpoint and prints its secret, this once.
+    Create {
+        url: String,
+        /// An event type it receives (repeat the flag); none: every type.
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Deletes an endpoint with its deliveries and attempt log.
+    Delete { endpoint: String },
+    /// A new secret, printed this once; the old one keeps signing for the overlap.
+    Rotate {
+        endpoint: String,
+        #[arg(long, default_value_t = tally_schema::webhooks::RotateBody::DEFAULT_OVERLAP_SECS)]
+        overlap_secs: u64,
+    },
+    /// Enables an endpoint (what waits for it goes out at once).
+    Enable { endpoint: String },
+    /// Disables an endpoint (what it subscribes to waits for it).
+    Disable { endpoint: String },
+    /// The newest attempts: message, time, status, latency, error.
+    Attempts {
+        endpoint: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Sends one message again, or what the endpoint missed since a time (RFC 3339).
+    Replay {
+        endpoint: String,
+        #[arg(long, required_unless_present = "since", conflicts_with = "since")]
+        message: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        /// With --since: delivered messages too.
+        #[arg(long)]
+        include_delivered: bool,
     },
 }
 
@@ -215,6 +268,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let admin = admin::Admin::new(&cli.api, cli.key, format)?;
             return admin.import_members(&tournament, &file).await;
+        }
+        Command::Webhooks { action } => {
+            let admin = admin::Admin::new(&cli.api, cli.key, format)?;
+            return webhooks::run(&admin, action).await;
         }
         Command::Polls { action } => (ResourceKind::Poll, action),
         Command::Arenas { action } => (ResourceKind::Arena, action),

@@ -15,21 +15,86 @@ use uuid::Uuid;
         description = "Burst event ingestion: votes, scores and registrations, acknowledged only once stored.",
         license(name = "Apache-2.0")
     ),
-    modifiers(&AdminKey),
-    // MediaId appears only as a path parameter, which utoipa does not collect by itself.
-    components(schemas(AcceptedBody, ErrorResponse, tally_schema::ids::MediaId)),
+    modifiers(&AdminKey, &Webhooks),
+    // MediaId appears only as a path parameter, which utoipa does not collect by itself; the
+    // webhooks' data only in the `webhooks` section.
+    components(schemas(AcceptedBody, ErrorResponse, tally_schema::ids::MediaId,
+        tally_schema::webhooks::RegistrationData, tally_schema::webhooks::MediaData,
+        tally_schema::webhooks::MatchData)),
     tags(
         (name = "events", description = "Writes: 202 only after JetStream stored the event"),
         (name = "reads", description = "Live views from Redis"),
         (name = "live", description = "Server-sent events, WebSockets and the live page"),
         (name = "channels", description = "Broadcast channels: publish, follow, resume by sequence"),
-        (name = "admin", description = "Polls, arenas, tournaments and channels (API key)"),
+        (name = "admin", description = "Polls, arenas, tournaments, channels and webhook endpoints (API key)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
 pub struct ApiDoc;
 
 struct AdminKey;
+
+/// The `webhooks` section (OpenAPI 3.1): what Tally POSTs to registered endpoints, one entry
+/// per event type, with the Standard Webhooks headers. utoipa has no builder for it, so it is
+/// written as JSON into the document's top level.
+struct Webhooks;
+
+impl Modify for Webhooks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use tally_schema::webhooks::EventType;
+        let header = |name: &str, description: &str| {
+            serde_json::json!({"name": name, "in": "header", "required": true,
+                "description": description, "schema": {"type": "string"}})
+        };
+        let headers = [
+            header(
+                "webhook-id",
+                "msg_ and 32 hex digits: the same for every attempt of one message (deduplicate by it)",
+            ),
+            header(
+                "webhook-timestamp",
+                "Unix seconds when this attempt was signed",
+            ),
+            header(
+                "webhook-signature",
+                "v1,<base64 HMAC-SHA256 of id.timestamp.body>; two, space-separated, while a rotated secret overlaps",
+            ),
+        ];
+        let mut hooks = serde_json::Map::new();
+        for t in EventType::ALL {
+            let data = match t {
+                EventType::MediaProcessed | EventType::MediaFailed => "MediaData",
+                EventType::MatchFinal => "MatchData",
+                _ => "RegistrationData",
+            };
+            let body = serde_json::json!({
+                "type": "object", "required": ["type", "timestamp", "data"],
+                "properties": {
+                    "type": {"type": "string", "enum": [t.as_str()]},
+                    "timestamp": {"type": "string", "format": "date-time",
+                        "description": "When it happened"},
+                    "data": {"$ref": format!("#/components/schemas/{data}")},
+                },
+            });
+            let operation = serde_json::json!({"post": {
+                "operationId": format!("webhook_{}", t.as_str().replace('.', "_")),
+                "summary": t.describe(),
+                "parameters": headers,
+                "requestBody": {"required": true,
+                    "content": {"application/json": {"schema": body}}},
+                "responses": {
+                    "2XX": {"description": "Delivered"},
+                    "default": {"description": "Retried on the schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h)"},
+                },
+            }});
+            hooks.insert(t.as_str().to_owned(), operation);
+        }
+        openapi
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("webhooks".to_owned(), serde_json::Value::Object(hooks));
+    }
+}
 
 impl Modify for AdminKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

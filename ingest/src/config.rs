@@ -142,6 +142,16 @@ pub struct IngestConfig {
     /// Bytes of media one tournament may store unless its definition says otherwise.
     #[arg(long, env = "TALLY_MEDIA_QUOTA_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
     pub media_quota_bytes: u64,
+    /// Most uploads one page of a tournament's gallery (`GET /v1/tournaments/{t}/media`) holds;
+    /// `?limit=` asks for fewer.
+    #[arg(long, env = "TALLY_MEDIA_PAGE_MAX", default_value_t = 100)]
+    pub media_page_max: u32,
+    /// Webhook endpoints that may be registered at once.
+    #[arg(long, env = "TALLY_WEBHOOK_MAX_ENDPOINTS", default_value_t = 100)]
+    pub webhook_max_endpoints: usize,
+    /// Messages one replay-since call looks at, at most (it says where to go on).
+    #[arg(long, env = "TALLY_WEBHOOK_REPLAY_MAX", default_value_t = 100_000)]
+    pub webhook_replay_max: u32,
     /// Body limit of the admin routes, in bytes.
     #[arg(long, env = "TALLY_ADMIN_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     pub admin_body_limit_bytes: usize,
@@ -175,6 +185,9 @@ impl IngestConfig {
             admin_body_limit_bytes: 256 * 1024,
             media_body_limit_bytes: 10 * 1024 * 1024,
             media_quota_bytes: 10 * 1024 * 1024 * 1024,
+            media_page_max: 100,
+            webhook_max_endpoints: 100,
+            webhook_replay_max: 100_000,
             cors_origins: Vec::new(),
             signing_keys: Vec::new(),
             require_signature: false,

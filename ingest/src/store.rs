@@ -8,12 +8,18 @@
 use crate::views::OptionVotes;
 use chrono::Utc;
 use sqlx::PgPool;
+use std::collections::BTreeMap;
+use tally_schema::api::{MediaVariantView, MediaView};
 use tally_schema::event::{RegistrationStatus, StatusChange};
 use tally_schema::ids::GroupId;
 use tally_schema::ids::UserId;
+use tally_schema::ids::{MediaId, TournamentId};
 use tally_schema::resources::{Resource, ResourceKind};
 use tally_schema::resources::{ScoreEffect, SortOrder};
 use tally_schema::status::{MediaStatus, RegistrationState};
+use tally_schema::webhooks::{
+    AttemptView, EndpointBody, EndpointState, EndpointView, EventType, ReplayView,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,21 +123,26 @@ pub async fn update<E>(
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    let Some((version, json)) = row else {
+    let Some((version, json_before)) = row else {
         return Ok(None);
     };
-    let next = match change(decode(kind.as_str(), id, &json)?) {
+    let next = match change(decode(kind.as_str(), id, &json_before)?) {
         Ok(next) => next,
         Err(e) => return Ok(Some(Err(e))),
     };
     let json = serde_json::to_string(&next).expect("definitions serialize");
+    let now = Utc::now();
+    let old = decode(kind.as_str(), id, &json_before)?;
     sqlx::query(include_str!("../queries/resource_update.sql"))
         .bind(kind.as_str())
         .bind(id)
         .bind(json)
-        .bind(Utc::now())
+        .bind(now)
         .execute(&mut *tx)
         .await?;
+    // The webhooks the change makes (a match set final) commit with it.
+    let messages = tally_schema::webhooks::from_change(Some(&old), &next, now);
+    tally_schema::webhooks::record(&messages, &mut *tx).await?;
     tx.commit().await?;
     Ok(Some(Ok(Stored {
         version: version + 1,
@@ -438,40 +449,100 @@ pub async fn jobs(
 }
 
 /// An upload as Postgres holds it (written by the workers from the media-uploaded event).
-pub async fn media_upload(
-    pool: &PgPool,
-    media: &str,
-) -> Result<Option<serde_json::Value>, StoreError> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        tournament: String,
-        content_type: String,
-        bytes: i64,
-        received_at: chrono::DateTime<Utc>,
-        user_id: Option<String>,
-        status: String,
-        reason: Option<String>,
-        variants: Option<String>,
+/// One row of `media_overview`, as the media read and the gallery decode it.
+#[derive(sqlx::FromRow)]
+struct MediaRow {
+    media_id: String,
+    tournament: String,
+    content_type: String,
+    bytes: i64,
+    received_at: chrono::DateTime<Utc>,
+    user_id: Option<String>,
+    status: String,
+    reason: Option<String>,
+    variants: Option<String>,
+}
+
+impl MediaRow {
+    /// stored → queued (thumbnail job) → done (with variants) | failed (with the reason)
+    fn view(self) -> Result<MediaView, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            kind: "media".into(),
+            id: self.media_id.clone(),
+            reason,
+        };
+        let status = MediaStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("unknown status '{}'", self.status)))?;
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            width: u32,
+            height: u32,
+            content_type: String,
+            bytes: u64,
+        }
+        let stored: BTreeMap<String, Stored> = match &self.variants {
+            Some(text) => serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?,
+            None => BTreeMap::new(),
+        };
+        let media = MediaId::try_from(self.media_id.clone()).map_err(|e| corrupt(e.to_string()))?;
+        let url = |variant: &str| format!("/v1/media/{media}/{variant}");
+        Ok(MediaView {
+            original_url: url("original"),
+            variants: stored
+                .into_iter()
+                .map(|(name, v)| {
+                    let view = MediaVariantView {
+                        url: url(&name),
+                        width: v.width,
+                        height: v.height,
+                        content_type: v.content_type,
+                        bytes: v.bytes,
+                    };
+                    (name, view)
+                })
+                .collect(),
+            tournament: TournamentId::try_from(self.tournament)
+                .map_err(|e| corrupt(e.to_string()))?,
+            user: self
+                .user_id
+                .map(UserId::try_from)
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
+            media,
+            status,
+            reason: self.reason,
+            content_type: self.content_type,
+            bytes: self.bytes.max(0) as u64,
+            received_at: self.received_at,
+        })
     }
-    let row: Option<Row> = sqlx::query_as(include_str!("../queries/media_upload.sql"))
+}
+
+pub async fn media_upload(pool: &PgPool, media: &str) -> Result<Option<MediaView>, StoreError> {
+    let row: Option<MediaRow> = sqlx::query_as(include_str!("../queries/media_upload.sql"))
         .bind(media)
         .fetch_optional(pool)
         .await?;
-    let Some(r) = row else { return Ok(None) };
-    // stored → queued (thumbnail job) → done | failed (with the reason)
-    let status = MediaStatus::parse(&r.status).ok_or_else(|| StoreError::Corrupt {
-        kind: "media".into(),
-        id: media.into(),
-        reason: format!("unknown status '{}'", r.status),
-    })?;
-    Ok(Some(serde_json::json!({
-            "media": media, "tournament": r.tournament,
-            "status": status, "reason": r.reason,
-            "content_type": r.content_type, "bytes": r.bytes, "received_at": r.received_at,
-            "user": r.user_id,
-            "variants": r.variants.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
-                .unwrap_or_else(|| serde_json::json!({})),
-    })))
+    row.map(MediaRow::view).transpose()
+}
+
+/// Up to `limit` of a tournament's uploads, newest first, older than `after` (the last of the
+/// previous page) when given.
+pub async fn media_gallery(
+    pool: &PgPool,
+    tournament: &str,
+    after: Option<(chrono::DateTime<Utc>, String)>,
+    limit: u32,
+) -> Result<Vec<MediaView>, StoreError> {
+    let (at, media) = after.unzip();
+    let rows: Vec<MediaRow> = sqlx::query_as(include_str!("../queries/media_gallery.sql"))
+        .bind(tournament)
+        .bind(at)
+        .bind(media)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(MediaRow::view).collect()
 }
 
 // Fallback reads (crate::fallback): the live views computed from schema's views while Redis
@@ -624,4 +695,193 @@ pub async fn draw_result(
         changes.push(change);
     }
     Ok(tally_schema::replay::registration_states(changes).remove(user))
+}
+
+// Webhook endpoints (migration 0019): what the admin API manages. Deliveries are the workers'.
+
+#[derive(sqlx::FromRow)]
+struct EndpointRow {
+    id: String,
+    url: String,
+    event_types: Vec<String>,
+    description: Option<String>,
+    disabled_at: Option<chrono::DateTime<Utc>>,
+    disabled_reason: Option<String>,
+    consecutive_failures: i32,
+    failing_since: Option<chrono::DateTime<Utc>>,
+    retry_at: Option<chrono::DateTime<Utc>>,
+    previous_secret_until: Option<chrono::DateTime<Utc>>,
+    created_at: chrono::DateTime<Utc>,
+    pending: i64,
+    failed: i64,
+}
+
+impl EndpointRow {
+    fn view(self) -> EndpointView {
+        let state = match (self.disabled_at, self.consecutive_failures) {
+            (Some(_), _) => EndpointState::Disabled,
+            (None, 0) => EndpointState::Enabled,
+            (None, _) => EndpointState::Failing,
+        };
+        EndpointView {
+            event_types: self
+                .event_types
+                .iter()
+                .filter_map(|t| EventType::parse(t))
+                .collect(),
+            id: self.id,
+            url: self.url,
+            description: self.description,
+            state,
+            disabled_at: self.disabled_at,
+            disabled_reason: self.disabled_reason,
+            consecutive_failures: self.consecutive_failures,
+            failing_since: self.failing_since,
+            retry_at: self.retry_at,
+            previous_secret_until: self.previous_secret_until,
+            created_at: self.created_at,
+            pending: self.pending,
+            failed: self.failed,
+        }
+    }
+}
+
+/// Every endpoint (`None`) or one.
+pub async fn webhook_endpoints(
+    pool: &PgPool,
+    id: Option<&str>,
+) -> Result<Vec<EndpointView>, StoreError> {
+    let rows: Vec<EndpointRow> = sqlx::query_as(include_str!("../queries/webhook_endpoints.sql"))
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(EndpointRow::view).collect())
+}
+
+pub async fn create_webhook_endpoint(
+    pool: &PgPool,
+    id: &str,
+    body: &EndpointBody,
+    secret: &str,
+) -> Result<(), StoreError> {
+    let types: Vec<&str> = body.event_types.iter().map(|t| t.as_str()).collect();
+    sqlx::query(include_str!("../queries/webhook_endpoint_create.sql"))
+        .bind(id)
+        .bind(&body.url)
+        .bind(types)
+        .bind(&body.description)
+        .bind(secret)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Whether the endpoint existed.
+pub async fn delete_webhook_endpoint(pool: &PgPool, id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(include_str!("../queries/webhook_endpoint_delete.sql"))
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the endpoint exists.
+pub async fn rotate_webhook_secret(
+    pool: &PgPool,
+    id: &str,
+    secret: &str,
+    overlap_secs: u64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(include_str!("../queries/webhook_endpoint_rotate.sql"))
+        .bind(id)
+        .bind(secret)
+        .bind(overlap_secs as f64)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the endpoint exists.
+pub async fn enable_webhook_endpoint(
+    pool: &PgPool,
+    id: &str,
+    enabled: bool,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(include_str!("../queries/webhook_endpoint_enable.sql"))
+        .bind(id)
+        .bind(enabled)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn webhook_attempts(
+    pool: &PgPool,
+    endpoint: &str,
+    limit: i64,
+) -> Result<Vec<AttemptView>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        message_id: String,
+        event_type: Option<String>,
+        attempted_at: chrono::DateTime<Utc>,
+        status_code: Option<i32>,
+        latency_ms: i32,
+        error: Option<String>,
+        excerpt: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(include_str!("../queries/webhook_attempts.sql"))
+        .bind(endpoint)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AttemptView {
+            message: r.message_id,
+            event_type: r.event_type.as_deref().and_then(EventType::parse),
+            attempted_at: r.attempted_at,
+            status_code: r.status_code,
+            latency_ms: r.latency_ms,
+            error: r.error,
+            excerpt: r.excerpt,
+        })
+        .collect())
+}
+
+/// Queues one message to the endpoint again; `false` when the message or endpoint does not
+/// exist (or a job holds the delivery right now).
+pub async fn replay_webhook_message(
+    pool: &PgPool,
+    endpoint: &str,
+    message: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(include_str!("../queries/webhook_replay_message.sql"))
+        .bind(endpoint)
+        .bind(message)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Queues again what the endpoint missed since `since`, at most `max` messages looked at.
+pub async fn replay_webhooks_since(
+    pool: &PgPool,
+    endpoint: &str,
+    since: chrono::DateTime<Utc>,
+    include_delivered: bool,
+    max: i64,
+) -> Result<ReplayView, StoreError> {
+    let (replayed, looked_at, last): (i64, i64, Option<chrono::DateTime<Utc>>) =
+        sqlx::query_as(include_str!("../queries/webhook_replay_since.sql"))
+            .bind(endpoint)
+            .bind(since)
+            .bind(include_delivered)
+            .bind(max)
+            .fetch_one(pool)
+            .await?;
+    Ok(ReplayView {
+        replayed: replayed.max(0) as u64,
+        continue_from: last.filter(|_| looked_at >= max),
+    })
 }

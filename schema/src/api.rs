@@ -67,6 +67,27 @@ impl FieldError {
     }
 }
 
+/// An address Tally calls out to (a channel's upstream, a webhook endpoint): `http://` or
+/// `https://`, a host, no credentials in it, at most 2048 characters, no whitespace.
+pub fn check_http_url(field: &str, url: &str) -> Result<(), FieldError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let authority = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let ok = authority.is_some_and(|a| !a.is_empty() && !a.contains('@'))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::invalid(
+            "invalid_value",
+            field,
+            "must be an http:// or https:// URL with a host and no credentials, of at most 2048 characters",
+        ))
+    }
+}
+
 fn join_path(parent: &str, child: &str) -> String {
     match (parent.is_empty(), child.is_empty()) {
         (true, _) => child.to_owned(),
@@ -700,4 +721,44 @@ pub struct MatchStatusView {
     #[serde(rename = "match")]
     pub match_id: crate::ids::MatchId,
     pub status: crate::status::MatchStatus,
+}
+
+/// One variant of an upload, as the gallery and the media read serve it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaVariantView {
+    /// Where to fetch it: `/v1/media/{media}/{variant}`.
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+    pub content_type: String,
+    pub bytes: u64,
+}
+
+/// An upload and what became of it (`stored`, `queued`, `done` with its variants, or
+/// `failed` with the reason).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaView {
+    pub media: crate::ids::MediaId,
+    pub tournament: crate::ids::TournamentId,
+    pub status: crate::status::MediaStatus,
+    pub reason: Option<String>,
+    pub content_type: String,
+    pub bytes: u64,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub user: Option<crate::ids::UserId>,
+    /// `/v1/media/{media}/original`.
+    pub original_url: String,
+    /// By variant name (`thumb`, `medium`, `large`); empty until done.
+    pub variants: std::collections::BTreeMap<String, MediaVariantView>,
+}
+
+/// `GET /v1/tournaments/{t}/media`: a page of a tournament's uploads, newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaPage {
+    pub media: Vec<MediaView>,
+    /// Pass as `?cursor=` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
 }

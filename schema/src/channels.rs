@@ -204,14 +204,7 @@ impl Validate for Channel {
             Retention::MAX_AGE_SECS,
         )?;
         if let Some(u) = &self.upstream {
-            let scheme_ok = u.url.starts_with("http://") || u.url.starts_with("https://");
-            if !scheme_ok || u.url.len() > 2048 || u.url.chars().any(char::is_whitespace) {
-                return Err(FieldError::invalid(
-                    "invalid_value",
-                    "upstream.url",
-                    "must be an http:// or https:// URL of at most 2048 characters",
-                ));
-            }
+            crate::api::check_http_url("upstream.url", &u.url)?;
             within("upstream.every_secs", u.every_secs, 1, 86400)?;
             within("upstream.timeout_ms", u.timeout_ms, 100, 60000)?;
             within("upstream.burst", u.burst, 1, 1000)?;

@@ -13,6 +13,7 @@
 //! - [`consumers`]: the durable consumers' names.
 //! - [`roles`]: API keys: their roles, how they are made and hashed, the `api_keys` statements.
 //! - [`status`]: a registration's state (placed, waitlisted, received, won, claimed, released).
+//! - [`webhooks`]: outbound webhooks: event types, signed messages, the endpoint bodies.
 //! - [`MIGRATOR`] (feature `migrations`): the Postgres schema, from `postgres/migrations/`.
 
 #[cfg(feature = "clickhouse")]
@@ -31,6 +32,7 @@ pub mod roles;
 pub mod rows;
 pub mod status;
 pub mod stream;
+pub mod webhooks;
 
 pub use event::{Envelope, Event, Kind, StoredEvent};
 pub use stream::{LiveView, StreamSpec};

@@ -75,6 +75,7 @@ impl RegistrationState {
 /// What became of an upload: `stored` until the workers queue its thumbnail job, then
 /// `queued`, then `done` (variants made) or `failed` (the image was rejected, with a reason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MediaStatus {
     Stored,

@@ -294,6 +294,7 @@ impl TestEnv {
             },
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             ranking: Default::default(),
+            webhooks: Default::default(),
             lottery_schedule: "* * * * * *".into(),
             views_consumer: tally_schema::consumers::REDIS_SINK.into(),
             redis: tally_kit::redis::RedisConfig {
@@ -315,6 +316,20 @@ impl TestEnv {
             ("TALLY_WORKERS_METRICS_ADDR", "127.0.0.1:0".to_owned()),
             ("TALLY_REDIS_URL", config.redis.url.clone()),
             ("TALLY_REDIS_PREFIX", config.redis.prefix.clone()),
+            (
+                "TALLY_WEBHOOK_RETRY_SCHEDULE",
+                config
+                    .webhooks
+                    .webhook_retry_schedule
+                    .iter()
+                    .map(f64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "TALLY_WEBHOOK_TIMEOUT_MS",
+                config.webhooks.webhook_timeout_ms.to_string(),
+            ),
         ]);
         env
     }

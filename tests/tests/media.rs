@@ -439,3 +439,141 @@ async fn uploads_lose_their_location_and_stay_within_the_tournament_quota() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     ingest.stop().await;
 }
+
+/// Uploads `count` PNGs to `tournament`, `parallel` at a time, each by a user of its own;
+/// returns the media ids.
+async fn upload_many(
+    http: &reqwest::Client,
+    ingest: &Ingest,
+    tournament: &str,
+    prefix: &str,
+    count: usize,
+) -> Vec<String> {
+    use futures::StreamExt;
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let path = format!("/v1/tournaments/{tournament}/media?user={prefix}{i}");
+            let (status, body) = upload(http, ingest, &path, "image/png", PNG.to_vec()).await;
+            assert_eq!(status, 202, "{body}");
+            body["media"].as_str().unwrap().to_owned()
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gallery_pages_a_thousand_uploads_newest_first_without_repeats() {
+    let env = TestEnv::new().await;
+    let kind = tally_schema::resources::ResourceKind::Tournament;
+    env.define([fixtures::resource(
+        kind,
+        serde_json::json!({"id": "gallery"}),
+    )])
+    .await;
+    let pipeline = Pipeline::build(&env)
+        .without_aggregator()
+        .ingest(|c| c.media_page_max = 64)
+        .start()
+        .await;
+    let ingest = &pipeline.ingest;
+    let http = reqwest::Client::new();
+    let first: std::collections::HashSet<String> = upload_many(&http, ingest, "gallery", "u", 1000)
+        .await
+        .into_iter()
+        .collect();
+    let stored = "SELECT count(*) FROM media_uploads WHERE tournament = 'gallery'";
+    wait_until(
+        "the writer to store 1,000 uploads",
+        Duration::from_secs(120),
+        async || {
+            let (n,): (i64,) = sqlx::query_as(stored).fetch_one(&env.pool).await.unwrap();
+            if n == 1000 { Ok(()) } else { Err(n) }
+        },
+    )
+    .await;
+
+    // Page through while 100 more uploads arrive: each upload at most once, every one of the
+    // first thousand seen, newest first throughout.
+    let arriving = upload_many(&http, ingest, "gallery", "late", 100);
+    let paging = async {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => ingest.url(&format!(
+                    "/v1/tournaments/gallery/media?limit=37&cursor={c}"
+                )),
+                None => ingest.url("/v1/tournaments/gallery/media?limit=37"),
+            };
+            let (status, page) = get(&http, &url).await;
+            assert_eq!(status, 200, "{page}");
+            let media = page["media"].as_array().unwrap();
+            assert!(media.len() <= 37);
+            seen.extend(media.iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break seen,
+            }
+        }
+    };
+    let (late, seen) = tokio::join!(arriving, paging);
+    let ids: Vec<&str> = seen.iter().map(|m| m["media"].as_str().unwrap()).collect();
+    let unique: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "an upload repeated across pages");
+    assert!(
+        first.iter().all(|m| unique.contains(m.as_str())),
+        "an upload of the first thousand was skipped"
+    );
+    assert!(
+        unique
+            .iter()
+            .all(|m| first.contains(*m) || late.contains(&m.to_string()))
+    );
+    let times: Vec<&str> = seen
+        .iter()
+        .map(|m| m["received_at"].as_str().unwrap())
+        .collect();
+    let order: Vec<chrono::DateTime<chrono::Utc>> =
+        times.iter().map(|t| t.parse().unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] >= w[1]), "not newest first");
+    for m in &seen {
+        let media = m["media"].as_str().unwrap();
+        assert_eq!(m["tournament"], "gallery");
+        assert_eq!(m["original_url"], format!("/v1/media/{media}/original"));
+        assert!(["stored", "queued", "done", "failed"].contains(&m["status"].as_str().unwrap()));
+        if m["status"] == "done" {
+            assert_eq!(
+                m["variants"]["thumb"]["url"],
+                format!("/v1/media/{media}/thumb")
+            );
+        }
+    }
+    // A finished upload's variant URLs serve the variant.
+    let done = media_status(&http, ingest, ids[ids.len() - 1], &["done"]).await;
+    let (status, page) = get(&http, &ingest.url("/v1/tournaments/gallery/media?limit=64")).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["media"].as_array().unwrap().len(), 64);
+    let thumb = done["variants"]["thumb"]["url"].as_str().unwrap();
+    let response = http.get(ingest.url(thumb)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Bad pages name the field and change nothing.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=65", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=bm90IGEgY3Vyc29y", "cursor"),
+    ] {
+        let url = ingest.url(&format!("/v1/tournaments/gallery/media?{query}"));
+        let (status, body) = get(&http, &url).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{query}: {body}"
+        );
+    }
+    let (status, _) = get(&http, &ingest.url("/v1/tournaments/nope/media")).await;
+    assert_eq!(status, 404);
+    pipeline.stop().await;
+}

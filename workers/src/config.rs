@@ -47,6 +47,9 @@ pub struct WorkersConfig {
     pub writer: WriterConfig,
     #[command(flatten)]
     pub ranking: crate::ranking::job::RankingConfig,
+    /// Outbound webhooks: timeouts, the retry schedule, bounds.
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
     /// How often the scheduler looks for lotteries to draw (cron with seconds).
     #[arg(long, env = "TALLY_LOTTERY_SCHEDULE", default_value = "*/5 * * * * *")]
     pub lottery_schedule: String,

@@ -7,6 +7,7 @@
 //! - [`thumbnails`]: the thumbnail job (apalis-postgres) and the scheduler that queues it.
 //! - [`ranking`]: the scheduled Bradley–Terry job over each arena's pair votes.
 //! - [`upstream`]: the scheduled poller that feeds broadcast channels from upstream URLs.
+//! - [`webhooks`]: signed webhook deliveries (apalis-postgres jobs) and their scheduler.
 //!
 //! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
 //! holds the backlog, orders events and redelivers), apalis is the runtime (retries with
@@ -20,6 +21,7 @@ pub mod ranking;
 pub mod store;
 pub mod thumbnails;
 pub mod upstream;
+pub mod webhooks;
 
 use apalis::layers::WorkerBuilderExt;
 use apalis::layers::retry::{
@@ -218,6 +220,14 @@ pub async fn run(
         redis::Client::open(config.redis.url.as_str())?,
         config.redis.keys(),
     ));
+    let deliverer = Arc::new(
+        webhooks::Deliverer::new(writer.store.clone(), config.webhooks.clone())
+            .map_err(|e| WorkersError::Runtime(e.to_string()))?,
+    );
+    let delivery_jobs =
+        apalis_postgres::PostgresStorage::<webhooks::DeliveryJob>::new(writer.store.pool());
+    let (delivery_worker, delivery_backend) = (deliverer.clone(), delivery_jobs.clone());
+    let delivery_concurrency = config.webhooks.webhook_concurrency.max(1);
     let (thumb_worker, thumb_backend) = (thumbnailer.clone(), thumbnail_jobs.clone());
     let (draw_drawer, draw_backend) = (drawer.clone(), draw_jobs.clone());
     let batches = Arc::new(Mutex::new(rx));
@@ -271,6 +281,29 @@ pub async fn run(
                 .catch_panic()
                 .data(poller.clone())
                 .build(upstream::poll_tick)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("webhook-scheduler")
+                .backend(apalis_cron::CronScheduler::new(
+                    cron_schedule("* * * * * *").expect("a valid schedule"),
+                ))
+                .enable_tracing()
+                .catch_panic()
+                .data(deliverer.clone())
+                .data(delivery_jobs.clone())
+                .build(webhooks::schedule_deliveries)
+        })
+        .register(move |_restarts| {
+            let backoff = backoff(Duration::from_millis(500), Duration::from_secs(30));
+            WorkerBuilder::new("webhook-deliveries")
+                .backend(every_second(delivery_backend.clone()))
+                .concurrency(delivery_concurrency)
+                // Attempts are recorded by the job; only a storage error retries it.
+                .retry(RetryPolicy::retries(5).with_backoff(backoff))
+                .enable_tracing()
+                .catch_panic()
+                .data(delivery_worker.clone())
+                .build(webhooks::run_deliveries)
         })
         .register(move |_restarts| {
             WorkerBuilder::new("thumbnails")

@@ -84,9 +84,8 @@ impl Thumbnailer {
                 .await
                 .map_err(|e| store_err(&e))?;
         }
-        let variants = serde_json::to_string(&variants).expect("variants serialize");
         self.store
-            .finish_thumbnails(&job.media, Ok(variants))
+            .finish_thumbnails(&job.media, Ok(&variants))
             .await?;
         metrics::counter!("tally_workers_thumbnails_total").increment(1);
         Ok(())

@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(upload))
+        .routes(routes!(upload, gallery))
         .routes(routes!(status))
         .routes(routes!(variant))
 }
@@ -189,6 +189,94 @@ async fn upload(
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GalleryQuery {
+    /// How many uploads (1 to `TALLY_MEDIA_PAGE_MAX`, which is also the default).
+    #[param(value_type = Option<u32>, minimum = 1)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page cursor: the last upload of the page, as (received_at, media). Opaque to clients; a
+/// forged one only moves where a page starts, within the tournament named by the path.
+fn encode_cursor(last: &tally_schema::api::MediaView) -> String {
+    use base64::Engine;
+    let text = format!(
+        "{}|{}",
+        last.received_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        last.media
+    );
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (at, media) = text.split_once('|')?;
+    let media = MediaId::try_from(media.to_owned()).ok()?;
+    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?.to_utc();
+    Some((at, media.to_string()))
+}
+
+/// A tournament's uploads, newest first, with their status and variant URLs; paged by
+/// cursor, so uploads that arrive while a client pages never repeat or skip an entry.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/media", tag = "reads",
+    params(("tournament" = TournamentId, Path), GalleryQuery),
+    responses((status = 200, description = "A page of uploads", body = tally_schema::api::MediaPage),
+        (status = 400, description = "A malformed query string", body = crate::api_doc::ErrorResponse),
+        (status = 404, description = "No such tournament", body = crate::api_doc::ErrorResponse),
+        (status = 422, description = "A bad limit or cursor", body = crate::api_doc::ErrorResponse),
+        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse)))]
+#[tracing::instrument(name = "media_gallery", skip_all)]
+async fn gallery(
+    State(state): State<AppState>,
+    Path(tournament): Path<String>,
+    query: Result<Query<GalleryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<tally_schema::api::MediaPage>, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    state.catalog.snapshot().tournament(tournament.as_str())?;
+    let Query(query) = query.map_err(|e| invalid("malformed_query", "", e.body_text()))?;
+    let most = state.config.media_page_max.max(1);
+    let limit = match query.limit {
+        None => most,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=most).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "out_of_range",
+                    "limit",
+                    format!("must be a whole number from 1 to {most}"),
+                )
+            })?,
+    };
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+            invalid(
+                "invalid_value",
+                "cursor",
+                "not a cursor this gallery gave out",
+            )
+        })?),
+    };
+    // One more than asked tells whether another page follows.
+    let mut media = crate::store::media_gallery(&state.pool, tournament.as_str(), after, limit + 1)
+        .await
+        .map_err(|e| state.store_unavailable(e))?;
+    let more = media.len() > limit as usize;
+    media.truncate(limit as usize);
+    let next_cursor = media.last().filter(|_| more).map(encode_cursor);
+    Ok(Json(tally_schema::api::MediaPage { media, next_cursor }))
+}
+
 /// What is known of an upload: stored (in Postgres) or just received.
 #[utoipa::path(get, path = "/v1/media/{media}", tag = "reads",
     params(("media" = MediaId, Path)), responses(crate::api_doc::ReadResponses))]
@@ -200,8 +288,10 @@ async fn status(
     let row = crate::store::media_upload(&state.pool, media.as_str())
         .await
         .map_err(|e| state.store_unavailable(e))?;
-    if let Some(row) = row {
-        return Ok(Json(row));
+    if let Some(view) = row {
+        return Ok(Json(
+            serde_json::to_value(view).expect("a media view serializes"),
+        ));
     }
     match state.media.info(original_key(media.as_str())).await {
         Ok(info) if !info.deleted => Ok(Json(serde_json::json!({

@@ -11,6 +11,7 @@ pub mod page;
 pub mod polls;
 pub mod reads;
 pub mod tournaments;
+pub mod webhooks;
 
 use crate::config::IngestConfig;
 use crate::extract::BodyLimit;
@@ -47,6 +48,10 @@ pub fn router(config: &IngestConfig, signing: Arc<Signing>) -> OpenApiRouter<App
             config.channels.channel_message_max_bytes,
         ))
         .merge(with_limit(admin::router(), config.admin_body_limit_bytes))
+        .merge(with_limit(
+            webhooks::router(),
+            config.admin_body_limit_bytes,
+        ))
         .merge(with_limit(
             signed(media::router()),
             config.media_body_limit_bytes,

@@ -9,17 +9,20 @@
 //! - [`draws`]: the lottery's row: claims, the lock, the frozen list, the audit record.
 //! - [`media`]: thumbnail jobs' state per upload.
 //! - [`rankings`]: pair-vote counts in and fitted rankings out.
+//! - [`webhooks`]: endpoints, due deliveries and their attempts.
 
 pub mod channels;
 pub mod draws;
 pub mod media;
 pub mod rankings;
+pub mod webhooks;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
-use tally_schema::StoredEvent;
 use tally_schema::resources::{Resource, ResourceKind};
 use tally_schema::rows::Rows;
+use tally_schema::webhooks::Message;
+use tally_schema::{Event, StoredEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,6 +102,21 @@ impl PgStore {
             metrics::counter!("tally_workers_rows_written_total", "kind" => kind.as_str())
                 .increment(rows as u64);
         }
+        // The webhooks a status change makes commit with it (or, redelivered, exist already).
+        let messages: Vec<Message> = events
+            .iter()
+            .filter_map(|stored| match &stored.envelope.event {
+                Event::RegistrationStatus(change) => Some(Message::from_status(
+                    change,
+                    stored.envelope.id,
+                    stored.envelope.received_at,
+                )),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let deliveries = tally_schema::webhooks::record(&messages, &mut *tx).await?;
+        metrics::counter!("tally_workers_webhook_deliveries_made_total").increment(deliveries);
         tx.commit().await?;
         Ok(Written {
             inserted,

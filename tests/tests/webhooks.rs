@@ -1,0 +1,675 @@
+//! Outbound webhooks against a receiver that verifies every delivery with Standard Webhooks'
+//! reference library: what a lottery, a claim, a release, an upload and a final match tell;
+//! a receiver that fails and recovers gets everything once per `webhook-id`; workers killed
+//! mid-burst lose nothing; a dead endpoint is disabled without holding up a healthy one and
+//! gets what waited once re-enabled; secrets rotate with an overlap; replays; the admin
+//! API's bounds.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tally_ingest::auth::Role;
+use tally_schema::webhooks::{EventType, Message};
+use tally_tests::{AdminClient, Pipeline, TestEnv, Writer, get, post, wait_until};
+
+/// What a receiver does and saw.
+#[derive(Default)]
+struct Inbox {
+    /// A delivery must verify with each of these.
+    secrets: Vec<String>,
+    /// Answer 500 to this many more verified deliveries.
+    fail_next: usize,
+    /// Never answer.
+    hang: bool,
+    /// Wait this long before answering.
+    delay: Duration,
+    /// By `webhook-id`: the body and how many times it was answered 2xx.
+    delivered: HashMap<String, (Value, usize)>,
+    /// Deliveries answered 2xx, in order of arrival.
+    order: Vec<String>,
+    refused: usize,
+    unverified: usize,
+    /// The last `webhook-signature` seen.
+    signature: String,
+}
+
+struct Receiver {
+    url: String,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, inbox }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inbox) -> R) -> R {
+        f(&mut self.inbox.lock().unwrap())
+    }
+
+    /// The bodies delivered, by id.
+    fn bodies(&self) -> HashMap<String, Value> {
+        self.with(|i| {
+            i.delivered
+                .iter()
+                .map(|(id, (body, _))| (id.clone(), body.clone()))
+                .collect()
+        })
+    }
+
+    async fn wait_for(&self, what: &str, count: usize, within: Duration) {
+        wait_until(what, within, async || {
+            let n = self.with(|i| i.delivered.len());
+            if n >= count { Ok(()) } else { Err(n) }
+        })
+        .await;
+    }
+}
+
+async fn receive(
+    State(inbox): State<Arc<Mutex<Inbox>>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let (hang, delay) = {
+        let i = inbox.lock().unwrap();
+        (i.hang, i.delay)
+    };
+    if hang {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    tokio::time::sleep(delay).await;
+    let mut i = inbox.lock().unwrap();
+    let verified = !i.secrets.is_empty()
+        && i.secrets.iter().all(|s| {
+            let verifier = standardwebhooks::Webhook::new(s).unwrap();
+            verifier.verify(&body, &headers).is_ok()
+        });
+    if !verified {
+        i.unverified += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    if i.fail_next > 0 {
+        i.fail_next -= 1;
+        i.refused += 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+    i.signature = headers["webhook-signature"].to_str().unwrap().to_owned();
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    i.delivered.entry(id.clone()).or_insert((value, 0)).1 += 1;
+    i.order.push(id);
+    StatusCode::OK
+}
+
+/// Registers `url` for `types` (none: all); answers the endpoint id and its secret.
+async fn register(admin: &AdminClient, url: &str, types: &[&str]) -> (String, String) {
+    let body = json!({"url": url, "event_types": types, "description": "test receiver"});
+    let (status, answer) = admin
+        .send(reqwest::Method::POST, "/admin/v1/webhooks", Some(&body))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["endpoint"]["id"].as_str().unwrap().to_owned();
+    (id, answer["secret"].as_str().unwrap().to_owned())
+}
+
+/// A retry schedule for tests: the same steps as in production, in tenths of seconds.
+fn quick(config: &mut tally_workers::config::WorkersConfig) {
+    config.webhooks.webhook_retry_schedule = vec![0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0];
+    config.webhooks.webhook_timeout_ms = 2000;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_failed_five_times()
+{
+    let env = TestEnv::new().await;
+    let pipeline = Pipeline::build(&env).writer(quick).start().await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
+    let receiver = Receiver::start().await;
+    let (endpoint, secret) = register(&admin, &receiver.url, &[]).await;
+    receiver.with(|i| {
+        i.secrets = vec![secret.clone()];
+        i.fail_next = 5;
+    });
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "lotto", "capacity": 3, "mode": "lottery", "claim_window_secs": 10,
+                   "matches": [{"id": "final", "teams": []}]}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    for u in 1..=8 {
+        let url = ingest.url("/v1/tournaments/lotto/registrations");
+        let (s, body) = post(&http, &url, &json!({"user": format!("u{u}")})).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    wait_until("u8 to be received", Duration::from_secs(30), async || {
+        let url = ingest.url("/v1/tournaments/lotto/registrations/u8");
+        get(&http, &url).await.1["registration"]["status"] == "received"
+    })
+    .await;
+    let (s, _) = admin
+        .send(
+            reqwest::Method::POST,
+            "/admin/v1/tournaments/lotto/close",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // Three winners and five waitlisted, told once each, every delivery verified.
+    receiver
+        .wait_for("8 draw messages", 8, Duration::from_secs(90))
+        .await;
+    let bodies = receiver.bodies();
+    let of = |kind: &str| -> Vec<Value> {
+        let mut data: Vec<Value> = bodies
+            .values()
+            .filter(|b| b["type"] == kind)
+            .map(|b| b["data"].clone())
+            .collect();
+        data.sort_by_key(|d| d["user"].as_str().unwrap().to_owned());
+        data
+    };
+    let (won, waitlisted) = (of("registration.won"), of("registration.waitlisted"));
+    assert_eq!((won.len(), waitlisted.len()), (3, 5), "{bodies:?}");
+    assert!(
+        won.iter()
+            .all(|d| d["deadline"].is_string() && d["tournament"] == "lotto")
+    );
+    let mut positions: Vec<u64> = waitlisted
+        .iter()
+        .map(|d| d["position"].as_u64().unwrap())
+        .collect();
+    positions.sort();
+    assert_eq!(positions, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        receiver.with(|i| i.refused),
+        5,
+        "the five failures were real"
+    );
+
+    // One winner claims; another lets the deadline pass: released, and the first on the
+    // waitlist promoted with a deadline of their own.
+    let keeper = won[0]["user"].as_str().unwrap().to_owned();
+    let sleeper_set: HashSet<String> = won[1..]
+        .iter()
+        .map(|d| d["user"].as_str().unwrap().to_owned())
+        .collect();
+    let first_waiting = waitlisted.iter().find(|d| d["position"] == 1).unwrap()["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let claim = ingest.url(&format!(
+        "/v1/tournaments/lotto/registrations/{keeper}/claim"
+    ));
+    let (s, body) = post(&http, &claim, &json!(null)).await;
+    assert_eq!(s, 202, "{body}");
+    // An upload and a final match tell their own.
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::new(300, 200))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let upload = http
+        .post(ingest.url("/v1/tournaments/lotto/media?user=u1"))
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 202);
+    let media: Value = upload.json().await.unwrap();
+    let key = env.api_key(Role::Scorekeeper).await;
+    let status = http
+        .post(ingest.url("/v1/tournaments/lotto/matches/final/status"))
+        .bearer_auth(&key)
+        .json(&json!({"status": "final"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    // won 3 + waitlisted 5 + claimed + 2 released + 2 promoted + media + match
+    receiver
+        .wait_for("every message", 15, Duration::from_secs(90))
+        .await;
+    let bodies = receiver.bodies();
+    let claimed = of_type(&bodies, "registration.claimed");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0]["user"], keeper.as_str());
+    let released = of_type(&bodies, "registration.released");
+    let released_users: HashSet<String> = released
+        .iter()
+        .map(|d| d["user"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(released_users, sleeper_set);
+    let promoted = of_type(&bodies, "registration.promoted");
+    assert_eq!(promoted.len(), 2);
+    assert!(promoted.iter().any(|d| d["user"] == first_waiting.as_str()));
+    assert!(promoted.iter().all(|d| d["deadline"].is_string()));
+    let processed = of_type(&bodies, "media.processed");
+    assert_eq!(processed.len(), 1);
+    assert_eq!(processed[0]["media"], media["media"]);
+    let thumb = processed[0]["variants"]["thumb"].as_str().unwrap();
+    assert_eq!(get(&http, &ingest.url(thumb)).await.0, 200);
+    let finals = of_type(&bodies, "match.final");
+    assert_eq!(finals, [json!({"tournament": "lotto", "match": "final"})]);
+    // The promoted claim theirs before their own deadline; each claim is told once.
+    for d in &promoted {
+        let user = d["user"].as_str().unwrap();
+        let claim = ingest.url(&format!("/v1/tournaments/lotto/registrations/{user}/claim"));
+        let (s, body) = post(&http, &claim, &json!(null)).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    receiver
+        .wait_for("the promoted's claims", 17, Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    receiver.with(|i| {
+        assert_eq!(i.unverified, 0);
+        assert!(
+            i.delivered.values().all(|(_, n)| *n == 1),
+            "a message delivered twice: {:?}",
+            i.delivered
+        );
+        assert_eq!(i.delivered.len(), 17);
+    });
+
+    // The attempt log shows the failures and the endpoint is healthy again.
+    let (s, log) = admin
+        .send(
+            reqwest::Method::GET,
+            &format!("/admin/v1/webhooks/{endpoint}/attempts?limit=1000"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let log = log.as_array().unwrap().clone();
+    assert_eq!(log.iter().filter(|a| a["status_code"] == 500).count(), 5);
+    assert_eq!(log.iter().filter(|a| a["status_code"] == 200).count(), 17);
+    assert!(log.iter().all(|a| a["latency_ms"].is_number()));
+    let (_, state) = admin
+        .send(
+            reqwest::Method::GET,
+            &format!("/admin/v1/webhooks/{endpoint}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&state["state"], &state["pending"], &state["failed"]),
+        (&json!("enabled"), &json!(0), &json!(0)),
+        "{state}"
+    );
+    pipeline.stop().await;
+}
+
+fn of_type(bodies: &HashMap<String, Value>, kind: &str) -> Vec<Value> {
+    bodies
+        .values()
+        .filter(|b| b["type"] == kind)
+        .map(|b| b["data"].clone())
+        .collect()
+}
+
+/// `count` match.final messages, recorded as the match route would.
+async fn record_burst(env: &TestEnv, prefix: &str, count: usize) -> HashSet<String> {
+    let tournament = "cup".try_into().unwrap();
+    let messages: Vec<Message> = (0..count)
+        .map(|i| {
+            let m = format!("{prefix}{i}").try_into().unwrap();
+            Message::match_final(&tournament, &m, chrono::Utc::now())
+        })
+        .collect();
+    for chunk in messages.chunks(1000) {
+        tally_schema::webhooks::record(chunk, &env.pool)
+            .await
+            .unwrap();
+    }
+    messages.into_iter().map(|m| m.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_during_a_delivery_burst_lose_no_webhook() {
+    let env = TestEnv::new().await;
+    let ingest = tally_tests::Ingest::start(env.ingest_config()).await;
+    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    let receiver = Receiver::start().await;
+    let (_, secret) = register(&admin, &receiver.url, &[EventType::MatchFinal.as_str()]).await;
+    receiver.with(|i| {
+        i.secrets = vec![secret];
+        i.delay = Duration::from_millis(5);
+    });
+    let expected = record_burst(&env, "m", 3000).await;
+    let mut config = env.workers_config();
+    quick(&mut config);
+    config.webhooks.webhook_lease_secs = 3;
+    // Two kills, each while deliveries are in flight.
+    for (round, at) in [(1, 300), (2, 1200)] {
+        let workers = Writer::start(config.clone()).await;
+        receiver
+            .wait_for(&format!("{at} deliveries"), at, Duration::from_secs(60))
+            .await;
+        workers.crash().await;
+        let seen = receiver.with(|i| i.delivered.len());
+        assert!(seen < expected.len(), "round {round}: the burst was over");
+    }
+    let workers = Writer::start(config.clone()).await;
+    receiver
+        .wait_for("every delivery", expected.len(), Duration::from_secs(120))
+        .await;
+    let (got, repeats) = receiver.with(|i| {
+        let got: HashSet<String> = i.delivered.keys().cloned().collect();
+        let repeats: usize = i.delivered.values().map(|(_, n)| n - 1).sum();
+        (got, repeats)
+    });
+    assert_eq!(got, expected, "lost or made up");
+    // At-least-once: a delivery sent when its worker died is sent again, with the same id.
+    eprintln!("{repeats} deliveries repeated after the kills");
+    let (pending,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered'")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+    workers.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_is_disabled_without_holding_up_another_and_gets_its_backlog_once_enabled()
+{
+    let env = TestEnv::new().await;
+    let ingest = tally_tests::Ingest::start(env.ingest_config()).await;
+    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    let (dead, healthy) = (Receiver::start().await, Receiver::start().await);
+    let (dead_id, dead_secret) = register(&admin, &dead.url, &[]).await;
+    let (healthy_id, healthy_secret) = register(&admin, &healthy.url, &[]).await;
+    dead.with(|i| {
+        i.secrets = vec![dead_secret];
+        i.hang = true;
+    });
+    healthy.with(|i| i.secrets = vec![healthy_secret.clone()]);
+    let mut config = env.workers_config();
+    quick(&mut config);
+    config.webhooks.webhook_timeout_ms = 1000;
+    config.webhooks.webhook_disable_after_secs = 3;
+    let workers = Writer::start(config.clone()).await;
+    let expected = record_burst(&env, "a", 200).await;
+
+    // The healthy endpoint gets everything while the dead one times out, one probe at a time.
+    healthy
+        .wait_for("the healthy endpoint's 200", 200, Duration::from_secs(30))
+        .await;
+    let endpoint = |id: &str| {
+        let path = format!("/admin/v1/webhooks/{id}");
+        let admin = &admin;
+        async move { admin.send(reqwest::Method::GET, &path, None).await.1 }
+    };
+    let disabled = wait_until(
+        "the dead endpoint disabled",
+        Duration::from_secs(30),
+        async || {
+            let e = endpoint(&dead_id).await;
+            if e["state"] == "disabled" {
+                Ok(e)
+            } else {
+                Err(e)
+            }
+        },
+    )
+    .await;
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("failing since")
+    );
+    assert_eq!(disabled["pending"], 200, "its deliveries wait: {disabled}");
+    let (_, log) = admin
+        .send(
+            reqwest::Method::GET,
+            &format!("/admin/v1/webhooks/{dead_id}/attempts"),
+            None,
+        )
+        .await;
+    let log = log.as_array().unwrap();
+    assert!(
+        !log.is_empty() && log.len() < 20,
+        "probes, not the backlog: {}",
+        log.len()
+    );
+    assert!(
+        log.iter()
+            .all(|a| a["error"] == "timed out" && a["status_code"].is_null())
+    );
+
+    // Fixed and re-enabled: the backlog arrives, each message once.
+    dead.with(|i| i.hang = false);
+    let (s, e) = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/admin/v1/webhooks/{dead_id}/enable"),
+            None,
+        )
+        .await;
+    assert_eq!((s, &e["state"]), (200, &json!("enabled")), "{e}");
+    dead.wait_for("the backlog", 200, Duration::from_secs(60))
+        .await;
+    let got: HashSet<String> = dead.with(|i| i.delivered.keys().cloned().collect());
+    assert_eq!(got, expected);
+
+    // Rotation: during the overlap every delivery verifies with the old and the new secret.
+    let (s, rotated) = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/admin/v1/webhooks/{healthy_id}/rotate"),
+            Some(&json!({"overlap_secs": 3600})),
+        )
+        .await;
+    assert_eq!(s, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, healthy_secret);
+    assert!(rotated["endpoint"]["previous_secret_until"].is_string());
+    healthy.with(|i| i.secrets = vec![healthy_secret.clone(), new_secret.clone()]);
+    let after = record_burst(&env, "b", 5).await;
+    healthy
+        .wait_for(
+            "the deliveries after rotating",
+            205,
+            Duration::from_secs(30),
+        )
+        .await;
+    let signature = healthy.with(|i| i.signature.clone());
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    // Without an overlap only the new one signs.
+    admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/admin/v1/webhooks/{healthy_id}/rotate"),
+            Some(&json!({"overlap_secs": 0})),
+        )
+        .await;
+
+    // Replay: one message again, with its id; then everything since a time, delivered too.
+    let one = after.iter().next().unwrap().clone();
+    let (s, _) = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/admin/v1/webhooks/{dead_id}/replay"),
+            Some(&json!({"message": one})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    wait_until(
+        "the replayed message",
+        Duration::from_secs(30),
+        async || dead.with(|i| i.delivered.get(&one).map(|(_, n)| *n)) == Some(2),
+    )
+    .await;
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let (s, replay) = admin
+        .send(
+            reqwest::Method::POST,
+            &format!("/admin/v1/webhooks/{dead_id}/replay"),
+            Some(&json!({"since": since, "include_delivered": true})),
+        )
+        .await;
+    assert_eq!((s, &replay["replayed"]), (202, &json!(205)), "{replay}");
+    wait_until("everything replayed", Duration::from_secs(60), async || {
+        dead.with(|i| i.order.len()) >= 200 + 1 + 205
+    })
+    .await;
+    workers.stop().await;
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_names_what_is_wrong_and_bounds_the_endpoints() {
+    let env = TestEnv::new().await;
+    let mut config = env.ingest_config();
+    config.webhook_max_endpoints = 2;
+    let ingest = tally_tests::Ingest::start(config).await;
+    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    let viewer = AdminClient::new(&ingest, Some(env.api_key(Role::Viewer).await));
+    let stranger = AdminClient::new(&ingest, None);
+    let create = |body: Value| {
+        let admin = &admin;
+        async move {
+            admin
+                .send(reqwest::Method::POST, "/admin/v1/webhooks", Some(&body))
+                .await
+        }
+    };
+    for (body, field) in [
+        (json!({"url": "ftp://example.org/"}), "url"),
+        (json!({"url": "http://user:pw@example.org/"}), "url"),
+        (
+            json!({"url": "http://example.org/", "event_types": ["poll.sideways"]}),
+            "event_types[0]",
+        ),
+        (
+            json!({"url": "http://example.org/", "secret": "whsec_mine"}),
+            "secret",
+        ),
+        (
+            json!({"url": "http://example.org/", "description": "x".repeat(300)}),
+            "description",
+        ),
+    ] {
+        let (s, answer) = create(body.clone()).await;
+        assert_eq!(
+            (s, answer["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {answer}"
+        );
+    }
+    let body = json!({"url": "http://127.0.0.1:9/hook"});
+    assert_eq!(
+        stranger
+            .send(reqwest::Method::POST, "/admin/v1/webhooks", Some(&body))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        viewer
+            .send(reqwest::Method::POST, "/admin/v1/webhooks", Some(&body))
+            .await
+            .0,
+        403
+    );
+    let (s, first) = create(body.clone()).await;
+    assert_eq!(s, 201);
+    let secret = first["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"));
+    standardwebhooks::Webhook::new(secret).expect("a secret the reference library takes");
+    // Listed for viewers, never with a secret.
+    let (s, listed) = viewer
+        .send(reqwest::Method::GET, "/admin/v1/webhooks", None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(!listed.to_string().contains("whsec_"), "{listed}");
+    assert_eq!(create(body.clone()).await.0, 201);
+    let (s, refused) = create(body.clone()).await;
+    assert_eq!(
+        (s, refused["error"]["code"].as_str()),
+        (409, Some("too_many_endpoints"))
+    );
+    let id = first["endpoint"]["id"].as_str().unwrap();
+    for (method, path, body, status, field) in [
+        (
+            reqwest::Method::GET,
+            "/admin/v1/webhooks/ep_nope".to_owned(),
+            None,
+            404,
+            "endpoint",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/admin/v1/webhooks/{id}/replay"),
+            Some(json!({})),
+            422,
+            "message",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/admin/v1/webhooks/{id}/replay"),
+            Some(json!({"message": format!("msg_{}", "0".repeat(32))})),
+            404,
+            "message",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/admin/v1/webhooks/{id}/rotate"),
+            Some(json!({"overlap_secs": 999_999_999})),
+            422,
+            "overlap_secs",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/admin/v1/webhooks/{id}/attempts?limit=0"),
+            None,
+            422,
+            "limit",
+        ),
+    ] {
+        let (s, answer) = admin.send(method, &path, body.as_ref()).await;
+        assert_eq!(
+            (s, answer["error"]["field"].as_str()),
+            (status, Some(field)),
+            "{path}: {answer}"
+        );
+    }
+    let (s, _) = admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/admin/v1/webhooks/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        admin
+            .send(
+                reqwest::Method::GET,
+                &format!("/admin/v1/webhooks/{id}"),
+                None
+            )
+            .await
+            .0,
+        404
+    );
+    assert_eq!(create(body).await.0, 201, "room again after a delete");
+    ingest.stop().await;
+}
