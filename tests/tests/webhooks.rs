@@ -145,7 +145,7 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
     admin
         .create(
             "tournaments",
-            json!({"id": "lotto", "capacity": 3, "mode": "lottery", "claim_window_secs": 10,
+            json!({"id": "lotto", "capacity": 3, "mode": "lottery", "claim_window_secs": 30,
                    "matches": [{"id": "final", "teams": []}]}),
         )
         .await;
@@ -368,20 +368,31 @@ async fn workers_killed_during_a_delivery_burst_lose_no_webhook() {
     receiver
         .wait_for("every delivery", expected.len(), Duration::from_secs(120))
         .await;
+    // Deliveries sent by a killed worker are sent again once their lease runs out, and then
+    // recorded: none stays behind.
+    let unsettled = "SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered'";
+    wait_until(
+        "every delivery recorded",
+        Duration::from_secs(60),
+        async || {
+            let (n,): (i64,) = sqlx::query_as(unsettled)
+                .fetch_one(&env.pool)
+                .await
+                .unwrap();
+            if n == 0 { Ok(()) } else { Err(n) }
+        },
+    )
+    .await;
     let (got, repeats) = receiver.with(|i| {
         let got: HashSet<String> = i.delivered.keys().cloned().collect();
         let repeats: usize = i.delivered.values().map(|(_, n)| n - 1).sum();
         (got, repeats)
     });
     assert_eq!(got, expected, "lost or made up");
-    // At-least-once: a delivery sent when its worker died is sent again, with the same id.
+    // At least once: what a killed worker had in flight is sent again, with the same id; no
+    // more than the two kills' requests in flight.
+    assert!(repeats <= 2 * 64 * 10, "{repeats} repeats");
     eprintln!("{repeats} deliveries repeated after the kills");
-    let (pending,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered'")
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-    assert_eq!(pending, 0);
     workers.stop().await;
     ingest.stop().await;
 }
@@ -444,8 +455,10 @@ async fn a_dead_endpoint_is_disabled_without_holding_up_another_and_gets_its_bac
         )
         .await;
     let log = log.as_array().unwrap();
+    // A first contact of at most a job's requests per job (two jobs of 100 here), then one
+    // probe at a time: never the backlog.
     assert!(
-        !log.is_empty() && log.len() < 20,
+        !log.is_empty() && log.len() <= 30,
         "probes, not the backlog: {}",
         log.len()
     );

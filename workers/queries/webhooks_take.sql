@@ -6,9 +6,9 @@ WITH taken AS (
     FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS j(message_id, endpoint_id, queued_at)
     WHERE d.message_id = j.message_id AND d.endpoint_id = j.endpoint_id
       AND d.status = 'queued' AND d.queued_at = j.queued_at
-    RETURNING d.message_id, d.endpoint_id, d.attempts
+    RETURNING d.message_id, d.endpoint_id, d.attempts, d.queued_at
 )
-SELECT t.message_id, t.endpoint_id, t.attempts, m.body, e.url, e.secret,
+SELECT t.message_id, t.endpoint_id, t.attempts, t.queued_at, m.body, e.url, e.secret,
        CASE WHEN e.previous_until > now() THEN e.previous_secret END AS previous_secret
 FROM taken t
 JOIN webhook_messages m ON m.id = t.message_id

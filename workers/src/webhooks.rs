@@ -181,22 +181,52 @@ impl Deliverer {
         if taken.is_empty() {
             return Ok(());
         }
-        let outcomes: Vec<Outcome> = futures::stream::iter(taken)
-            .map(|t| async move { self.attempt(&t).await })
-            .buffer_unordered(self.config.webhook_job_requests.max(1))
-            .collect()
-            .await;
-        let disabled = self
-            .store
-            .record_webhook_attempts(
-                &outcomes,
-                &self.schedule,
-                Duration::from_secs(self.config.webhook_disable_after_secs),
-            )
-            .await?;
-        for endpoint in disabled {
-            tracing::warn!(endpoint, "Webhook endpoint failing too long; disabled.");
-            metrics::counter!("tally_workers_webhook_endpoints_disabled_total").increment(1);
+        // The first failure stops the job: an endpoint that times out or errs on one request
+        // most likely does on all, and the rest wait for its backoff (unattempted) instead of
+        // each holding a request slot for the timeout.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let requests = self.config.webhook_job_requests.max(1);
+        let mut results = futures::stream::iter(taken)
+            .map(|t| {
+                let stop = &stop;
+                async move {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(Claimed {
+                            message_id: t.message_id,
+                            endpoint_id: t.endpoint_id,
+                            queued_at: t.queued_at,
+                        });
+                    }
+                    let outcome = self.attempt(&t).await;
+                    if !outcome.delivered {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(outcome)
+                }
+            })
+            .buffer_unordered(requests)
+            // Recorded as they finish (a few at a time when they finish together), so a worker
+            // killed mid-job leaves few sent but unrecorded, which go again with their ids.
+            .ready_chunks(requests);
+        while let Some(chunk) = results.next().await {
+            let (outcomes, unattempted): (Vec<_>, Vec<_>) =
+                chunk.into_iter().partition(Result::is_ok);
+            let outcomes: Vec<Outcome> = outcomes.into_iter().filter_map(Result::ok).collect();
+            let unattempted: Vec<Claimed> =
+                unattempted.into_iter().filter_map(Result::err).collect();
+            let disabled = self
+                .store
+                .record_webhook_attempts(
+                    &outcomes,
+                    &unattempted,
+                    &self.schedule,
+                    Duration::from_secs(self.config.webhook_disable_after_secs),
+                )
+                .await?;
+            for endpoint in disabled {
+                tracing::warn!(endpoint, "Webhook endpoint failing too long; disabled.");
+                metrics::counter!("tally_workers_webhook_endpoints_disabled_total").increment(1);
+            }
         }
         Ok(())
     }
@@ -337,6 +367,7 @@ mod tests {
             message_id: "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk".into(),
             endpoint_id: "ep_1".into(),
             attempts: 0,
+            queued_at: chrono::Utc::now(),
             body: r#"{"email":"test@example.com","username":"test_user"}"#.into(),
             url: "http://127.0.0.1/".into(),
             secret: secret.into(),

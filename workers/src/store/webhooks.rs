@@ -22,6 +22,8 @@ pub struct Taken {
     pub endpoint_id: String,
     /// Attempts before this one.
     pub attempts: i32,
+    /// The lease, as the job renewed it.
+    pub queued_at: DateTime<Utc>,
     pub body: String,
     pub url: String,
     pub secret: String,
@@ -92,13 +94,15 @@ impl PgStore {
         )
     }
 
-    /// Records attempts and the endpoints' health in one transaction; `schedule` is the retry
+    /// Records attempts and the endpoints' health in one transaction, and gives back the
+    /// deliveries a job did not attempt (due again, no attempt counted); `schedule` is the retry
     /// schedule (an endpoint failing `n` times in a row backs off by its `n`th step, the last
     /// one thereafter) and `disable_after` how long an endpoint may fail before it is
     /// disabled. Returns the endpoints this disabled.
     pub async fn record_webhook_attempts(
         &self,
         outcomes: &[Outcome],
+        unattempted: &[Claimed],
         schedule: &[Duration],
         disable_after: Duration,
     ) -> Result<Vec<String>, StoreError> {
@@ -140,6 +144,17 @@ impl PgStore {
             )
             .execute(&mut *tx)
             .await?;
+        if !unattempted.is_empty() {
+            let messages: Vec<&str> = unattempted.iter().map(|c| c.message_id.as_str()).collect();
+            let endpoints: Vec<&str> = unattempted.iter().map(|c| c.endpoint_id.as_str()).collect();
+            let leases: Vec<DateTime<Utc>> = unattempted.iter().map(|c| c.queued_at).collect();
+            sqlx::query(include_str!("../../queries/webhooks_release.sql"))
+                .bind(messages)
+                .bind(endpoints)
+                .bind(leases)
+                .execute(&mut *tx)
+                .await?;
+        }
         // Per endpoint: (delivered, failed).
         let mut health: BTreeMap<&str, (i32, i32)> = BTreeMap::new();
         for o in outcomes {
