@@ -276,3 +276,31 @@ pub enum AdminResponses {
     #[response(status = 503, description = "Postgres unreachable")]
     Unavailable(ErrorResponse),
 }
+
+/// What an admin route may refuse besides its own answers: no key, the wrong role, Postgres
+/// away (webhook endpoints; the resource routes use [`AdminResponses`]).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum KeyRefusals {
+    #[response(status = 401, description = "No key")]
+    Unauthorized(ErrorResponse),
+    #[response(
+        status = 403,
+        description = "A key without the role (viewer to read, admin to write)"
+    )]
+    Forbidden(ErrorResponse),
+    #[response(status = 503, description = "Postgres unreachable")]
+    Unavailable(ErrorResponse),
+}
+
+/// What a route taking a JSON body may refuse before reading it.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyRefusals {
+    #[response(status = 400, description = "Malformed JSON")]
+    Malformed(ErrorResponse),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorResponse),
+    #[response(status = 415, description = "Not application/json")]
+    NotJson(ErrorResponse),
+}

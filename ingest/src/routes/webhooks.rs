@@ -71,9 +71,7 @@ async fn one(state: &AppState, id: &str) -> Result<EndpointView, ApiError> {
 #[utoipa::path(get, path = "/admin/v1/webhooks", tag = "admin", operation_id = "list_webhooks",
     security(("admin_key" = [])), responses(
         (status = 200, description = "The endpoints, oldest first", body = Vec<EndpointView>),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not a viewer or admin key", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
     ))]
 #[tracing::instrument(name = "webhooks_list", skip_all)]
 async fn list(
@@ -92,14 +90,10 @@ async fn list(
 #[utoipa::path(post, path = "/admin/v1/webhooks", tag = "admin", operation_id = "create_webhook",
     security(("admin_key" = [])), request_body = EndpointBody, responses(
         (status = 201, description = "Registered; the secret is shown this once", body = EndpointSecret),
-        (status = 400, description = "Malformed JSON", body = crate::api_doc::ErrorResponse),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
         (status = 409, description = "As many endpoints as TALLY_WEBHOOK_MAX_ENDPOINTS allows (too_many_endpoints)", body = crate::api_doc::ErrorResponse),
-        (status = 413, description = "Body too large", body = crate::api_doc::ErrorResponse),
-        (status = 415, description = "Not application/json", body = crate::api_doc::ErrorResponse),
         (status = 422, description = "A bad URL or event type, named", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
+        crate::api_doc::BodyRefusals,
     ))]
 #[tracing::instrument(name = "webhooks_create", skip_all)]
 async fn create(
@@ -137,10 +131,8 @@ async fn create(
 #[utoipa::path(get, path = "/admin/v1/webhooks/{endpoint}", tag = "admin", operation_id = "get_webhook",
     security(("admin_key" = [])), params(("endpoint" = String, Path)), responses(
         (status = 200, description = "The endpoint", body = EndpointView),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not a viewer or admin key", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such endpoint", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
     ))]
 async fn get(
     State(state): State<AppState>,
@@ -155,10 +147,8 @@ async fn get(
 #[utoipa::path(delete, path = "/admin/v1/webhooks/{endpoint}", tag = "admin", operation_id = "delete_webhook",
     security(("admin_key" = [])), params(("endpoint" = String, Path)), responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such endpoint", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
     ))]
 #[tracing::instrument(name = "webhooks_delete", skip_all)]
 async fn delete(
@@ -182,14 +172,10 @@ async fn delete(
 #[utoipa::path(post, path = "/admin/v1/webhooks/{endpoint}/rotate", tag = "admin", operation_id = "rotate_webhook_secret",
     security(("admin_key" = [])), params(("endpoint" = String, Path)), request_body = RotateBody, responses(
         (status = 200, description = "The new secret, shown this once", body = EndpointSecret),
-        (status = 400, description = "Malformed JSON", body = crate::api_doc::ErrorResponse),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such endpoint", body = crate::api_doc::ErrorResponse),
-        (status = 413, description = "Body too large", body = crate::api_doc::ErrorResponse),
-        (status = 415, description = "Not application/json", body = crate::api_doc::ErrorResponse),
         (status = 422, description = "An overlap past a week", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
+        crate::api_doc::BodyRefusals,
     ))]
 #[tracing::instrument(name = "webhooks_rotate", skip_all)]
 async fn rotate(
@@ -234,10 +220,8 @@ async fn set_enabled(
 #[utoipa::path(post, path = "/admin/v1/webhooks/{endpoint}/enable", tag = "admin", operation_id = "enable_webhook",
     security(("admin_key" = [])), params(("endpoint" = String, Path)), responses(
         (status = 200, description = "The endpoint", body = EndpointView),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such endpoint", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
     ))]
 async fn enable(
     State(state): State<AppState>,
@@ -251,10 +235,8 @@ async fn enable(
 #[utoipa::path(post, path = "/admin/v1/webhooks/{endpoint}/disable", tag = "admin", operation_id = "disable_webhook",
     security(("admin_key" = [])), params(("endpoint" = String, Path)), responses(
         (status = 200, description = "The endpoint", body = EndpointView),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such endpoint", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
     ))]
 async fn disable(
     State(state): State<AppState>,
@@ -277,11 +259,9 @@ pub struct AttemptsQuery {
     security(("admin_key" = [])), params(("endpoint" = String, Path), AttemptsQuery), responses(
         (status = 200, description = "Attempts, newest first", body = Vec<AttemptView>),
         (status = 400, description = "A malformed query string", body = crate::api_doc::ErrorResponse),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not a viewer or admin key", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such endpoint", body = crate::api_doc::ErrorResponse),
         (status = 422, description = "A bad limit", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
     ))]
 async fn attempts(
     State(state): State<AppState>,
@@ -317,14 +297,10 @@ async fn attempts(
 #[utoipa::path(post, path = "/admin/v1/webhooks/{endpoint}/replay", tag = "admin", operation_id = "replay_webhooks",
     security(("admin_key" = [])), params(("endpoint" = String, Path)), request_body = ReplayBody, responses(
         (status = 202, description = "Queued again", body = ReplayView),
-        (status = 400, description = "Malformed JSON", body = crate::api_doc::ErrorResponse),
-        (status = 401, description = "No key", body = crate::api_doc::ErrorResponse),
-        (status = 403, description = "Not an admin key", body = crate::api_doc::ErrorResponse),
         (status = 404, description = "No such endpoint or message", body = crate::api_doc::ErrorResponse),
-        (status = 413, description = "Body too large", body = crate::api_doc::ErrorResponse),
-        (status = 415, description = "Not application/json", body = crate::api_doc::ErrorResponse),
         (status = 422, description = "Neither or both of message and since", body = crate::api_doc::ErrorResponse),
-        (status = 503, description = "Postgres unreachable", body = crate::api_doc::ErrorResponse),
+        crate::api_doc::KeyRefusals,
+        crate::api_doc::BodyRefusals,
     ))]
 #[tracing::instrument(name = "webhooks_replay", skip_all)]
 async fn replay(
