@@ -9,6 +9,7 @@
 #   nats-server     (the version deploy/stack.sh runs, for the three-node cluster test)
 #   schemathesis    (PyPI, pinned, in a venv under $TALLY_TOOLS_DIR: the API conformance test)
 #   PyJWT           (PyPI, pinned, same venv: the token-minting example in docs/architecture.md, run by a test)
+#   aiosmtpd        (PyPI, pinned, same venv: the SMTP server the winners' email test sends to)
 #   cargo-deny      (crates.io, pinned, into $TALLY_TOOLS_DIR: licences, bans and sources in CI)
 #   cmake, libcurl  (rdkafka's cmake-build of librdkafka)
 #   pgbackrest      (Debian's package: Postgres backups and restores, deploy/backup.sh, and
@@ -25,6 +26,7 @@ TOOLS_DIR="${TALLY_TOOLS_DIR:-$HOME/.cache/tally-tools}"
 TANSU_VERSION=0.6.0
 SCHEMATHESIS_VERSION=4.32.5
 PYJWT_VERSION=2.15.1
+AIOSMTPD_VERSION=1.4.6
 CARGO_DENY_VERSION=0.20.2
 mkdir -p "$STATE_DIR" "$TOOLS_DIR/bin"
 log() { printf '[tools] %s\n' "$*" >&2; }
@@ -80,6 +82,12 @@ schemathesis_bin() {
     log "installing PyJWT $PYJWT_VERSION from PyPI into $venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
       "pyjwt[crypto]==$PYJWT_VERSION" >&2
+  fi
+  have=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("aiosmtpd"))' 2>/dev/null || true)
+  if [ "$have" != "$AIOSMTPD_VERSION" ]; then
+    log "installing aiosmtpd $AIOSMTPD_VERSION from PyPI into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "aiosmtpd==$AIOSMTPD_VERSION" >&2
   fi
   echo "$bin"
 }

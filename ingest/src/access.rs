@@ -4,6 +4,7 @@
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use std::collections::HashMap;
+use tally_schema::email::Contact;
 use tally_schema::ids::{GroupId, TeamId, UserId};
 use tally_schema::resources::{Identity, ScoresFrom};
 
@@ -44,6 +45,32 @@ pub fn act_as(
             "insufficient_role",
             "acting for a user needs their token, or a key with the site role".into(),
         )),
+    }
+}
+
+/// Where to email `user`, registering: what a site key vouches for (the body's `email` and
+/// `time_zone`), or their own token's claims. Anyone else naming an address is refused: an
+/// address is someone's, and mail to it must be theirs to ask for.
+pub fn contact(
+    principal: &Principal,
+    user: &UserId,
+    email: Option<String>,
+    time_zone: Option<String>,
+) -> Result<Option<Contact>, ApiError> {
+    match principal {
+        Principal::Key { role, .. } if role.allows(Role::Site) => {
+            Ok(email.map(|email| Contact { email, time_zone }))
+        }
+        _ if email.is_some() || time_zone.is_some() => Err(forbidden(
+            "address_not_vouched",
+            "only a site key names an address (email, time_zone); a user token carries its own"
+                .into(),
+        )),
+        Principal::User(u) if &u.id == user => Ok(u.email.clone().map(|email| Contact {
+            email,
+            time_zone: u.time_zone.clone(),
+        })),
+        _ => Ok(None),
     }
 }
 
@@ -128,6 +155,8 @@ mod tests {
             id: id.try_into().unwrap(),
             group: group.map(|g| g.try_into().unwrap()),
             team: team.map(|t| t.try_into().unwrap()),
+            email: None,
+            time_zone: None,
         })
     }
 
@@ -279,6 +308,43 @@ mod tests {
         assert_eq!(
             code(score(&Principal::Anonymous, ScoresFrom::TeamToken, &red)),
             "token_required"
+        );
+    }
+
+    #[test]
+    fn only_a_site_key_or_the_registrant_s_own_token_gives_an_address() {
+        let ann: UserId = "ann".try_into().unwrap();
+        let mail = || Some("ann@example.org".to_owned());
+        let site = contact(&key(Role::Site), &ann, mail(), Some("Europe/Paris".into()));
+        assert_eq!(
+            site.unwrap().unwrap().time_zone.as_deref(),
+            Some("Europe/Paris")
+        );
+        for refused in [
+            Principal::Anonymous,
+            key(Role::Scorekeeper),
+            user("ann", None, None),
+        ] {
+            let refusal = contact(&refused, &ann, mail(), None);
+            assert_eq!(code(refusal), "address_not_vouched");
+        }
+        let mut token = User {
+            id: ann.clone(),
+            group: None,
+            team: None,
+            email: mail(),
+            time_zone: None,
+        };
+        let own = contact(&Principal::User(token.clone()), &ann, None, None).unwrap();
+        assert_eq!(own.unwrap().email, "ann@example.org");
+        token.id = "bob".try_into().unwrap();
+        assert_eq!(
+            contact(&Principal::User(token), &ann, None, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            contact(&Principal::Anonymous, &ann, None, None).unwrap(),
+            None
         );
     }
 }

@@ -61,6 +61,11 @@ pub struct User {
     pub id: UserId,
     pub group: Option<GroupId>,
     pub team: Option<TeamId>,
+    /// The `email` claim, when it is an address and `email_verified` is not false: where a
+    /// tournament that emails its winners writes to.
+    pub email: Option<String>,
+    /// The `zoneinfo` claim (OpenID Connect), when it names an IANA time zone.
+    pub time_zone: Option<String>,
 }
 
 /// Why a token was refused; each is its own `401` code.
@@ -325,7 +330,20 @@ impl Verifier {
             })?),
             None => None,
         };
-        Ok(User { id, group, team })
+        let verified = claims.get("email_verified").and_then(|v| v.as_bool()) != Some(false);
+        let email = text("email")
+            .filter(|e| verified && tally_schema::email::check_email("email", e).is_ok())
+            .map(str::to_owned);
+        let time_zone = text("zoneinfo")
+            .filter(|z| tally_schema::email::check_time_zone("zoneinfo", z).is_ok())
+            .map(str::to_owned);
+        Ok(User {
+            id,
+            group,
+            team,
+            email,
+            time_zone,
+        })
     }
 }
 

@@ -270,7 +270,7 @@ impl AppState {
 /// and tournament: a repeat is the same event, answered `duplicate: true`); a client key's
 /// lives in the client namespace, under the event's kind, scope and caller, where no
 /// server-made id is; without either, a fresh UUIDv7.
-fn event_id(
+pub(crate) fn event_id(
     event: &Event,
     key: Option<&IdempotencyKey>,
     principal: &Principal,

@@ -142,7 +142,7 @@ pub async fn update<E>(
         .await?;
     // The webhooks the change makes (a match set final) commit with it.
     let messages = tally_schema::webhooks::from_change(Some(&old), &next, now);
-    tally_schema::webhooks::record(&messages, &mut *tx).await?;
+    tally_schema::webhooks::record(&messages, &mut tx).await?;
     tx.commit().await?;
     Ok(Some(Ok(Stored {
         version: version + 1,
@@ -884,4 +884,22 @@ pub async fn replay_webhooks_since(
         replayed: replayed.max(0) as u64,
         continue_from: last.filter(|_| looked_at >= max),
     })
+}
+
+/// Keeps a registrant's address (a tournament that emails its winners): personal data, kept
+/// here and nowhere else.
+pub async fn save_contact(
+    pool: &PgPool,
+    tournament: &str,
+    user: &str,
+    contact: &tally_schema::email::Contact,
+) -> Result<(), StoreError> {
+    sqlx::query(include_str!("../queries/contact_save.sql"))
+        .bind(tournament)
+        .bind(user)
+        .bind(&contact.email)
+        .bind(&contact.time_zone)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

@@ -308,10 +308,24 @@ pub struct RegistrationBody {
     pub user: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupId>,
+    /// Where to email the registrant (a tournament with `email` set): only a site key may
+    /// name it; a user token's `email` claim gives it otherwise. Never on the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The registrant's IANA time zone, for the deadline in their email (a site key; a
+    /// token's `zoneinfo` claim otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl Validate for RegistrationBody {
     fn validate(&self) -> Result<(), FieldError> {
+        if let Some(email) = &self.email {
+            crate::email::check_email("email", email)?;
+        }
+        if let Some(zone) = &self.time_zone {
+            crate::email::check_time_zone("time_zone", zone)?;
+        }
         Ok(())
     }
 }
@@ -506,6 +520,16 @@ pub fn decode_batch_item(
         "registration" => {
             let tournament = scope(&mut map, "tournament")?;
             let b: RegistrationBody = body(map)?;
+            // An address is stored beside a registration, never on the stream: only the
+            // single route takes one.
+            if b.email.is_some() || b.time_zone.is_some() {
+                let field = if b.email.is_some() { "email" } else { "time_zone" };
+                return Err(FieldError::invalid(
+                    "not_in_batch",
+                    field,
+                    "an address is taken only by POST /v1/tournaments/{tournament}/registrations",
+                ));
+            }
             (b.id.clone(), b.into_event(tournament))
         }
         other => {

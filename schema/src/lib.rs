@@ -13,6 +13,7 @@
 //! - [`consumers`]: the durable consumers' names.
 //! - [`roles`]: API keys: their roles, how they are made and hashed, the `api_keys` statements.
 //! - [`status`]: a registration's state (placed, waitlisted, received, won, claimed, released).
+//! - [`email`]: winners' email: a tournament's settings, contacts, the rendered messages.
 //! - [`webhooks`]: outbound webhooks: event types, signed messages, the endpoint bodies.
 //! - [`MIGRATOR`] (feature `migrations`): the Postgres schema, from `postgres/migrations/`.
 
@@ -21,6 +22,7 @@ pub mod analytics;
 pub mod api;
 pub mod channels;
 pub mod consumers;
+pub mod email;
 pub mod event;
 pub mod ids;
 pub mod lottery;

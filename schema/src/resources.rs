@@ -268,6 +268,10 @@ pub struct Tournament {
     pub media_quota_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
+    /// Email the winners (and those promoted from the waitlist) with their claim link and
+    /// deadline, to the address their token or the site's key gives at registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<crate::email::EmailNotices>,
 }
 
 /// Whose requests a rate limit counts together.
@@ -894,6 +898,9 @@ impl Validate for Tournament {
         }
         self.registration_window().check("registration_closes_at")?;
         check_limits(&self.rate_limits)?;
+        if let Some(email) = &self.email {
+            email.validate()?;
+        }
         if self
             .claim_window_secs
             .is_some_and(|s| s == 0 || s > 365 * 86400)

@@ -504,11 +504,13 @@ pub struct ReplayView {
 }
 
 /// Records `messages` in the caller's transaction (the one that makes what they report):
-/// each once, with a delivery to every subscribed endpoint. Returns the deliveries made.
+/// each once, with a delivery to every subscribed endpoint, and the email a registration
+/// message makes where its tournament emails and the registrant gave an address. Returns
+/// the deliveries made.
 #[cfg(feature = "postgres")]
-pub async fn record<'e>(
+pub async fn record(
     messages: &[Message],
-    conn: impl sqlx::PgExecutor<'e>,
+    conn: &mut sqlx::PgConnection,
 ) -> Result<u64, sqlx::Error> {
     if messages.is_empty() {
         return Ok(0);
@@ -519,11 +521,46 @@ pub async fn record<'e>(
     let done = sqlx::query(include_str!(
         "../postgres/queries/webhook_messages_insert.sql"
     ))
-    .bind(ids)
-    .bind(types)
+    .bind(&ids)
+    .bind(&types)
     .bind(bodies)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    let mails: Vec<(&Message, RegistrationData)> = messages
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.event_type,
+                EventType::RegistrationWon | EventType::RegistrationPromoted
+            )
+        })
+        .filter_map(|m| Some((m, serde_json::from_value(m.body["data"].clone()).ok()?)))
+        .collect();
+    if !mails.is_empty() {
+        sqlx::query(include_str!("../postgres/queries/email_outbox_insert.sql"))
+            .bind(mails.iter().map(|(m, _)| m.id.as_str()).collect::<Vec<_>>())
+            .bind(
+                mails
+                    .iter()
+                    .map(|(m, _)| m.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                mails
+                    .iter()
+                    .map(|(_, d)| d.tournament.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                mails
+                    .iter()
+                    .map(|(_, d)| d.user.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(mails.iter().map(|(_, d)| d.deadline).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(done.rows_affected())
 }
 

@@ -295,6 +295,7 @@ impl TestEnv {
             metrics_addr: ([127, 0, 0, 1], 0).into(),
             ranking: Default::default(),
             webhooks: Default::default(),
+            email: Default::default(),
             lottery_schedule: "* * * * * *".into(),
             views_consumer: tally_schema::consumers::REDIS_SINK.into(),
             redis: tally_kit::redis::RedisConfig {

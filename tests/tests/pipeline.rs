@@ -188,6 +188,8 @@ async fn a_retry_after_the_duplicate_window_is_caught_by_the_writer() {
         id: None,
         user: "ada".try_into().unwrap(),
         group: None,
+        email: None,
+        time_zone: None,
     }
     .into_event("cup".try_into().unwrap());
     let envelope = tally_schema::Envelope::keyed(uuid::Uuid::now_v7(), event);

@@ -169,49 +169,28 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         .await;
     assert_eq!(s, 200);
 
-    // Three winners and five waitlisted, told once each, every delivery verified.
-    receiver
-        .wait_for("8 draw messages", 8, Duration::from_secs(90))
-        .await;
-    let bodies = receiver.bodies();
-    let of = |kind: &str| -> Vec<Value> {
-        let mut data: Vec<Value> = bodies
-            .values()
-            .filter(|b| b["type"] == kind)
-            .map(|b| b["data"].clone())
-            .collect();
-        data.sort_by_key(|d| d["user"].as_str().unwrap().to_owned());
-        data
+    // The first winner claims at once (before any webhook arrived: the receiver is failing).
+    let status = |user: String| {
+        let url = ingest.url(&format!("/v1/tournaments/lotto/registrations/{user}"));
+        let http = &http;
+        async move { get(http, &url).await.1["registration"]["status"].clone() }
     };
-    let (won, waitlisted) = (of("registration.won"), of("registration.waitlisted"));
-    assert_eq!((won.len(), waitlisted.len()), (3, 5), "{bodies:?}");
-    assert!(
-        won.iter()
-            .all(|d| d["deadline"].is_string() && d["tournament"] == "lotto")
-    );
-    let mut positions: Vec<u64> = waitlisted
-        .iter()
-        .map(|d| d["position"].as_u64().unwrap())
-        .collect();
-    positions.sort();
-    assert_eq!(positions, [1, 2, 3, 4, 5]);
-    assert_eq!(
-        receiver.with(|i| i.refused),
-        5,
-        "the five failures were real"
-    );
-
-    // One winner claims; another lets the deadline pass: released, and the first on the
-    // waitlist promoted with a deadline of their own.
-    let keeper = won[0]["user"].as_str().unwrap().to_owned();
-    let sleeper_set: HashSet<String> = won[1..]
-        .iter()
-        .map(|d| d["user"].as_str().unwrap().to_owned())
-        .collect();
-    let first_waiting = waitlisted.iter().find(|d| d["position"] == 1).unwrap()["user"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let winners = wait_until("the draw", Duration::from_secs(60), async || {
+        let mut won = Vec::new();
+        for u in 1..=8 {
+            if status(format!("u{u}")).await == "won" {
+                won.push(format!("u{u}"));
+            }
+        }
+        if won.len() == 3 {
+            Ok(won)
+        } else {
+            Err(won.len())
+        }
+    })
+    .await;
+    let keeper = winners[0].clone();
+    let sleeper_set: HashSet<String> = winners[1..].iter().cloned().collect();
     let claim = ingest.url(&format!(
         "/v1/tournaments/lotto/registrations/{keeper}/claim"
     ));
@@ -240,10 +219,40 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         .await
         .unwrap();
     assert_eq!(status.status(), 200);
-    // won 3 + waitlisted 5 + claimed + 2 released + 2 promoted + media + match
+    // won 3 + waitlisted 5 + claimed + media + match, then, past the others' deadline,
+    // 2 released + 2 promoted.
     receiver
-        .wait_for("every message", 15, Duration::from_secs(90))
+        .wait_for("every message", 15, Duration::from_secs(120))
         .await;
+    assert_eq!(
+        receiver.with(|i| i.refused),
+        5,
+        "the five failures were real"
+    );
+    let bodies = receiver.bodies();
+    let mut won = of_type(&bodies, "registration.won");
+    won.sort_by_key(|d| d["user"].as_str().unwrap().to_owned());
+    let waitlisted = of_type(&bodies, "registration.waitlisted");
+    assert_eq!((won.len(), waitlisted.len()), (3, 5), "{bodies:?}");
+    let mut won_users: Vec<&str> = won.iter().map(|d| d["user"].as_str().unwrap()).collect();
+    won_users.sort();
+    let mut drawn = winners.clone();
+    drawn.sort();
+    assert_eq!(won_users, drawn);
+    assert!(
+        won.iter()
+            .all(|d| d["deadline"].is_string() && d["tournament"] == "lotto")
+    );
+    let mut positions: Vec<u64> = waitlisted
+        .iter()
+        .map(|d| d["position"].as_u64().unwrap())
+        .collect();
+    positions.sort();
+    assert_eq!(positions, [1, 2, 3, 4, 5]);
+    let first_waiting = waitlisted.iter().find(|d| d["position"] == 1).unwrap()["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let bodies = receiver.bodies();
     let claimed = of_type(&bodies, "registration.claimed");
     assert_eq!(claimed.len(), 1);
@@ -332,7 +341,8 @@ async fn record_burst(env: &TestEnv, prefix: &str, count: usize) -> HashSet<Stri
         })
         .collect();
     for chunk in messages.chunks(1000) {
-        tally_schema::webhooks::record(chunk, &env.pool)
+        let mut conn = env.pool.acquire().await.unwrap();
+        tally_schema::webhooks::record(chunk, &mut conn)
             .await
             .unwrap();
     }

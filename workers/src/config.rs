@@ -50,6 +50,9 @@ pub struct WorkersConfig {
     /// Outbound webhooks: timeouts, the retry schedule, bounds.
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// Winners' email: the SMTP server and its bounds.
+    #[command(flatten)]
+    pub email: crate::email::EmailConfig,
     /// How often the scheduler looks for lotteries to draw (cron with seconds).
     #[arg(long, env = "TALLY_LOTTERY_SCHEDULE", default_value = "*/5 * * * * *")]
     pub lottery_schedule: String,

@@ -8,6 +8,7 @@
 //! - [`ranking`]: the scheduled Bradley–Terry job over each arena's pair votes.
 //! - [`upstream`]: the scheduled poller that feeds broadcast channels from upstream URLs.
 //! - [`webhooks`]: signed webhook deliveries (apalis-postgres jobs) and their scheduler.
+//! - [`email`]: winners' email over SMTP (apalis-postgres jobs) and its scheduler.
 //!
 //! Why apalis sits behind the consumer rather than replacing it: JetStream is the queue (it
 //! holds the backlog, orders events and redelivers), apalis is the runtime (retries with
@@ -16,6 +17,7 @@
 
 pub mod batch_insert;
 pub mod config;
+pub mod email;
 pub mod lottery;
 pub mod ranking;
 pub mod store;
@@ -228,6 +230,12 @@ pub async fn run(
         apalis_postgres::PostgresStorage::<webhooks::DeliveryJob>::new(writer.store.pool());
     let (delivery_worker, delivery_backend) = (deliverer.clone(), delivery_jobs.clone());
     let delivery_concurrency = config.webhooks.webhook_concurrency.max(1);
+    let mailer = Arc::new(
+        email::Mailer::new(writer.store.clone(), config.email.clone())
+            .map_err(|e| WorkersError::Runtime(e.to_string()))?,
+    );
+    let email_jobs = apalis_postgres::PostgresStorage::<email::EmailJob>::new(writer.store.pool());
+    let (email_worker, email_backend) = (mailer.clone(), email_jobs.clone());
     let (thumb_worker, thumb_backend) = (thumbnailer.clone(), thumbnail_jobs.clone());
     let (draw_drawer, draw_backend) = (drawer.clone(), draw_jobs.clone());
     let batches = Arc::new(Mutex::new(rx));
@@ -304,6 +312,28 @@ pub async fn run(
                 .catch_panic()
                 .data(delivery_worker.clone())
                 .build(webhooks::run_deliveries)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("email-scheduler")
+                .backend(apalis_cron::CronScheduler::new(
+                    cron_schedule("* * * * * *").expect("a valid schedule"),
+                ))
+                .enable_tracing()
+                .catch_panic()
+                .data(mailer.clone())
+                .data(email_jobs.clone())
+                .build(email::schedule_emails)
+        })
+        .register(move |_restarts| {
+            let backoff = backoff(Duration::from_millis(500), Duration::from_secs(30));
+            WorkerBuilder::new("emails")
+                .backend(every_second(email_backend.clone()))
+                .concurrency(4)
+                .retry(RetryPolicy::retries(5).with_backoff(backoff))
+                .enable_tracing()
+                .catch_panic()
+                .data(email_worker.clone())
+                .build(email::run_emails)
         })
         .register(move |_restarts| {
             WorkerBuilder::new("thumbnails")

@@ -92,15 +92,20 @@ impl Default for WebhookConfig {
 
 impl WebhookConfig {
     fn schedule(&self) -> Vec<Duration> {
-        let schedule: Vec<Duration> = self
-            .webhook_retry_schedule
-            .iter()
-            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0 * 86_400.0)))
-            .collect();
-        match schedule.is_empty() {
-            true => vec![Duration::from_secs(5)],
-            false => schedule,
-        }
+        durations(&self.webhook_retry_schedule)
+    }
+}
+
+/// A retry schedule in seconds as durations, each within 0 s to 30 days; an empty one still
+/// retries once, after 5 s.
+pub(crate) fn durations(seconds: &[f64]) -> Vec<Duration> {
+    let schedule: Vec<Duration> = seconds
+        .iter()
+        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0 * 86_400.0)))
+        .collect();
+    match schedule.is_empty() {
+        true => vec![Duration::from_secs(5)],
+        false => schedule,
     }
 }
 

@@ -187,9 +187,30 @@ async fn register(
     let tournament: TournamentId = scope("tournament", tournament)?;
     let key = key.merge(body.id.clone())?;
     let user = body.user.clone();
-    let stored = state
-        .accept(body.into_event(tournament.clone()), key, client, &principal)
+    let contact = crate::access::contact(
+        &principal,
+        &user,
+        body.email.clone(),
+        body.time_zone.clone(),
+    )?;
+    let event = state
+        .check(body.into_event(tournament.clone()), client, &principal)
         .await?;
+    // A tournament that emails its winners keeps the address beside the registration (in
+    // Postgres, never on the stream), stored before the 202 so the draw finds it.
+    let mails = state
+        .catalog
+        .snapshot()
+        .tournament(tournament.as_str())?
+        .email
+        .is_some();
+    if let Some(contact) = contact.filter(|_| mails) {
+        crate::store::save_contact(&state.pool, tournament.as_str(), user.as_str(), &contact)
+            .await
+            .map_err(|e| state.store_unavailable(e))?;
+    }
+    let id = crate::server::event_id(&event, key.as_ref(), &principal);
+    let stored = state.publish(event, id).await?;
     let mut answer = crate::server::accepted_body(&stored);
     // In a lottery: what the registrant keeps to find their own line of the public draw.
     if let Some(receipt) = state

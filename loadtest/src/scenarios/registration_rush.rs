@@ -41,6 +41,8 @@ pub async fn registration_rush(
                 id: None,
                 user: format!("u{i}").try_into().expect("user"),
                 group: None,
+                email: None,
+                time_zone: None,
             };
             answer_of_request(clients.for_request(i).post(&url).json(&body))
         }),

@@ -58,7 +58,7 @@ impl PgStore {
         if let Some((tournament, media)) = ids {
             let names = result.map(|v| v.keys().map(|k| k.to_string()).collect());
             let message = Message::media(&tournament, &media, names, Utc::now());
-            tally_schema::webhooks::record(&[message], &mut *tx).await?;
+            tally_schema::webhooks::record(&[message], &mut tx).await?;
         }
         tx.commit().await?;
         Ok(())

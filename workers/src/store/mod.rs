@@ -6,6 +6,7 @@
 //!   statement per event); `ON CONFLICT (event_id) DO NOTHING` makes a redelivered event a
 //!   no-op in the same transaction that would have inserted it.
 //! - [`channels`]: broadcast channels with an upstream to poll.
+//! - [`email`]: the winners' email outbox: due emails and their attempts.
 //! - [`draws`]: the lottery's row: claims, the lock, the frozen list, the audit record.
 //! - [`media`]: thumbnail jobs' state per upload.
 //! - [`rankings`]: pair-vote counts in and fitted rankings out.
@@ -13,6 +14,7 @@
 
 pub mod channels;
 pub mod draws;
+pub mod email;
 pub mod media;
 pub mod rankings;
 pub mod webhooks;
@@ -115,7 +117,7 @@ impl PgStore {
             })
             .flatten()
             .collect();
-        let deliveries = tally_schema::webhooks::record(&messages, &mut *tx).await?;
+        let deliveries = tally_schema::webhooks::record(&messages, &mut tx).await?;
         metrics::counter!("tally_workers_webhook_deliveries_made_total").increment(deliveries);
         tx.commit().await?;
         Ok(Written {
