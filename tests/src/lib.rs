@@ -11,12 +11,14 @@
 //! - [`get`] and [`read`]: reads that retry a 503 the way a client of Tally does.
 //! - [`browser::Browser`]: headless Chromium over the DevTools protocol.
 //! - [`sse::SseStream`]: an EventSource-like reader of server-sent events.
+//! - [`notices`]: a verifying webhook receiver and a real SMTP server.
 
 pub mod browser;
 pub mod checker;
 pub mod faults;
 pub mod fixtures;
 pub mod nats_cluster;
+pub mod notices;
 pub mod proxy;
 pub mod sse;
 pub mod wait;

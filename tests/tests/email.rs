@@ -5,75 +5,11 @@
 //! address never reaches a public record.
 
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tally_ingest::auth::Role;
-use tally_tests::{AdminClient, Pipeline, TestEnv, get, setting, wait_until};
-
-/// aiosmtpd on loopback, storing what it receives in a maildir; stopped when dropped.
-struct SmtpServer {
-    child: std::process::Child,
-    maildir: PathBuf,
-}
-
-impl SmtpServer {
-    fn start(port: u16, maildir: &Path) -> Self {
-        let python = setting("TALLY_PYTHON", "python3");
-        let child = std::process::Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("aiosmtpd (deploy/tools.sh installs it; TALLY_PYTHON names its Python)");
-        Self {
-            child,
-            maildir: maildir.to_owned(),
-        }
-    }
-
-    /// Every message received, raw.
-    fn messages(&self) -> Vec<String> {
-        let mut all = Vec::new();
-        for sub in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                all.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
-            }
-        }
-        all
-    }
-
-    async fn wait_for(&self, what: &str, count: usize) -> Vec<String> {
-        wait_until(what, Duration::from_secs(90), async || {
-            let got = self.messages();
-            if got.len() >= count {
-                Ok(got)
-            } else {
-                Err(got.len())
-            }
-        })
-        .await
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tally_tests::notices::{SmtpServer, free_port};
+use tally_tests::{AdminClient, Pipeline, TestEnv, get, wait_until};
 
 /// The message sent to `address`, if any.
 fn to<'a>(messages: &'a [String], address: &str) -> Vec<&'a String> {
@@ -217,7 +153,10 @@ async fn winners_and_the_promoted_get_their_claim_link_and_deadline_in_their_own
         assert!(mail.contains(&when), "{user} should read {when}: {mail}");
         assert!(mail.contains(&format!("https://example.org/claim/mail/{user}")));
         assert!(mail.contains("Subject: Your place in The Cup: claim it"));
-        let from = mail.lines().find(|l| l.starts_with("From: ")).unwrap_or_default();
+        let from = mail
+            .lines()
+            .find(|l| l.starts_with("From: "))
+            .unwrap_or_default();
         assert!(
             from.contains("The Cup") && from.contains("<noreply@example.org>"),
             "{from}"
@@ -288,4 +227,132 @@ fn tempfile_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tally-smtp-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// p50, p99 and the largest of `values` (seconds), as a line.
+fn spread(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() as f64 - 1.0) * q).round() as usize];
+    format!(
+        "p50 {:.1} s, p99 {:.1} s, max {:.1} s (n = {})",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        values.len()
+    )
+}
+
+/// A measurement, not a check (run by hand: `cargo test -p tally-tests --test email --
+/// --ignored --nocapture`; docs/benchmarks.md has the figures): how long after a draw of
+/// 10,000 registrants for 1,000 places every webhook and every winner's email arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn notification_latency_of_a_10000_registrant_lottery() {
+    use futures::StreamExt;
+    let env = TestEnv::new().await;
+    let port = free_port();
+    let dir = tempfile_dir();
+    let server = SmtpServer::start(port, &dir.join("maildir"));
+    let pipeline = Pipeline::build(&env)
+        .ingest(|c| c.rate_limits = vec!["registration:ip=1000000/minute".parse().unwrap()])
+        .writer(|c| c.email.smtp_url = Some(format!("smtp://127.0.0.1:{port}")))
+        .start()
+        .await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
+    let site = env.api_key(Role::Site).await;
+    let receiver = tally_tests::notices::Receiver::start().await;
+    let body = json!({"url": receiver.url, "event_types": ["registration.won", "registration.waitlisted"]});
+    let (_, created) = admin
+        .send(reqwest::Method::POST, "/admin/v1/webhooks", Some(&body))
+        .await;
+    receiver.with(|i| i.secrets = vec![created["secret"].as_str().unwrap().to_owned()]);
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "big", "capacity": 1000, "mode": "lottery",
+                   "email": {"from": "noreply@example.org",
+                             "claim_url": "https://example.org/claim/{tournament}/{user}"}}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let registered = std::time::Instant::now();
+    futures::stream::iter(0..10_000)
+        .map(|i| {
+            let request = http
+                .post(ingest.url("/v1/tournaments/big/registrations"))
+                .bearer_auth(&site)
+                .json(
+                    &json!({"user": format!("r{i}"), "email": format!("r{i}@example.org"),
+                              "time_zone": "Europe/Paris"}),
+                );
+            async move { assert_eq!(tally_tests::read(request).await.0, 202) }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+    let registering = registered.elapsed();
+    admin
+        .send(
+            reqwest::Method::POST,
+            "/admin/v1/tournaments/big/close",
+            None,
+        )
+        .await;
+    let draw = ingest.url("/v1/tournaments/big/draw");
+    let record = wait_until("the draw", Duration::from_secs(300), async || {
+        let (_, record) = get(&http, &draw).await;
+        if record["status"] == "drawn" {
+            Ok(record)
+        } else {
+            Err(record["status"].clone())
+        }
+    })
+    .await;
+    let drawn_at: chrono::DateTime<chrono::Utc> =
+        record["drawn_at"].as_str().unwrap().parse().unwrap();
+    receiver
+        .wait_for("10,000 webhooks", 10_000, Duration::from_secs(600))
+        .await;
+    server.wait_for("1,000 emails", 1000).await;
+    let since = |at: chrono::DateTime<chrono::Utc>| (at - drawn_at).as_seconds_f64();
+    let (mut winners, mut all) = receiver.with(|i| {
+        let mut winners = Vec::new();
+        let mut all = Vec::new();
+        for (id, at) in &i.arrived {
+            all.push(since(*at));
+            if i.delivered[id].0["type"] == "registration.won" {
+                winners.push(since(*at));
+            }
+        }
+        (winners, all)
+    });
+    let mut emails: Vec<f64> = ["new", "cur"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(dir.join("maildir").join(sub))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|e| {
+            let modified = e.metadata().unwrap().modified().unwrap();
+            since(chrono::DateTime::<chrono::Utc>::from(modified))
+        })
+        .collect();
+    println!(
+        "10,000 registrations through the single route (site key, address stored): {registering:.1?}"
+    );
+    println!(
+        "after the draw, winners' webhooks:  {}",
+        spread(&mut winners)
+    );
+    println!("after the draw, all 10,000 webhooks: {}", spread(&mut all));
+    println!(
+        "after the draw, winners' emails:    {}",
+        spread(&mut emails)
+    );
+    drop(server);
+    pipeline.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

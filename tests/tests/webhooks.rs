@@ -5,112 +5,13 @@
 //! gets what waited once re-enabled; secrets rotate with an overlap; replays; the admin
 //! API's bounds.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tally_ingest::auth::Role;
 use tally_schema::webhooks::{EventType, Message};
+use tally_tests::notices::Receiver;
 use tally_tests::{AdminClient, Pipeline, TestEnv, Writer, get, post, wait_until};
-
-/// What a receiver does and saw.
-#[derive(Default)]
-struct Inbox {
-    /// A delivery must verify with each of these.
-    secrets: Vec<String>,
-    /// Answer 500 to this many more verified deliveries.
-    fail_next: usize,
-    /// Never answer.
-    hang: bool,
-    /// Wait this long before answering.
-    delay: Duration,
-    /// By `webhook-id`: the body and how many times it was answered 2xx.
-    delivered: HashMap<String, (Value, usize)>,
-    /// Deliveries answered 2xx, in order of arrival.
-    order: Vec<String>,
-    refused: usize,
-    unverified: usize,
-    /// The last `webhook-signature` seen.
-    signature: String,
-}
-
-struct Receiver {
-    url: String,
-    inbox: Arc<Mutex<Inbox>>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let inbox = Arc::new(Mutex::new(Inbox::default()));
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::post(receive))
-            .with_state(inbox.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, inbox }
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut Inbox) -> R) -> R {
-        f(&mut self.inbox.lock().unwrap())
-    }
-
-    /// The bodies delivered, by id.
-    fn bodies(&self) -> HashMap<String, Value> {
-        self.with(|i| {
-            i.delivered
-                .iter()
-                .map(|(id, (body, _))| (id.clone(), body.clone()))
-                .collect()
-        })
-    }
-
-    async fn wait_for(&self, what: &str, count: usize, within: Duration) {
-        wait_until(what, within, async || {
-            let n = self.with(|i| i.delivered.len());
-            if n >= count { Ok(()) } else { Err(n) }
-        })
-        .await;
-    }
-}
-
-async fn receive(
-    State(inbox): State<Arc<Mutex<Inbox>>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
-    let (hang, delay) = {
-        let i = inbox.lock().unwrap();
-        (i.hang, i.delay)
-    };
-    if hang {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
-    tokio::time::sleep(delay).await;
-    let mut i = inbox.lock().unwrap();
-    let verified = !i.secrets.is_empty()
-        && i.secrets.iter().all(|s| {
-            let verifier = standardwebhooks::Webhook::new(s).unwrap();
-            verifier.verify(&body, &headers).is_ok()
-        });
-    if !verified {
-        i.unverified += 1;
-        return StatusCode::UNAUTHORIZED;
-    }
-    if i.fail_next > 0 {
-        i.fail_next -= 1;
-        i.refused += 1;
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    let id = headers["webhook-id"].to_str().unwrap().to_owned();
-    i.signature = headers["webhook-signature"].to_str().unwrap().to_owned();
-    let value: Value = serde_json::from_slice(&body).unwrap();
-    i.delivered.entry(id.clone()).or_insert((value, 0)).1 += 1;
-    i.order.push(id);
-    StatusCode::OK
-}
 
 /// Registers `url` for `types` (none: all); answers the endpoint id and its secret.
 async fn register(admin: &AdminClient, url: &str, types: &[&str]) -> (String, String) {
