@@ -60,6 +60,12 @@ impl Keys {
         format!("{}:draw:{tournament}:deadlines", self.prefix)
     }
 
+    /// The latest claim deadline (ms) the reminder step has reminded of: it reads only the
+    /// deadlines after it.
+    pub fn draw_reminded(&self, tournament: &str) -> String {
+        format!("{}:draw:{tournament}:reminded", self.prefix)
+    }
+
     /// Sorted set: user → waitlist position of each user still waitlisted.
     pub fn draw_waitlist(&self, tournament: &str) -> String {
         format!("{}:draw:{tournament}:waitlist", self.prefix)

@@ -34,6 +34,10 @@ pub enum EventType {
     /// A won place confirmed.
     #[serde(rename = "registration.claimed")]
     RegistrationClaimed,
+    /// A won place still unclaimed, its deadline within the reminder lead
+    /// (`TALLY_CLAIM_REMINDER_SECS`).
+    #[serde(rename = "claim.deadline_approaching")]
+    ClaimDeadlineApproaching,
     /// An upload's variants are ready.
     #[serde(rename = "media.processed")]
     MediaProcessed,
@@ -46,12 +50,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         Self::RegistrationWon,
         Self::RegistrationWaitlisted,
         Self::RegistrationPromoted,
         Self::RegistrationReleased,
         Self::RegistrationClaimed,
+        Self::ClaimDeadlineApproaching,
         Self::MediaProcessed,
         Self::MediaFailed,
         Self::MatchFinal,
@@ -65,6 +70,7 @@ impl EventType {
             Self::RegistrationPromoted => "registration.promoted",
             Self::RegistrationReleased => "registration.released",
             Self::RegistrationClaimed => "registration.claimed",
+            Self::ClaimDeadlineApproaching => "claim.deadline_approaching",
             Self::MediaProcessed => "media.processed",
             Self::MediaFailed => "media.failed",
             Self::MatchFinal => "match.final",
@@ -85,6 +91,9 @@ impl EventType {
             }
             Self::RegistrationReleased => "A won place was not claimed in time",
             Self::RegistrationClaimed => "A won place was confirmed",
+            Self::ClaimDeadlineApproaching => {
+                "A won place is still unclaimed and its deadline is near"
+            }
             Self::MediaProcessed => "An upload's variants are ready",
             Self::MediaFailed => "An upload was rejected",
             Self::MatchFinal => "A match was set final",
@@ -145,6 +154,25 @@ pub struct Message {
 }
 
 impl Message {
+    /// `claim.deadline_approaching` for `user`'s place, once per deadline.
+    pub fn deadline_approaching(
+        tournament: &TournamentId,
+        user: &UserId,
+        deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let data = RegistrationData {
+            tournament: tournament.clone(),
+            user: user.clone(),
+            deadline: Some(deadline),
+            position: None,
+            promoted: None,
+        };
+        let ms = deadline.timestamp_millis().to_string();
+        let source = [tournament.as_str(), user.as_str(), ms.as_str()];
+        Self::new(EventType::ClaimDeadlineApproaching, &source, at, data)
+    }
+
     /// A message of `event_type` about `data`, named by `source` (what it reports, unique
     /// for that type), timestamped `at` (when it happened).
     pub fn new(

@@ -264,6 +264,7 @@ impl TestEnv {
             spec: self.nats.spec(),
             writer_consumer: tally_schema::consumers::POSTGRES_WRITER.into(),
             views_consumer: tally_schema::consumers::REDIS_SINK.into(),
+            claim_reminder: chrono::Duration::zero(),
         })
     }
 
@@ -299,6 +300,7 @@ impl TestEnv {
             webhooks: Default::default(),
             email: Default::default(),
             lottery_schedule: "* * * * * *".into(),
+            claim_reminder_secs: 0,
             views_consumer: tally_schema::consumers::REDIS_SINK.into(),
             redis: tally_kit::redis::RedisConfig {
                 url: self.redis_url.clone(),

@@ -34,7 +34,14 @@ fn quick(config: &mut tally_workers::config::WorkersConfig) {
 async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_failed_five_times()
 {
     let env = TestEnv::new().await;
-    let pipeline = Pipeline::build(&env).writer(quick).start().await;
+    // Reminders 20 s before a deadline: 10 s after the draw, once the first winner claimed.
+    let pipeline = Pipeline::build(&env)
+        .writer(|c| {
+            quick(c);
+            c.claim_reminder_secs = 20;
+        })
+        .start()
+        .await;
     let ingest = &pipeline.ingest;
     let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
     let receiver = Receiver::start().await;
@@ -120,10 +127,10 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         .await
         .unwrap();
     assert_eq!(status.status(), 200);
-    // won 3 + waitlisted 5 + claimed + media + match, then, past the others' deadline,
-    // 2 released + 2 promoted.
+    // won 3 + waitlisted 5 + claimed + media + match, 2 reminders to the winners who did not
+    // claim, then, past their deadline, 2 released + 2 promoted.
     receiver
-        .wait_for("every message", 15, Duration::from_secs(120))
+        .wait_for("every message", 17, Duration::from_secs(120))
         .await;
     assert_eq!(
         receiver.with(|i| i.refused),
@@ -155,6 +162,17 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         .unwrap()
         .to_owned();
     let bodies = receiver.bodies();
+    let reminded: HashSet<String> = of_type(&bodies, "claim.deadline_approaching")
+        .iter()
+        .map(|d| {
+            assert!(d["deadline"].is_string(), "{d}");
+            d["user"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        reminded, sleeper_set,
+        "reminded once each, the keeper not at all"
+    );
     let claimed = of_type(&bodies, "registration.claimed");
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0]["user"], keeper.as_str());
@@ -183,7 +201,7 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         assert_eq!(s, 202, "{body}");
     }
     receiver
-        .wait_for("the promoted's claims", 17, Duration::from_secs(60))
+        .wait_for("the promoted's claims", 19, Duration::from_secs(60))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     receiver.with(|i| {
@@ -193,7 +211,7 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
             "a message delivered twice: {:?}",
             i.delivered
         );
-        assert_eq!(i.delivered.len(), 17);
+        assert_eq!(i.delivered.len(), 19);
     });
 
     // The attempt log shows the failures and the endpoint is healthy again.
@@ -207,7 +225,7 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
     assert_eq!(s, 200);
     let log = log.as_array().unwrap().clone();
     assert_eq!(log.iter().filter(|a| a["status_code"] == 500).count(), 5);
-    assert_eq!(log.iter().filter(|a| a["status_code"] == 200).count(), 17);
+    assert_eq!(log.iter().filter(|a| a["status_code"] == 200).count(), 19);
     assert!(log.iter().all(|a| a["latency_ms"].is_number()));
     let (_, state) = admin
         .send(

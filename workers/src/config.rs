@@ -56,6 +56,10 @@ pub struct WorkersConfig {
     /// How often the scheduler looks for lotteries to draw (cron with seconds).
     #[arg(long, env = "TALLY_LOTTERY_SCHEDULE", default_value = "*/5 * * * * *")]
     pub lottery_schedule: String,
+    /// How long before a claim deadline a winner still unclaimed is reminded (webhook
+    /// `claim.deadline_approaching`), in seconds; 0: never.
+    #[arg(long, env = "TALLY_CLAIM_REMINDER_SECS", default_value_t = 6 * 3600)]
+    pub claim_reminder_secs: u64,
     /// The aggregator's Redis-sink consumer: releasing unclaimed places waits until it has
     /// applied the whole stream.
     #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = tally_schema::consumers::REDIS_SINK)]

@@ -206,6 +206,9 @@ pub async fn run(
         spec: spec.clone(),
         writer_consumer: writer_config.consumer.clone(),
         views_consumer: config.views_consumer.clone(),
+        claim_reminder: chrono::Duration::seconds(
+            config.claim_reminder_secs.min(i64::MAX as u64 / 1000) as i64,
+        ),
     }));
     let draw_jobs = apalis_postgres::PostgresStorage::<lottery::DrawJob>::new(writer.store.pool());
     let lottery_schedule = cron_schedule(&config.lottery_schedule)?;

@@ -15,11 +15,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tally_kit::publisher::Publisher;
 use tally_schema::event::{RegistrationStatus, StatusChange};
-use tally_schema::ids::TournamentId;
+use tally_schema::ids::{TournamentId, UserId};
 use tally_schema::lottery;
 use tally_schema::redis_keys::Keys;
 use tally_schema::resources::{RegistrationMode, Tournament};
 use tally_schema::status::{RegistrationState, release_plan};
+use tally_schema::webhooks::Message;
 use tally_schema::{Envelope, Event};
 
 /// Draw the lottery of one tournament.
@@ -73,6 +74,9 @@ pub struct Drawer {
     writer_consumer: String,
     /// The Redis sink's consumer: releases wait until it has applied the stream.
     views_consumer: String,
+    /// How long before a claim deadline the winner is reminded (`claim.deadline_approaching`);
+    /// zero: never.
+    claim_reminder: chrono::Duration,
 }
 
 /// Where a [`Drawer`] reads and writes, and whom it waits for.
@@ -84,6 +88,8 @@ pub struct DrawerParts {
     pub spec: tally_schema::StreamSpec,
     pub writer_consumer: String,
     pub views_consumer: String,
+    /// How long before a claim deadline to remind; zero: never.
+    pub claim_reminder: chrono::Duration,
 }
 
 impl Drawer {
@@ -107,6 +113,7 @@ impl Drawer {
             publisher,
             writer_consumer: parts.writer_consumer,
             views_consumer: parts.views_consumer,
+            claim_reminder: parts.claim_reminder,
         }
     }
 
@@ -380,6 +387,61 @@ impl Drawer {
         Ok(released)
     }
 
+    /// Records a `claim.deadline_approaching` webhook for each won, unclaimed place whose
+    /// deadline comes within the reminder lead, once: it reads only the deadlines after the
+    /// tournament's mark (the last one reminded of), never the whole set. A place promoted
+    /// with a deadline already inside the lead (a claim window shorter than the lead) may be
+    /// behind the mark and get no reminder.
+    #[tracing::instrument(name = "lottery_remind", skip(self))]
+    pub async fn remind_approaching(&self, now: DateTime<Utc>) -> Result<usize, DrawError> {
+        if self.claim_reminder <= chrono::Duration::zero() {
+            return Ok(0);
+        }
+        let drawn = self.store.published_lotteries().await?;
+        if drawn.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.redis.get_multiplexed_async_connection().await?;
+        let horizon = (now + self.claim_reminder).timestamp_millis();
+        let mut reminded = 0;
+        for t in drawn {
+            let mark_key = self.keys.draw_reminded(t.id.as_str());
+            let mark: Option<i64> = conn.get(&mark_key).await?;
+            let from = mark.map_or_else(|| "-inf".to_owned(), |m| format!("({m}"));
+            let due: Vec<(String, i64)> = conn
+                .zrangebyscore_limit_withscores(
+                    self.keys.draw_deadlines(t.id.as_str()),
+                    from,
+                    horizon,
+                    0,
+                    RELEASES_PER_TICK,
+                )
+                .await?;
+            let Some(&(_, last)) = due.last() else {
+                continue;
+            };
+            let messages: Vec<Message> = due
+                .iter()
+                .filter_map(|(user, ms)| {
+                    let user = UserId::try_from(user.as_str()).ok()?;
+                    let deadline = DateTime::from_timestamp_millis(*ms)?;
+                    Some(Message::deadline_approaching(&t.id, &user, deadline, now))
+                })
+                .collect();
+            self.store.record_messages(&messages).await?;
+            // A full page may have cut a group sharing its last deadline: read that again
+            // (the messages' ids make a repeat a no-op).
+            let full = due.len() as isize == RELEASES_PER_TICK;
+            let _: () = conn
+                .set(&mark_key, if full { last - 1 } else { last })
+                .await?;
+            metrics::counter!("tally_workers_claim_reminders_total")
+                .increment(messages.len() as u64);
+            reminded += messages.len();
+        }
+        Ok(reminded)
+    }
+
     /// Waits until the Redis sink has applied (and acknowledged) the whole stream.
     async fn wait_for_views(&self) -> Result<(), DrawError> {
         self.wait_for(&self.views_consumer).await
@@ -425,6 +487,13 @@ pub async fn schedule_draws(
         // The views are behind: try again at the next tick.
         Err(DrawError::NotCaughtUp { .. }) => {}
         Err(e) => return Err(e.into()),
+    }
+    match drawer.remind_approaching(Utc::now()).await? {
+        0 => {}
+        n => tracing::info!(
+            reminded = n,
+            "Claim deadlines approaching; winners reminded."
+        ),
     }
     Ok(())
 }

@@ -47,6 +47,17 @@ pub struct Outcome {
 }
 
 impl PgStore {
+    /// Records messages on their own (what they report is not in Postgres: a reminder).
+    pub async fn record_messages(
+        &self,
+        messages: &[tally_schema::webhooks::Message],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        tally_schema::webhooks::record(messages, &mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Puts deliveries held past `lease` back to pending, then claims up to `limit` due ones,
     /// at most `per_endpoint` in flight for each healthy endpoint (one for a failing one).
     pub async fn claim_webhook_deliveries(
