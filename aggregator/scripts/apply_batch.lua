@@ -14,7 +14,8 @@
 --   poll  : key = tally hash, key2 = voter -> options hash, a = options joined by ',',
 --           b = voter; the voter's previous options (if any) lose the vote they had
 --   score_add | score_replace | score_max | score_min :
---           key = standings sorted set, a = team, b = points
+--           key = standings sorted set, key2 = the match's sorted set, a = team, b = points;
+--           both combine the points the same way
 --   reg   : key = counts hash, key2 = registrant -> position hash, a = group ('' for none),
 --           b = user; a user counts once, at the position of their first registration in
 --           stream order (first-come places are positions up to the capacity)
@@ -60,14 +61,20 @@ for i = 5, #ARGV, 7 do
       for option in string.gmatch(a, '[^,]+') do
         redis.call('HINCRBY', key, option, 1)
       end
-    elseif kind == 'score_add' then
-      redis.call('ZINCRBY', key, b, a)
-    elseif kind == 'score_replace' then
-      redis.call('ZADD', key, b, a)
-    elseif kind == 'score_max' then
-      redis.call('ZADD', key, 'GT', b, a)
-    elseif kind == 'score_min' then
-      redis.call('ZADD', key, 'LT', b, a)
+    elseif string.sub(kind, 1, 6) == 'score_' then
+      for _, board in ipairs({key, key2}) do
+        if board ~= '' then
+          if kind == 'score_add' then
+            redis.call('ZINCRBY', board, b, a)
+          elseif kind == 'score_replace' then
+            redis.call('ZADD', board, b, a)
+          elseif kind == 'score_max' then
+            redis.call('ZADD', board, 'GT', b, a)
+          elseif kind == 'score_min' then
+            redis.call('ZADD', board, 'LT', b, a)
+          end
+        end
+      end
     elseif kind == 'reg' then
       if redis.call('HEXISTS', key2, b) == 0 then
         local position = redis.call('HINCRBY', key, '_total', 1)

@@ -33,7 +33,7 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
             seq,
             format!("score_{}", s.effect.as_str()),
             keys.standings(s.tournament.as_str()),
-            none(),
+            keys.match_scores(s.tournament.as_str(), s.match_id.as_str()),
             s.team.to_string(),
             s.points.to_string(),
         ],

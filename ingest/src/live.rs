@@ -9,7 +9,7 @@ use crate::views::{ViewError, Views, poll_view, standings_view};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tally_schema::resources::SortOrder;
+use tally_schema::resources::Tournament;
 use tally_schema::{LiveView, StreamSpec};
 use tokio::sync::watch;
 
@@ -87,13 +87,10 @@ impl Live {
         if !followed {
             return;
         }
-        let order = self
-            .catalog
-            .snapshot()
-            .tournament(&topic.1)
-            .map(|t| t.sort)
-            .unwrap_or_default();
-        match render(&self.views, topic.0, &topic.1, order).await {
+        // A status or match topic is named by its tournament, then the user or match.
+        let tournament = topic.1.split(USER_SEPARATOR).next().unwrap_or_default();
+        let definition = self.catalog.snapshot().tournament(tournament).ok().cloned();
+        match render(&self.views, topic.0, &topic.1, definition.as_ref()).await {
             Ok(json) => {
                 if let Some(tx) = self
                     .topics
@@ -110,26 +107,36 @@ impl Live {
             .increment(1);
     }
 
+    /// Refreshes every followed topic of `view` within `tournament` (a user's status, a match).
+    pub async fn refresh_within(&self, view: LiveView, tournament: &str) {
+        let prefix = format!("{tournament}{USER_SEPARATOR}");
+        let followed: Vec<Topic> = self
+            .topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|(v, s)| *v == view && s.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for topic in followed {
+            self.refresh(topic).await;
+        }
+    }
+
     /// Listens to the aggregator's notifications until the subscription ends.
     pub async fn run(self, mut notifications: async_nats::Subscriber, spec: StreamSpec) {
         while let Some(message) = notifications.next().await {
             match spec.parse_live_subject(&message.subject) {
                 // One notification per tournament: every follower of a status in it refreshes.
                 Some((LiveView::RegistrationStatus, tournament)) => {
-                    let prefix = format!("{tournament}{USER_SEPARATOR}");
-                    let followed: Vec<Topic> = self
-                        .topics
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .keys()
-                        .filter(|(v, s)| {
-                            *v == LiveView::RegistrationStatus && s.starts_with(&prefix)
-                        })
-                        .cloned()
-                        .collect();
-                    for topic in followed {
-                        self.refresh(topic).await;
-                    }
+                    self.refresh_within(LiveView::RegistrationStatus, tournament)
+                        .await;
+                }
+                // Scores change the standings and their matches' views alike.
+                Some((LiveView::Standings, tournament)) => {
+                    self.refresh((LiveView::Standings, tournament.to_owned()))
+                        .await;
+                    self.refresh_within(LiveView::Match, tournament).await;
                 }
                 Some((view, scope)) => self.refresh((view, scope.to_owned())).await,
                 None => {}
@@ -138,13 +145,15 @@ impl Live {
     }
 }
 
-/// The same JSON the read API answers for the view.
+/// The same JSON the read API answers for the view; `tournament` is the definition of the
+/// tournament a standings, status or match topic belongs to.
 pub async fn render(
     views: &Views,
     view: LiveView,
     scope: &str,
-    order: SortOrder,
+    tournament: Option<&Tournament>,
 ) -> Result<String, ViewError> {
+    let order = tournament.map(|t| t.sort).unwrap_or_default();
     let value = match view {
         LiveView::PollResults => poll_view(scope, views.poll_results(scope).await?),
         LiveView::RegistrationStatus => {
@@ -158,6 +167,17 @@ pub async fn render(
                 .await?;
             standings_view(scope, teams)
         }
+        LiveView::Match => {
+            let (t, m) = scope.split_once(USER_SEPARATOR).unwrap_or((scope, ""));
+            let status = tournament
+                .and_then(|d| d.matches.iter().find(|x| x.id.as_str() == m))
+                .map(|x| x.status)
+                .unwrap_or_default();
+            let teams = views
+                .top(&views.keys().match_scores(t, m), MATCH_TEAMS, order)
+                .await?;
+            crate::views::match_view(t, m, status, teams)
+        }
     };
     Ok(value.to_string())
 }
@@ -167,6 +187,9 @@ pub const USER_SEPARATOR: char = '\u{1f}';
 
 /// Teams in a live standings update.
 pub const LIVE_STANDINGS: usize = 50;
+
+/// Teams a match view lists at most (a match has at most 1,000 listed teams).
+pub const MATCH_TEAMS: usize = 1000;
 
 /// How a live stream reaches its client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

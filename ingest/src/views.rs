@@ -171,6 +171,16 @@ pub fn standings_view(tournament: &str, teams: Vec<Ranked>) -> serde_json::Value
     serde_json::json!({ "tournament": tournament, "teams": teams })
 }
 
+/// One match: its status and its teams' scores in it, ranked in the tournament's order.
+pub fn match_view(
+    tournament: &str,
+    match_id: &str,
+    status: tally_schema::status::MatchStatus,
+    teams: Vec<Ranked>,
+) -> serde_json::Value {
+    serde_json::json!({ "tournament": tournament, "match": match_id, "status": status, "teams": teams })
+}
+
 /// Options by votes, most first, ties by option: the one order of poll results.
 pub fn sorted_options(tally: Vec<(String, i64)>) -> Vec<OptionVotes> {
     let mut options: Vec<OptionVotes> = tally

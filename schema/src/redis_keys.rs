@@ -32,6 +32,11 @@ impl Keys {
         format!("{}:standings:{tournament}", self.prefix)
     }
 
+    /// Sorted set: team → its score in one match, combined as the standings are.
+    pub fn match_scores(&self, tournament: &str, match_id: &str) -> String {
+        format!("{}:match:{tournament}:{match_id}", self.prefix)
+    }
+
     /// Hash: group → registrants, and `_total` (each user counted once).
     pub fn registrations(&self, tournament: &str) -> String {
         format!("{}:registrations:{tournament}", self.prefix)

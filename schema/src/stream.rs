@@ -171,6 +171,8 @@ pub enum LiveView {
     Standings,
     /// Registration statuses of a tournament (each follower reads their own).
     RegistrationStatus,
+    /// One match of a tournament: refreshed with its standings (scores notify both).
+    Match,
 }
 
 impl LiveView {
@@ -179,6 +181,7 @@ impl LiveView {
             LiveView::PollResults => "poll",
             LiveView::Standings => "standings",
             LiveView::RegistrationStatus => "registrations",
+            LiveView::Match => "match",
         }
     }
 

@@ -134,3 +134,111 @@ async fn a_final_match_refuses_scores_everywhere_and_stays_final() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_match_reads_and_streams_its_own_scores_and_status() {
+    let env = TestEnv::new().await;
+    let pipeline = tally_tests::Pipeline::build(&env)
+        .without_writer()
+        .start()
+        .await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "league", "teams": ["owls", "bats", "cats"],
+                   "matches": [{"id": "semi", "teams": ["owls", "bats"]},
+                               {"id": "final", "teams": ["owls", "cats"]}]}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let read = |m: &str| ingest.url(&format!("/v1/tournaments/league/matches/{m}"));
+    let (s, empty) = tally_tests::get(&http, &read("semi")).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        empty,
+        json!({"tournament": "league", "match": "semi", "status": "scheduled", "teams": []})
+    );
+    let mut stream = tally_tests::sse::SseStream::open(
+        &http,
+        &ingest.url("/v1/tournaments/league/matches/semi/stream"),
+        None,
+    )
+    .await;
+    let score = async |m: &str, team: &str, points: i64| {
+        let url = ingest.url("/v1/tournaments/league/scores");
+        let (s, body) = post(
+            &http,
+            &url,
+            &json!({"match": m, "team": team, "points": points}),
+        )
+        .await;
+        assert_eq!(s, 202, "{body}");
+    };
+    score("semi", "owls", 3).await;
+    score("semi", "bats", 1).await;
+    score("semi", "owls", 2).await;
+    score("final", "cats", 7).await;
+    let semi = json!({"tournament": "league", "match": "semi", "status": "scheduled",
+                      "teams": [{"rank": 1, "id": "owls", "score": 5.0},
+                                {"rank": 2, "id": "bats", "score": 1.0}]});
+    wait_until("the semi's scores", Duration::from_secs(30), async || {
+        let (_, view) = tally_tests::get(&http, &read("semi")).await;
+        if view == semi { Ok(()) } else { Err(view) }
+    })
+    .await;
+    // The final's points are the final's; the standings hold both.
+    let (_, last) = tally_tests::get(&http, &read("final")).await;
+    assert_eq!(
+        last["teams"],
+        json!([{"rank": 1, "id": "cats", "score": 7.0}])
+    );
+    let (_, standings) =
+        tally_tests::get(&http, &ingest.url("/v1/tournaments/league/standings")).await;
+    assert_eq!(
+        standings["teams"][0],
+        json!({"rank": 1, "id": "cats", "score": 7.0})
+    );
+    // The stream caught up with the scores, then tells the status change.
+    let seen = wait_until(
+        "the stream to show the semi's scores",
+        Duration::from_secs(30),
+        async || match stream.next_within(Duration::from_secs(5)).await {
+            Some(e) if e.data == semi => Ok(e),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert_eq!(seen.event, "match");
+    let key = env.api_key(Role::Scorekeeper).await;
+    let (s, _) = tally_tests::read(
+        http.post(ingest.url("/v1/tournaments/league/matches/semi/status"))
+            .bearer_auth(&key)
+            .json(&json!({"status": "live"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    wait_until(
+        "the stream to show the semi live",
+        Duration::from_secs(30),
+        async || match stream.next_within(Duration::from_secs(5)).await {
+            Some(e) if e.data["status"] == "live" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    for (path, field) in [
+        ("/v1/tournaments/league/matches/nope", "match"),
+        ("/v1/tournaments/league/matches/nope/stream", "match"),
+        ("/v1/tournaments/nope/matches/semi", "tournament"),
+    ] {
+        let (s, body) = tally_tests::get(&http, &ingest.url(path)).await;
+        assert_eq!(
+            (s, body["error"]["field"].as_str()),
+            (404, Some(field)),
+            "{path}: {body}"
+        );
+    }
+    pipeline.stop().await;
+}

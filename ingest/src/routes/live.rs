@@ -35,6 +35,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(standings_ws))
         .routes(routes!(registration_stream))
         .routes(routes!(registration_ws))
+        .routes(routes!(match_stream))
+        .routes(routes!(match_ws))
 }
 
 /// One update of a live stream: an SSE event, or the WebSocket frame
@@ -416,6 +418,60 @@ async fn standings_ws(
 ) -> Result<Response, ApiError> {
     let client = Client::websocket(upgrade)?;
     standings(state, tournament, address, client).await
+}
+
+/// A listed match of a tournament, as a live topic (`tournament␟match`).
+fn match_topic(state: &AppState, tournament: String, match_id: String) -> Result<String, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
+    crate::routes::reads::listed_match(state, &tournament, &match_id)?;
+    Ok(format!(
+        "{tournament}{}{match_id}",
+        crate::live::USER_SEPARATOR
+    ))
+}
+
+/// Server-sent events `match`: one match's status and its teams' scores in it, each time a
+/// score or its status changes.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/matches/{match}/stream", tag = "live",
+    params(("tournament" = TournamentId, Path), ("match" = tally_schema::ids::MatchId, Path)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = crate::api_doc::LiveEvent),
+        (status = 429, description = "Too many streams from this address (Retry-After)", body = crate::api_doc::ErrorResponse),
+        (status = 503, description = "This instance holds all the streams it may (Retry-After)", body = crate::api_doc::ErrorResponse),
+        (status = 404, description = "No such tournament, or not one of its listed matches", body = crate::api_doc::ErrorResponse)))]
+async fn match_stream(
+    State(state): State<AppState>,
+    Path((tournament, match_id)): Path<(String, String)>,
+    address: ClientIp,
+) -> Result<Response, ApiError> {
+    let topic = match_topic(&state, tournament, match_id)?;
+    follow(
+        &state,
+        address,
+        Client::Sse,
+        LiveView::Match,
+        &topic,
+        "match",
+    )
+}
+
+/// The same over WebSocket: a text frame `{"event": "match", "data": …}` per change.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/matches/{match}/ws", tag = "live",
+    params(("tournament" = TournamentId, Path), ("match" = tally_schema::ids::MatchId, Path)),
+    responses((status = 101, description = "Switching to WebSocket: text frames", body = crate::api_doc::LiveEvent),
+        (status = 400, description = "Not a WebSocket handshake", body = crate::api_doc::ErrorResponse),
+        (status = 429, description = "Too many streams from this address (Retry-After)", body = crate::api_doc::ErrorResponse),
+        (status = 503, description = "This instance holds all the streams it may (Retry-After)", body = crate::api_doc::ErrorResponse),
+        (status = 404, description = "No such tournament, or not one of its listed matches", body = crate::api_doc::ErrorResponse)))]
+async fn match_ws(
+    State(state): State<AppState>,
+    Path((tournament, match_id)): Path<(String, String)>,
+    address: ClientIp,
+    upgrade: Upgrade,
+) -> Result<Response, ApiError> {
+    let client = Client::websocket(upgrade)?;
+    let topic = match_topic(&state, tournament, match_id)?;
+    follow(&state, address, client, LiveView::Match, &topic, "match")
 }
 
 #[cfg(test)]

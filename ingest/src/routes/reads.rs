@@ -36,6 +36,60 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(registrations))
         .routes(routes!(registration_status))
         .routes(routes!(draw))
+        .routes(routes!(match_read))
+}
+
+/// The listed match `match_id` of `tournament`, or 404 naming what is missing.
+pub fn listed_match(
+    state: &AppState,
+    tournament: &TournamentId,
+    match_id: &tally_schema::ids::MatchId,
+) -> Result<tally_schema::resources::MatchDef, ApiError> {
+    let snapshot = state.catalog.snapshot();
+    let definition = snapshot.tournament(tournament.as_str())?;
+    definition
+        .matches
+        .iter()
+        .find(|m| &m.id == match_id)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            field: "match".into(),
+            message: format!("'{match_id}' is not a listed match of '{tournament}'"),
+        })
+}
+
+/// One match: its status (`scheduled`, `live`, `final`) and its teams' scores in it, combined
+/// and ranked as the standings are.
+#[utoipa::path(get, path = "/v1/tournaments/{tournament}/matches/{match}", tag = "reads",
+    params(("tournament" = TournamentId, Path), ("match" = tally_schema::ids::MatchId, Path)),
+    responses(crate::api_doc::ReadResponses))]
+async fn match_read(
+    State(state): State<AppState>,
+    Path((tournament, match_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
+    let listed = listed_match(&state, &tournament, &match_id)?;
+    let order = state
+        .catalog
+        .snapshot()
+        .tournament(tournament.as_str())?
+        .sort;
+    let key = state
+        .views
+        .keys()
+        .match_scores(tournament.as_str(), match_id.as_str());
+    let teams = state
+        .views
+        .top(&key, crate::live::MATCH_TEAMS, order)
+        .await
+        .map_err(|e| state.views_unavailable(e))?;
+    Ok(Json(crate::views::match_view(
+        tournament.as_str(),
+        match_id.as_str(),
+        listed.status,
+        teams,
+    )))
 }
 
 /// Query parameters, taken as text so a bad value gets our field-level error.

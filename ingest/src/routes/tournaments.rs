@@ -80,6 +80,11 @@ async fn match_status(
         message: format!("no such tournament: '{tournament}'"),
     })??;
     state.resource_changed(&changed.definition).await;
+    // This instance's followers of the match see its new status at once.
+    state
+        .live
+        .refresh_within(tally_schema::LiveView::Match, tournament.as_str())
+        .await;
     Ok(axum::Json(tally_schema::api::MatchStatusView {
         tournament,
         match_id,
