@@ -9,6 +9,7 @@ use crate::views::{ViewError, Views, poll_view, standings_view};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tally_schema::ids::{MatchId, TournamentId};
 use tally_schema::resources::Tournament;
 use tally_schema::{LiveView, StreamSpec};
 use tokio::sync::watch;
@@ -89,8 +90,9 @@ impl Live {
         }
         // A status or match topic is named by its tournament, then the user or match.
         let tournament = topic.1.split(USER_SEPARATOR).next().unwrap_or_default();
-        let definition = self.catalog.snapshot().tournament(tournament).ok().cloned();
-        match render(&self.views, topic.0, &topic.1, definition.as_ref()).await {
+        let snapshot = self.catalog.snapshot();
+        let definition = snapshot.tournament(tournament).ok();
+        match render(&self.views, topic.0, &topic.1, definition).await {
             Ok(json) => {
                 if let Some(tx) = self
                     .topics
@@ -173,10 +175,14 @@ pub async fn render(
                 .and_then(|d| d.matches.iter().find(|x| x.id.as_str() == m))
                 .map(|x| x.status)
                 .unwrap_or_default();
-            let teams = views
-                .top(&views.keys().match_scores(t, m), MATCH_TEAMS, order)
-                .await?;
-            crate::views::match_view(t, m, status, teams)
+            // Topics are made from checked ids only.
+            match (TournamentId::try_from(t), MatchId::try_from(m)) {
+                (Ok(t), Ok(m)) => {
+                    serde_json::to_value(views.match_view(&t, &m, status, order).await?)
+                        .expect("a match view serializes")
+                }
+                _ => serde_json::Value::Null,
+            }
         }
     };
     Ok(value.to_string())
@@ -187,9 +193,6 @@ pub const USER_SEPARATOR: char = '\u{1f}';
 
 /// Teams in a live standings update.
 pub const LIVE_STANDINGS: usize = 50;
-
-/// Teams a match view lists at most (a match has at most 1,000 listed teams).
-pub const MATCH_TEAMS: usize = 1000;
 
 /// How a live stream reaches its client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -123,16 +123,16 @@ pub async fn update<E>(
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    let Some((version, json_before)) = row else {
+    let Some((version, json)) = row else {
         return Ok(None);
     };
-    let next = match change(decode(kind.as_str(), id, &json_before)?) {
+    let old = decode(kind.as_str(), id, &json)?;
+    let next = match change(old.clone()) {
         Ok(next) => next,
         Err(e) => return Ok(Some(Err(e))),
     };
     let json = serde_json::to_string(&next).expect("definitions serialize");
     let now = Utc::now();
-    let old = decode(kind.as_str(), id, &json_before)?;
     sqlx::query(include_str!("../queries/resource_update.sql"))
         .bind(kind.as_str())
         .bind(id)

@@ -3,9 +3,12 @@
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use tally_schema::api::MatchView;
+pub use tally_schema::api::Ranked;
+use tally_schema::ids::{MatchId, TournamentId};
 use tally_schema::redis_keys::Keys;
 use tally_schema::resources::SortOrder;
-use tally_schema::status::RegistrationState;
+use tally_schema::status::{MatchStatus, RegistrationState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -33,15 +36,30 @@ pub struct OptionVotes {
     pub votes: i64,
 }
 
-/// One entry of a ranking: 1-based rank, the member and its score.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct Ranked {
-    pub rank: u64,
-    pub id: String,
-    pub score: f64,
-}
+/// Teams a match view lists at most (a match has at most 1,000 listed teams).
+pub const MATCH_TEAMS: usize = 1000;
 
 impl Views {
+    /// One match: its status and its teams' scores in it, ranked in the tournament's order.
+    pub async fn match_view(
+        &self,
+        tournament: &TournamentId,
+        match_id: &MatchId,
+        status: MatchStatus,
+        order: SortOrder,
+    ) -> Result<MatchView, ViewError> {
+        let key = self
+            .keys
+            .match_scores(tournament.as_str(), match_id.as_str());
+        let teams = self.top(&key, MATCH_TEAMS, order).await?;
+        Ok(MatchView {
+            tournament: tournament.clone(),
+            match_id: match_id.clone(),
+            status,
+            teams,
+        })
+    }
+
     /// Connects, checking Redis answers.
     pub async fn connect(url: &str, keys: Keys) -> Result<Self, ViewError> {
         let connect = |source| ViewError::Connect {
@@ -169,16 +187,6 @@ pub fn poll_view(poll: &str, options: Vec<OptionVotes>) -> serde_json::Value {
 /// Standings (a top N or the window around a team), in the same two places.
 pub fn standings_view(tournament: &str, teams: Vec<Ranked>) -> serde_json::Value {
     serde_json::json!({ "tournament": tournament, "teams": teams })
-}
-
-/// One match: its status and its teams' scores in it, ranked in the tournament's order.
-pub fn match_view(
-    tournament: &str,
-    match_id: &str,
-    status: tally_schema::status::MatchStatus,
-    teams: Vec<Ranked>,
-) -> serde_json::Value {
-    serde_json::json!({ "tournament": tournament, "match": match_id, "status": status, "teams": teams })
 }
 
 /// Options by votes, most first, ties by option: the one order of poll results.

@@ -747,6 +747,27 @@ pub struct MatchStatusView {
     pub status: crate::status::MatchStatus,
 }
 
+/// One entry of a ranking: 1-based rank, the member and its score.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ranked {
+    pub rank: u64,
+    pub id: String,
+    pub score: f64,
+}
+
+/// `GET /v1/tournaments/{t}/matches/{m}` (and its live stream): the match's status and its
+/// teams' scores in it, ranked in the tournament's order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MatchView {
+    pub tournament: crate::ids::TournamentId,
+    #[serde(rename = "match")]
+    pub match_id: crate::ids::MatchId,
+    pub status: crate::status::MatchStatus,
+    pub teams: Vec<Ranked>,
+}
+
 /// One variant of an upload, as the gallery and the media read serve it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -776,6 +797,21 @@ pub struct MediaView {
     pub original_url: String,
     /// By variant name (`thumb`, `medium`, `large`); empty until done.
     pub variants: std::collections::BTreeMap<String, MediaVariantView>,
+}
+
+/// `GET /v1/media/{media}`: an upload Postgres has, or one only just received (in the object
+/// store, its event not yet written).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MediaAnswer {
+    Known(MediaView),
+    Received {
+        media: crate::ids::MediaId,
+        /// Always `received`.
+        status: crate::status::MediaStatus,
+        bytes: u64,
+    },
 }
 
 /// `GET /v1/tournaments/{t}/media`: a page of a tournament's uploads, newest first.

@@ -72,12 +72,14 @@ impl RegistrationState {
     }
 }
 
-/// What became of an upload: `stored` until the workers queue its thumbnail job, then
-/// `queued`, then `done` (variants made) or `failed` (the image was rejected, with a reason).
+/// What became of an upload: `received` (in the object store, not yet in Postgres), `stored`
+/// until the workers queue its thumbnail job, then `queued`, then `done` (variants made) or
+/// `failed` (the image was rejected, with a reason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MediaStatus {
+    Received,
     Stored,
     Queued,
     Done,
@@ -85,9 +87,10 @@ pub enum MediaStatus {
 }
 
 impl MediaStatus {
-    /// As stored in `media_status.status` and served by the media read.
+    /// As stored in `media_status.status` (all but `received`) and served by the media read.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Received => "received",
             Self::Stored => "stored",
             Self::Queued => "queued",
             Self::Done => "done",
@@ -96,9 +99,15 @@ impl MediaStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Stored, Self::Queued, Self::Done, Self::Failed]
-            .into_iter()
-            .find(|m| m.as_str() == s)
+        [
+            Self::Received,
+            Self::Stored,
+            Self::Queued,
+            Self::Done,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
     }
 }
 
@@ -233,6 +242,7 @@ mod tests {
     #[test]
     fn media_statuses_are_stored_as_they_serialize() {
         for s in [
+            MediaStatus::Received,
             MediaStatus::Stored,
             MediaStatus::Queued,
             MediaStatus::Done,

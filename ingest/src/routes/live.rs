@@ -424,7 +424,8 @@ async fn standings_ws(
 fn match_topic(state: &AppState, tournament: String, match_id: String) -> Result<String, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
-    crate::routes::reads::listed_match(state, &tournament, &match_id)?;
+    let snapshot = state.catalog.snapshot();
+    crate::routes::reads::listed_match(snapshot.tournament(tournament.as_str())?, &match_id)?;
     Ok(format!(
         "{tournament}{}{match_id}",
         crate::live::USER_SEPARATOR

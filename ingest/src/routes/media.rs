@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::collections::HashMap;
 use tally_schema::Event;
-use tally_schema::api::FieldError;
+use tally_schema::api::{FieldError, MediaAnswer};
 use tally_schema::event::MediaUploaded;
 use tally_schema::ids::{MediaId, TournamentId, UserId};
+use tally_schema::status::MediaStatus;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -283,20 +284,20 @@ async fn gallery(
 async fn status(
     State(state): State<AppState>,
     Path(media): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MediaAnswer>, ApiError> {
     let media: MediaId = scope("media", media)?;
     let row = crate::store::media_upload(&state.pool, media.as_str())
         .await
         .map_err(|e| state.store_unavailable(e))?;
     if let Some(view) = row {
-        return Ok(Json(
-            serde_json::to_value(view).expect("a media view serializes"),
-        ));
+        return Ok(Json(MediaAnswer::Known(view)));
     }
     match state.media.info(original_key(media.as_str())).await {
-        Ok(info) if !info.deleted => Ok(Json(serde_json::json!({
-            "media": media, "status": "received", "bytes": info.size,
-        }))),
+        Ok(info) if !info.deleted => Ok(Json(MediaAnswer::Received {
+            media,
+            status: MediaStatus::Received,
+            bytes: info.size as u64,
+        })),
         _ => Err(ApiError::NotFound {
             field: "media".into(),
             message: format!("no such media: '{media}'"),

@@ -39,22 +39,18 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(match_read))
 }
 
-/// The listed match `match_id` of `tournament`, or 404 naming what is missing.
-pub fn listed_match(
-    state: &AppState,
-    tournament: &TournamentId,
+/// The listed match `match_id` of a tournament's definition, or 404 naming it.
+pub fn listed_match<'a>(
+    definition: &'a tally_schema::resources::Tournament,
     match_id: &tally_schema::ids::MatchId,
-) -> Result<tally_schema::resources::MatchDef, ApiError> {
-    let snapshot = state.catalog.snapshot();
-    let definition = snapshot.tournament(tournament.as_str())?;
+) -> Result<&'a tally_schema::resources::MatchDef, ApiError> {
     definition
         .matches
         .iter()
         .find(|m| &m.id == match_id)
-        .cloned()
         .ok_or_else(|| ApiError::NotFound {
             field: "match".into(),
-            message: format!("'{match_id}' is not a listed match of '{tournament}'"),
+            message: format!("'{match_id}' is not a listed match of '{}'", definition.id),
         })
 }
 
@@ -66,30 +62,20 @@ pub fn listed_match(
 async fn match_read(
     State(state): State<AppState>,
     Path((tournament, match_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<tally_schema::api::MatchView>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
-    let listed = listed_match(&state, &tournament, &match_id)?;
-    let order = state
-        .catalog
-        .snapshot()
-        .tournament(tournament.as_str())?
-        .sort;
-    let key = state
+    let (status, order) = {
+        let snapshot = state.catalog.snapshot();
+        let definition = snapshot.tournament(tournament.as_str())?;
+        (listed_match(definition, &match_id)?.status, definition.sort)
+    };
+    let view = state
         .views
-        .keys()
-        .match_scores(tournament.as_str(), match_id.as_str());
-    let teams = state
-        .views
-        .top(&key, crate::live::MATCH_TEAMS, order)
+        .match_view(&tournament, &match_id, status, order)
         .await
         .map_err(|e| state.views_unavailable(e))?;
-    Ok(Json(crate::views::match_view(
-        tournament.as_str(),
-        match_id.as_str(),
-        listed.status,
-        teams,
-    )))
+    Ok(Json(view))
 }
 
 /// Query parameters, taken as text so a bad value gets our field-level error.

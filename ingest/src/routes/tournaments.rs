@@ -49,19 +49,10 @@ async fn match_status(
     caller.require(crate::auth::Role::Scorekeeper)?;
     let tournament: TournamentId = scope("tournament", tournament)?;
     let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
-    let listed = state
-        .catalog
-        .snapshot()
-        .tournament(tournament.as_str())?
-        .matches
-        .iter()
-        .any(|m| m.id == match_id);
-    if !listed {
-        return Err(ApiError::NotFound {
-            field: "match".into(),
-            message: format!("'{match_id}' is not a listed match of '{tournament}'"),
-        });
-    }
+    crate::routes::reads::listed_match(
+        state.catalog.snapshot().tournament(tournament.as_str())?,
+        &match_id,
+    )?;
     let now = chrono::Utc::now();
     let kind = tally_schema::resources::ResourceKind::Tournament;
     let changed = crate::store::update(&state.pool, kind, tournament.as_str(), |old| {
