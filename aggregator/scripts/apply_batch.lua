@@ -20,12 +20,17 @@
 --           b = user; a user counts once, at the position of their first registration in
 --           stream order (first-come places are positions up to the capacity)
 --   rstatus : key = status hash (user -> JSON), key2 = promoted user ('' for none), a = user,
---           b = {"user": <status>, "promoted": <status>|null, "deadlines": <key>,
---           "waitlist": <key>, "due": <deadline in ms>}; stream order decides races: the
---           draw sets a status once, a claim applies only to a won place, a release only to
---           a place still unclaimed (and then promotes a user still waitlisted). Beside the
---           hash, two sorted sets hold what the release step needs: the deadlines of won,
---           unclaimed places and the users still waitlisted, by position.
+--           b = {"event": <change>, "user": <status>, "promoted": <status>|null, "deadlines": <key>,
+--           "waitlist": <key>, "vacated": <key>, "positions": <key>, "withdrawn": <key>,
+--           "due": <deadline in ms>}; stream order decides races: the draw sets a status
+--           once, a claim applies only to a won place, a release only to a place still
+--           unclaimed; a withdrawal applies once to anything but a release, and frees a won
+--           or claimed place (as does a win arriving after its user withdrew); a hand-on
+--           applies only to a freed place. A release or hand-on promotes its user only if
+--           that user is still waitlisted, and otherwise frees the place again. Beside the
+--           hash, sorted sets hold what the release step needs: the deadlines of won,
+--           unclaimed places, the users still waitlisted by position, the freed places by
+--           sequence, and (for first-come positions) the withdrawn by registration position.
 --   pair  : key = arena ratings, key2 = the session's ratings, a = winner, b = loser
 --   none  : no effect (the sequence still counts as applied)
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -89,8 +94,43 @@ for i = 5, #ARGV, 7 do
         local current = redis.call('HGET', key, user)
         return current and cjson.decode(current).status or nil
       end
-      local change, current = v.user.status, status_of(a)
-      if change == 'won' or change == 'waitlisted' then
+      -- Gives a freed place to key2 if still waitlisted; frees it again if not.
+      local function promote()
+        if key2 == '' then
+          return
+        end
+        if status_of(key2) == 'waitlisted' then
+          redis.call('HSET', key, key2, cjson.encode(v.promoted))
+          redis.call('ZREM', v.waitlist, key2)
+          if v.due then
+            redis.call('ZADD', v.deadlines, v.due, key2)
+          end
+        else
+          redis.call('ZADD', v.vacated, seq, a)
+        end
+      end
+      local change, current = v.event, status_of(a)
+      if change == 'handed_on' then
+        if redis.call('ZREM', v.vacated, a) == 1 then
+          promote()
+        end
+      elseif change == 'promoted' then
+        -- First-come: the place follows from positions; the event is the notice.
+      elseif change == 'withdrawn' then
+        if current ~= 'withdrawn' and current ~= 'released' then
+          redis.call('HSET', key, a, cjson.encode(v.user))
+          local position = redis.call('HGET', v.positions, a)
+          if position then
+            redis.call('ZADD', v.withdrawn, position, a)
+          end
+          if current == 'won' or current == 'claimed' then
+            redis.call('ZREM', v.deadlines, a)
+            redis.call('ZADD', v.vacated, seq, a)
+          elseif current == 'waitlisted' then
+            redis.call('ZREM', v.waitlist, a)
+          end
+        end
+      elseif change == 'won' or change == 'waitlisted' then
         if not current then
           redis.call('HSET', key, a, cjson.encode(v.user))
           if change == 'waitlisted' then
@@ -98,6 +138,8 @@ for i = 5, #ARGV, 7 do
           elseif v.due then
             redis.call('ZADD', v.deadlines, v.due, a)
           end
+        elseif current == 'withdrawn' and change == 'won' then
+          redis.call('ZADD', v.vacated, seq, a)
         end
       elseif change == 'claimed' then
         if current == 'won' then
@@ -108,13 +150,7 @@ for i = 5, #ARGV, 7 do
         if current == 'won' then
           redis.call('HSET', key, a, cjson.encode(v.user))
           redis.call('ZREM', v.deadlines, a)
-          if key2 ~= '' and status_of(key2) == 'waitlisted' then
-            redis.call('HSET', key, key2, cjson.encode(v.promoted))
-            redis.call('ZREM', v.waitlist, key2)
-            if v.due then
-              redis.call('ZADD', v.deadlines, v.due, key2)
-            end
-          end
+          promote()
         end
       end
     elseif kind == 'pair' then

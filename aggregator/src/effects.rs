@@ -64,9 +64,13 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
                 .unwrap_or_default(),
             s.user.to_string(),
             serde_json::to_string(&StatusRecord {
+                event: s.status,
                 change: s.state_change(),
                 deadlines: keys.draw_deadlines(s.tournament.as_str()),
                 waitlist: keys.draw_waitlist(s.tournament.as_str()),
+                vacated: keys.draw_vacated(s.tournament.as_str()),
+                positions: keys.registrants(s.tournament.as_str()),
+                withdrawn: keys.withdrawn(s.tournament.as_str()),
                 due: s.deadline.map(|d| d.timestamp_millis().to_string()),
             })
             .expect("a state change serializes"),
@@ -74,14 +78,20 @@ fn effect(keys: &Keys, event: &StoredEvent) -> [String; 6] {
     }
 }
 
-/// The `b` of an `rstatus` record: the states to write, and the two indexes the script keeps
-/// beside the status hash so the release step reads only what is due.
+/// The `b` of an `rstatus` record: the change, the states to write, and the indexes the
+/// script keeps beside the status hash so the release step and the first-come positions
+/// read only what is due.
 #[derive(serde::Serialize)]
 struct StatusRecord {
+    event: tally_schema::event::StatusChange,
     #[serde(flatten)]
     change: tally_schema::status::StateChange,
     deadlines: String,
     waitlist: String,
+    vacated: String,
+    /// The registrant → position hash, read to index a withdrawal by position.
+    positions: String,
+    withdrawn: String,
     /// The claim deadline in ms since the epoch, as text: Lua would print a large number
     /// in exponent form when it passes it to Redis.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,12 +128,7 @@ mod tests {
     fn the_script_compares_the_tags_the_schema_writes() {
         use tally_schema::event::StatusChange;
         let script = include_str!("../scripts/apply_batch.lua");
-        for change in [
-            StatusChange::Won,
-            StatusChange::Waitlisted,
-            StatusChange::Claimed,
-            StatusChange::Released,
-        ] {
+        for change in StatusChange::ALL {
             assert!(script.contains(&format!("'{}'", change.as_str())));
         }
     }

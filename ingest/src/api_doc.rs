@@ -20,7 +20,8 @@ use uuid::Uuid;
     // webhooks' data only in the `webhooks` section.
     components(schemas(AcceptedBody, ErrorResponse, tally_schema::ids::MediaId,
         tally_schema::webhooks::RegistrationData, tally_schema::webhooks::MediaData,
-        tally_schema::webhooks::MatchData)),
+        tally_schema::webhooks::MatchData, tally_schema::webhooks::TournamentFinalData,
+        tally_schema::api::PollResults)),
     tags(
         (name = "events", description = "Writes: 202 only after JetStream stored the event"),
         (name = "reads", description = "Live views from Redis"),
@@ -65,6 +66,8 @@ impl Modify for Webhooks {
             let data = match t {
                 EventType::MediaProcessed | EventType::MediaFailed => "MediaData",
                 EventType::MatchFinal => "MatchData",
+                EventType::PollClosed => "PollResults",
+                EventType::TournamentFinal => "TournamentFinalData",
                 _ => "RegistrationData",
             };
             let body = serde_json::json!({
@@ -174,7 +177,7 @@ pub enum WriteResponses {
     NotFound(ErrorResponse),
     #[response(
         status = 409,
-        description = "Window closed (poll_closed, window_closed)"
+        description = "Window closed or not allowed now (poll_closed, window_closed, match_final, not_claimable, claim_expired, not_withdrawable)"
     )]
     Closed(ErrorResponse),
     #[response(status = 413, description = "Body too large")]

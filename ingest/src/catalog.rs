@@ -259,7 +259,8 @@ impl Catalog {
                 t.check_registration(&r.user, r.group.as_ref(), now)?;
                 (Event::Registration(r), t.rate_limits.clone())
             }
-            // Made by the workers and by the claim route, never taken from a client body.
+            // Made by the workers and by the claim and withdraw routes, never taken from a
+            // client body.
             Event::RegistrationStatus(s) => {
                 let t = snapshot.tournament(s.tournament.as_str())?;
                 access::act_as(principal, t.identity, "user", s.user.as_str())?;

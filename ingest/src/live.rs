@@ -5,7 +5,7 @@
 //! growing a queue.
 
 use crate::catalog::Catalog;
-use crate::views::{ViewError, Views, poll_view, standings_view};
+use crate::views::{ViewError, Views, standings_view};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -157,7 +157,7 @@ pub async fn render(
 ) -> Result<String, ViewError> {
     let order = tournament.map(|t| t.sort).unwrap_or_default();
     let value = match view {
-        LiveView::PollResults => poll_view(scope, views.poll_results(scope).await?),
+        LiveView::PollResults => serde_json::json!(views.poll_results(scope).await?),
         LiveView::RegistrationStatus => {
             let (tournament, user) = scope.split_once(USER_SEPARATOR).unwrap_or((scope, ""));
             let status = views.draw_result(tournament, user).await?;

@@ -5,17 +5,17 @@
 //! Never on the event hot path (the catalog holds definitions in memory). While Redis cannot
 //! answer, the reads it serves are computed here from the views schema defines for that.
 
-use crate::views::OptionVotes;
 use chrono::Utc;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
-use tally_schema::api::{MediaVariantView, MediaView};
+use tally_schema::api::{MediaVariantView, MediaView, PollResults};
 use tally_schema::event::{RegistrationStatus, StatusChange};
 use tally_schema::ids::GroupId;
 use tally_schema::ids::UserId;
 use tally_schema::ids::{MediaId, TournamentId};
 use tally_schema::resources::{Resource, ResourceKind};
 use tally_schema::resources::{ScoreEffect, SortOrder};
+use tally_schema::status::WaitlistOutlook;
 use tally_schema::status::{MediaStatus, RegistrationState};
 use tally_schema::webhooks::{
     AttemptView, EndpointBody, EndpointState, EndpointView, EventType, ReplayView,
@@ -549,13 +549,13 @@ pub async fn media_gallery(
 // cannot answer, in the shapes crate::views returns.
 
 /// A poll's current votes per option, most first (ties by option, as the Redis read sorts).
-pub async fn poll_votes(pool: &PgPool, poll: &str) -> Result<Vec<OptionVotes>, StoreError> {
+pub async fn poll_votes(pool: &PgPool, poll: &str) -> Result<PollResults, StoreError> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as(include_str!("../queries/fallback_poll_votes.sql"))
             .bind(poll)
             .fetch_all(pool)
             .await?;
-    Ok(crate::views::sorted_options(rows))
+    Ok(PollResults::new(poll, rows))
 }
 
 pub async fn has_voted(pool: &PgPool, poll: &str, voter: &str) -> Result<bool, StoreError> {
@@ -656,18 +656,44 @@ pub async fn draw_result(
     tournament: &str,
     user: &str,
 ) -> Result<Option<RegistrationState>, StoreError> {
-    type Row = (
-        String,
-        String,
-        Option<i64>,
-        Option<chrono::DateTime<Utc>>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = sqlx::query_as(include_str!("../queries/fallback_status_changes.sql"))
+    let rows = sqlx::query_as(include_str!("../queries/fallback_status_changes.sql"))
         .bind(tournament)
         .bind(user)
         .fetch_all(pool)
         .await?;
+    Ok(tally_schema::replay::registration_states(status_changes(tournament, rows)?).remove(user))
+}
+
+/// A lottery's waitlisted registrant's outlook, from every status change of the tournament
+/// (one query, shared and cached like every fallback read).
+pub async fn waitlist_outlook(
+    pool: &PgPool,
+    tournament: &str,
+    user: &str,
+) -> Result<WaitlistOutlook, StoreError> {
+    let rows = sqlx::query_as(include_str!(
+        "../queries/fallback_tournament_status_changes.sql"
+    ))
+    .bind(tournament)
+    .fetch_all(pool)
+    .await?;
+    let folded = tally_schema::replay::registrations(status_changes(tournament, rows)?);
+    Ok(folded.waitlist_outlook(user))
+}
+
+/// `(user, status, position, deadline, promoted)` rows of status changes.
+type StatusRow = (
+    String,
+    String,
+    Option<i64>,
+    Option<chrono::DateTime<Utc>>,
+    Option<String>,
+);
+
+fn status_changes(
+    tournament: &str,
+    rows: Vec<StatusRow>,
+) -> Result<Vec<RegistrationStatus>, StoreError> {
     let corrupt = |id: &str, reason: String| StoreError::Corrupt {
         kind: "registration status".into(),
         id: id.to_owned(),
@@ -694,7 +720,7 @@ pub async fn draw_result(
         };
         changes.push(change);
     }
-    Ok(tally_schema::replay::registration_states(changes).remove(user))
+    Ok(changes)
 }
 
 // Webhook endpoints (migration 0019): what the admin API manages. Deliveries are the workers'.

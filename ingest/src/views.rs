@@ -2,13 +2,12 @@
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use serde::{Deserialize, Serialize};
-use tally_schema::api::MatchView;
 pub use tally_schema::api::Ranked;
+use tally_schema::api::{MatchView, PollResults};
 use tally_schema::ids::{MatchId, TournamentId};
 use tally_schema::redis_keys::Keys;
 use tally_schema::resources::SortOrder;
-use tally_schema::status::{MatchStatus, RegistrationState};
+use tally_schema::status::{MatchStatus, RegistrationState, WaitlistOutlook};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -28,12 +27,6 @@ pub enum ViewError {
 pub struct Views {
     conn: ConnectionManager,
     keys: Keys,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct OptionVotes {
-    pub option: String,
-    pub votes: i64,
 }
 
 /// Teams a match view lists at most (a match has at most 1,000 listed teams).
@@ -71,11 +64,11 @@ impl Views {
         Ok(Self { conn, keys })
     }
 
-    /// A poll's options by votes, most first.
-    pub async fn poll_results(&self, poll: &str) -> Result<Vec<OptionVotes>, ViewError> {
+    /// A poll's results: options by votes, most first.
+    pub async fn poll_results(&self, poll: &str) -> Result<PollResults, ViewError> {
         let mut conn = self.conn.clone();
         let tally: Vec<(String, i64)> = conn.hgetall(self.keys.poll_tally(poll)).await?;
-        Ok(sorted_options(tally))
+        Ok(PollResults::new(poll, tally))
     }
 
     /// A JSON document stored whole (the ranking job's fits), if present.
@@ -92,7 +85,35 @@ impl Views {
         user: &str,
     ) -> Result<Option<u64>, ViewError> {
         let mut conn = self.conn.clone();
-        Ok(conn.hget(self.keys.registrants(tournament), user).await?)
+        let raw: Option<u64> = conn.hget(self.keys.registrants(tournament), user).await?;
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        // Those ahead who withdrew no longer count: a first-come waitlist moves up.
+        let gone: u64 = conn
+            .zcount(self.keys.withdrawn(tournament), "-inf", format!("({raw}"))
+            .await?;
+        Ok(Some(raw.saturating_sub(gone)))
+    }
+
+    /// For a lottery's waitlisted user: how many still wait ahead of them, and how many won
+    /// places are not claimed yet (each may still come down the waitlist).
+    pub async fn waitlist_outlook(
+        &self,
+        tournament: &str,
+        user: &str,
+    ) -> Result<WaitlistOutlook, ViewError> {
+        let mut conn = self.conn.clone();
+        let (ahead, unclaimed, vacated): (Option<u64>, u64, u64) = redis::pipe()
+            .zrank(self.keys.draw_waitlist(tournament), user)
+            .zcard(self.keys.draw_deadlines(tournament))
+            .zcard(self.keys.draw_vacated(tournament))
+            .query_async(&mut conn)
+            .await?;
+        Ok(WaitlistOutlook {
+            ahead,
+            unclaimed_places: unclaimed + vacated,
+        })
     }
 
     /// A user's lottery result, once drawn.
@@ -125,7 +146,7 @@ impl Views {
             SortOrder::Desc => conn.zrevrange_withscores(key, 0, end).await?,
             SortOrder::Asc => conn.zrange_withscores(key, 0, end).await?,
         };
-        Ok(ranked(top, 0))
+        Ok(Ranked::list(top, 0))
     }
 
     /// The entries within `radius` places of `member`, or None when it is not ranked.
@@ -148,7 +169,7 @@ impl Views {
             SortOrder::Desc => conn.zrevrange_withscores(key, first, last).await?,
             SortOrder::Asc => conn.zrange_withscores(key, first, last).await?,
         };
-        Ok(Some(ranked(window, start as u64)))
+        Ok(Some(Ranked::list(window, start as u64)))
     }
 
     /// Registrations per group of a tournament, and the total.
@@ -178,30 +199,14 @@ impl Views {
     }
 }
 
-/// A poll's results as the read API answers them and live updates carry them.
-pub fn poll_view(poll: &str, options: Vec<OptionVotes>) -> serde_json::Value {
-    let total: i64 = options.iter().map(|o| o.votes).sum();
-    serde_json::json!({ "poll": poll, "total_votes": total, "options": options })
-}
-
 /// Standings (a top N or the window around a team), in the same two places.
 pub fn standings_view(tournament: &str, teams: Vec<Ranked>) -> serde_json::Value {
     serde_json::json!({ "tournament": tournament, "teams": teams })
 }
 
-/// Options by votes, most first, ties by option: the one order of poll results.
-pub fn sorted_options(tally: Vec<(String, i64)>) -> Vec<OptionVotes> {
-    let mut options: Vec<OptionVotes> = tally
-        .into_iter()
-        .map(|(option, votes)| OptionVotes { option, votes })
-        .collect();
-    options.sort_by(|a, b| b.votes.cmp(&a.votes).then_with(|| a.option.cmp(&b.option)));
-    options
-}
-
 /// The first `limit` of a ranking (each entry `(id, score)`, best first).
 pub fn top_of(ranking: &[(String, f64)], limit: usize) -> Vec<Ranked> {
-    ranked(ranking.iter().take(limit).cloned().collect(), 0)
+    Ranked::list(ranking.iter().take(limit).cloned().collect(), 0)
 }
 
 /// The entries within `radius` places of `member`, or None when it is not ranked.
@@ -209,15 +214,7 @@ pub fn around_in(ranking: &[(String, f64)], member: &str, radius: usize) -> Opti
     let rank = ranking.iter().position(|(id, _)| id == member)?;
     let start = rank.saturating_sub(radius);
     let end = (rank + radius + 1).min(ranking.len());
-    Some(ranked(ranking[start..end].to_vec(), start as u64))
-}
-
-fn ranked(entries: Vec<(String, f64)>, first_index: u64) -> Vec<Ranked> {
-    entries
-        .into_iter()
-        .zip(first_index + 1..)
-        .map(|((id, score), rank)| Ranked { rank, id, score })
-        .collect()
+    Some(Ranked::list(ranking[start..end].to_vec(), start as u64))
 }
 
 #[cfg(test)]
@@ -247,7 +244,7 @@ mod tests {
 
     #[test]
     fn ranks_count_from_the_window_start() {
-        let r = super::ranked(vec![("a".into(), 3.0), ("b".into(), 1.0)], 4);
+        let r = tally_schema::api::Ranked::list(vec![("a".into(), 3.0), ("b".into(), 1.0)], 4);
         assert_eq!((r[0].rank, r[1].rank), (5, 6));
     }
 }

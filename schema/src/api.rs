@@ -747,6 +747,40 @@ pub struct MatchStatusView {
     pub status: crate::status::MatchStatus,
 }
 
+/// Votes for one option of a poll.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OptionVotes {
+    pub option: String,
+    pub votes: i64,
+}
+
+/// A poll's results: what the read API answers, live updates carry and `poll.closed` tells.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PollResults {
+    pub poll: String,
+    pub total_votes: i64,
+    /// By votes, most first, ties by option: the one order of poll results.
+    pub options: Vec<OptionVotes>,
+}
+
+impl PollResults {
+    /// From votes per option, in any order.
+    pub fn new(poll: &str, tally: Vec<(String, i64)>) -> Self {
+        let mut options: Vec<OptionVotes> = tally
+            .into_iter()
+            .map(|(option, votes)| OptionVotes { option, votes })
+            .collect();
+        options.sort_by(|a, b| b.votes.cmp(&a.votes).then_with(|| a.option.cmp(&b.option)));
+        Self {
+            poll: poll.to_owned(),
+            total_votes: options.iter().map(|o| o.votes).sum(),
+            options,
+        }
+    }
+}
+
 /// One entry of a ranking: 1-based rank, the member and its score.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -754,6 +788,17 @@ pub struct Ranked {
     pub rank: u64,
     pub id: String,
     pub score: f64,
+}
+
+impl Ranked {
+    /// Entries of a ranking in order (best first), the first at 0-based `first_index`.
+    pub fn list(entries: Vec<(String, f64)>, first_index: u64) -> Vec<Ranked> {
+        entries
+            .into_iter()
+            .zip(first_index + 1..)
+            .map(|((id, score), rank)| Ranked { rank, id, score })
+            .collect()
+    }
 }
 
 /// `GET /v1/tournaments/{t}/matches/{m}` (and its live stream): the match's status and its

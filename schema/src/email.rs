@@ -120,18 +120,39 @@ pub fn render(
     };
     let when = deadline.map(|d| local_time(d, time_zone));
     let claim = notices.claim_link(tournament.as_str(), user.as_str());
-    let deadline_line = match &when {
-        Some(when) => format!("Claim it before {when}, or it goes to the next on the waitlist."),
-        None => "Claim it to keep it.".to_owned(),
+    // A first-come promotion holds the place at once: nothing to claim.
+    let (deadline_line, claims) = match (&when, kind) {
+        (Some(when), _) => (
+            format!("Claim it before {when}, or it goes to the next on the waitlist."),
+            true,
+        ),
+        (None, EventType::RegistrationPromoted) => (
+            "The place is held for you; there is nothing more to do.".to_owned(),
+            false,
+        ),
+        (None, _) => ("Claim it to keep it.".to_owned(), true),
     };
-    let subject = format!("Your place in {name}: claim it");
-    let text = format!("{opening}\n\n{deadline_line}\n\nClaim your place: {claim}\n");
-    let html = format!(
-        "<!doctype html>\n<html><body>\n<p>{}</p>\n<p>{}</p>\n<p><a href=\"{}\">Claim your place</a></p>\n</body></html>\n",
-        escape(&opening),
-        escape(&deadline_line),
-        escape(&claim)
-    );
+    let (subject, text, html) = match claims {
+        true => (
+            format!("Your place in {name}: claim it"),
+            format!("{opening}\n\n{deadline_line}\n\nClaim your place: {claim}\n"),
+            format!(
+                "<!doctype html>\n<html><body>\n<p>{}</p>\n<p>{}</p>\n<p><a href=\"{}\">Claim your place</a></p>\n</body></html>\n",
+                escape(&opening),
+                escape(&deadline_line),
+                escape(&claim)
+            ),
+        ),
+        false => (
+            format!("Your place in {name}"),
+            format!("{opening}\n\n{deadline_line}\n"),
+            format!(
+                "<!doctype html>\n<html><body>\n<p>{}</p>\n<p>{}</p>\n</body></html>\n",
+                escape(&opening),
+                escape(&deadline_line)
+            ),
+        ),
+    };
     Some(Rendered {
         subject,
         text,
@@ -198,6 +219,10 @@ mod tests {
         assert!(utc.text.contains("2026-12-07 17:00 UTC"), "{}", utc.text);
         let claimed = EventType::RegistrationClaimed;
         assert_eq!(render(claimed, &t, "", &u, None, &notices(), None), None);
+        // A first-come promotion holds the place: no deadline, no claim link.
+        let promoted = EventType::RegistrationPromoted;
+        let held = render(promoted, &t, "", &u, None, &notices(), None).unwrap();
+        assert!(held.text.contains("nothing more to do") && !held.text.contains("claim?"));
     }
 
     #[test]

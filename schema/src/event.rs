@@ -143,7 +143,8 @@ pub struct MediaUploaded {
     pub user: Option<UserId>,
 }
 
-/// What happened to a registration after the draw.
+/// What happened to a registration: the draw's results, a claim, a lapse, a withdrawal and
+/// the places they free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusChange {
@@ -156,6 +157,16 @@ pub enum StatusChange {
     /// Did not claim in time; the place goes to `promoted` (the next on the waitlist), who
     /// must claim it before `deadline`.
     Released,
+    /// The registrant gave up: before the draw (not drawn), on the waitlist (leaves it), or
+    /// holding a place (the place is handed on). Published by ingest for the registrant.
+    Withdrawn,
+    /// Lottery: a place freed by `user` (withdrawn, or a promotion that found its user gone)
+    /// handed to `promoted`, the next still waitlisted, who must claim it before `deadline`;
+    /// `promoted` is absent when no one waits. Published by the workers' release step.
+    HandedOn,
+    /// First-come: `user` moved up into a place at `position` because someone ahead withdrew.
+    /// Published by the workers' release step; the place needs no claim.
+    Promoted,
 }
 
 impl StatusChange {
@@ -165,13 +176,24 @@ impl StatusChange {
             Self::Waitlisted => "waitlisted",
             Self::Claimed => "claimed",
             Self::Released => "released",
+            Self::Withdrawn => "withdrawn",
+            Self::HandedOn => "handed_on",
+            Self::Promoted => "promoted",
         }
     }
 
+    pub const ALL: [StatusChange; 7] = [
+        Self::Won,
+        Self::Waitlisted,
+        Self::Claimed,
+        Self::Released,
+        Self::Withdrawn,
+        Self::HandedOn,
+        Self::Promoted,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Won, Self::Waitlisted, Self::Claimed, Self::Released]
-            .into_iter()
-            .find(|c| c.as_str() == s)
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -191,8 +213,9 @@ pub struct RegistrationStatus {
 }
 
 impl RegistrationStatus {
-    /// One event per user, tournament and step of the draw (`drawn`, `claimed`,
-    /// `released`): a retried publish is the same event.
+    /// One event per user, tournament and step (`drawn`, `claimed`, `released`,
+    /// `withdrawn`, `handed_on` with the vacancy's stream sequence, `promoted`): a retried
+    /// publish is the same event.
     pub fn event_id(&self, step: &str) -> Uuid {
         crate::ids::server_event_id(&[
             "registration_status",

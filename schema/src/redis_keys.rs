@@ -47,6 +47,24 @@ impl Keys {
         format!("{}:registrations:{tournament}:positions", self.prefix)
     }
 
+    /// Sorted set: user → registration position, of each registrant who withdrew; a
+    /// first-come position counts only those still registered ahead.
+    pub fn withdrawn(&self, tournament: &str) -> String {
+        format!("{}:registrations:{tournament}:withdrawn", self.prefix)
+    }
+
+    /// The stream sequence of the latest withdrawal whose first-come promotions the workers
+    /// have announced.
+    pub fn promotions_mark(&self, tournament: &str) -> String {
+        format!("{}:registrations:{tournament}:promoted", self.prefix)
+    }
+
+    /// Sorted set: user → stream sequence, of each place freed (a winner withdrew, or a
+    /// promotion found its user gone) and not yet handed on by the release step.
+    pub fn draw_vacated(&self, tournament: &str) -> String {
+        format!("{}:draw:{tournament}:vacated", self.prefix)
+    }
+
     /// Hash: user → their lottery result as JSON (written by the draw job).
     pub fn draw_results(&self, tournament: &str) -> String {
         format!("{}:draw:{tournament}", self.prefix)

@@ -33,11 +33,14 @@ pub enum RegistrationState {
     Claimed,
     /// A won place not claimed in time.
     Released,
+    /// The registrant gave up the registration (and any place it held); final.
+    Withdrawn,
 }
 
 impl RegistrationState {
     /// Where a registrant stands before any draw, from `position` (1 for the first registrant
-    /// in stream order) under the tournament's rules.
+    /// in stream order still registered: those ahead who withdrew do not count) under the
+    /// tournament's rules.
     pub fn before_draw(tournament: &Tournament, position: u64) -> Self {
         match (tournament.mode, tournament.capacity) {
             (RegistrationMode::Lottery, _) => Self::Received {
@@ -70,6 +73,18 @@ impl RegistrationState {
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
     }
+}
+
+/// Where a lottery's waitlisted registrant stands beyond their drawn position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WaitlistOutlook {
+    /// Still waitlisted ahead of them (0: next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<u64>,
+    /// Won places not claimed yet, and freed places not yet handed on: each may still come
+    /// down the waitlist.
+    pub unclaimed_places: u64,
 }
 
 /// What became of an upload: `received` (in the object store, not yet in Postgres), `stored`
@@ -163,6 +178,12 @@ impl RegistrationStatus {
             },
             StatusChange::Claimed => RegistrationState::Claimed,
             StatusChange::Released => RegistrationState::Released,
+            // Neither a hand-on nor a first-come promotion writes its registrant's state: the
+            // one is already withdrawn or released, the other's place follows from positions.
+            StatusChange::Withdrawn | StatusChange::HandedOn => RegistrationState::Withdrawn,
+            StatusChange::Promoted => RegistrationState::Placed {
+                position: self.position.map_or(0, u64::from),
+            },
         };
         let promoted = self.promoted.as_ref().map(|_| RegistrationState::Won {
             deadline: self.deadline,
@@ -172,12 +193,23 @@ impl RegistrationStatus {
     }
 }
 
-/// Which won places to release now, and to whom: expired winners (earliest deadline first)
-/// paired with waitlisted users in waitlist order; a release with no one left promotes nobody.
+/// A freed place and whom it goes to: a lapsed winner's (`Released`) or a vacated one's
+/// (`HandedOn`), with the next waitlisted user, if anyone is left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handing {
+    pub user: String,
+    pub change: StatusChange,
+    pub promoted: Option<String>,
+}
+
+/// Which places to hand on now, and to whom: vacated places first (withdrawn winners, and
+/// promotions that found their user gone, in the order given: stream order), then expired
+/// winners (earliest deadline first), paired with waitlisted users in waitlist order.
 pub fn release_plan(
+    vacated: impl IntoIterator<Item = String>,
     states: impl IntoIterator<Item = (String, RegistrationState)>,
     now: DateTime<Utc>,
-) -> Vec<(String, Option<String>)> {
+) -> Vec<Handing> {
     let mut expired = Vec::new();
     let mut waiting = Vec::new();
     for (user, state) in states {
@@ -189,7 +221,18 @@ pub fn release_plan(
     expired.sort();
     waiting.sort();
     let mut next = waiting.into_iter().map(|(_, u)| u);
-    expired.into_iter().map(|(_, u)| (u, next.next())).collect()
+    let vacated = vacated.into_iter().map(|u| (u, StatusChange::HandedOn));
+    let expired = expired
+        .into_iter()
+        .map(|(_, u)| (u, StatusChange::Released));
+    vacated
+        .chain(expired)
+        .map(|(user, change)| Handing {
+            user,
+            change,
+            promoted: next.next(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -230,6 +273,7 @@ mod tests {
             (RegistrationState::Waitlisted { position: 2 }, "waitlisted"),
             (RegistrationState::Claimed, "claimed"),
             (RegistrationState::Released, "released"),
+            (RegistrationState::Withdrawn, "withdrawn"),
         ] {
             assert_eq!(serde_json::to_value(&state).unwrap()["status"], tag);
             assert_eq!(
@@ -297,14 +341,32 @@ mod tests {
             ]
             .map(|(u, s)| (u.to_owned(), s))
         };
+        let hand = |user: &str, change, promoted: Option<&str>| Handing {
+            user: user.to_owned(),
+            change,
+            promoted: promoted.map(str::to_owned),
+        };
+        let none = std::iter::empty::<String>;
         assert_eq!(
-            release_plan(states(), at("20")),
+            release_plan(none(), states(), at("20")),
             vec![
-                ("b".to_owned(), Some("w1".to_owned())),
-                ("a".to_owned(), Some("w2".to_owned()))
+                hand("b", StatusChange::Released, Some("w1")),
+                hand("a", StatusChange::Released, Some("w2"))
             ]
         );
         let later: DateTime<Utc> = "2030-01-01T00:01:00Z".parse().unwrap();
-        assert_eq!(release_plan(states(), later)[2], ("c".to_owned(), None));
+        assert_eq!(
+            release_plan(none(), states(), later)[2],
+            hand("c", StatusChange::Released, None)
+        );
+        // A withdrawn winner's place goes first, to the first waitlisted.
+        assert_eq!(
+            release_plan(["v".to_owned()], states(), at("20")),
+            vec![
+                hand("v", StatusChange::HandedOn, Some("w1")),
+                hand("b", StatusChange::Released, Some("w2")),
+                hand("a", StatusChange::Released, None)
+            ]
+        );
     }
 }

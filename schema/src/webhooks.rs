@@ -25,7 +25,8 @@ pub enum EventType {
     /// Drawn onto the waitlist at `position`.
     #[serde(rename = "registration.waitlisted")]
     RegistrationWaitlisted,
-    /// Moved up from the waitlist to a released place: claim it before `deadline`.
+    /// Moved up from the waitlist to a freed place: in a lottery, claim it before `deadline`;
+    /// first-come, the place at `position` is held.
     #[serde(rename = "registration.promoted")]
     RegistrationPromoted,
     /// A won place not claimed in time; `promoted` names who has it now.
@@ -34,6 +35,9 @@ pub enum EventType {
     /// A won place confirmed.
     #[serde(rename = "registration.claimed")]
     RegistrationClaimed,
+    /// The registrant gave the registration up (and any place it held).
+    #[serde(rename = "registration.withdrawn")]
+    RegistrationWithdrawn,
     /// A won place still unclaimed, its deadline within the reminder lead
     /// (`TALLY_CLAIM_REMINDER_SECS`).
     #[serde(rename = "claim.deadline_approaching")]
@@ -47,19 +51,28 @@ pub enum EventType {
     /// A match was set `final`: its scores stand.
     #[serde(rename = "match.final")]
     MatchFinal,
+    /// A poll's window closed: its final results.
+    #[serde(rename = "poll.closed")]
+    PollClosed,
+    /// Every listed match of a tournament is final: its final standings.
+    #[serde(rename = "tournament.final")]
+    TournamentFinal,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 12] = [
         Self::RegistrationWon,
         Self::RegistrationWaitlisted,
         Self::RegistrationPromoted,
         Self::RegistrationReleased,
         Self::RegistrationClaimed,
+        Self::RegistrationWithdrawn,
         Self::ClaimDeadlineApproaching,
         Self::MediaProcessed,
         Self::MediaFailed,
         Self::MatchFinal,
+        Self::PollClosed,
+        Self::TournamentFinal,
     ];
 
     /// As on the wire (`type`), in `webhook_messages.event_type` and in subscriptions.
@@ -70,10 +83,13 @@ impl EventType {
             Self::RegistrationPromoted => "registration.promoted",
             Self::RegistrationReleased => "registration.released",
             Self::RegistrationClaimed => "registration.claimed",
+            Self::RegistrationWithdrawn => "registration.withdrawn",
             Self::ClaimDeadlineApproaching => "claim.deadline_approaching",
             Self::MediaProcessed => "media.processed",
             Self::MediaFailed => "media.failed",
             Self::MatchFinal => "match.final",
+            Self::PollClosed => "poll.closed",
+            Self::TournamentFinal => "tournament.final",
         }
     }
 
@@ -87,16 +103,19 @@ impl EventType {
             Self::RegistrationWon => "A registrant was drawn a place; claim it before the deadline",
             Self::RegistrationWaitlisted => "A registrant was drawn onto the waitlist",
             Self::RegistrationPromoted => {
-                "A waitlisted registrant moved up to a released place; claim it before the deadline"
+                "A waitlisted registrant moved up to a freed place; in a lottery, claim it before the deadline"
             }
             Self::RegistrationReleased => "A won place was not claimed in time",
             Self::RegistrationClaimed => "A won place was confirmed",
+            Self::RegistrationWithdrawn => "A registrant withdrew, giving up any place held",
             Self::ClaimDeadlineApproaching => {
                 "A won place is still unclaimed and its deadline is near"
             }
             Self::MediaProcessed => "An upload's variants are ready",
             Self::MediaFailed => "An upload was rejected",
             Self::MatchFinal => "A match was set final",
+            Self::PollClosed => "A poll closed; its final results",
+            Self::TournamentFinal => "Every match of a tournament is final; its final standings",
         }
     }
 }
@@ -111,7 +130,7 @@ pub struct RegistrationData {
     /// Won or promoted: the place is lost unless claimed by then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
-    /// Waitlisted: the place in the queue (1 is next).
+    /// Waitlisted: the place in the queue (1 is next); promoted first-come: the place held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<u32>,
     /// Released: who was promoted to the place.
@@ -140,6 +159,15 @@ pub struct MatchData {
     pub tournament: TournamentId,
     #[serde(rename = "match")]
     pub match_id: MatchId,
+}
+
+/// `data` of `tournament.final`: the standings once no listed match takes scores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TournamentFinalData {
+    pub tournament: TournamentId,
+    /// Every team with a score, ranked in the tournament's order.
+    pub standings: Vec<crate::api::Ranked>,
 }
 
 /// One message as delivered: the JSON body every attempt sends, byte for byte, and its
@@ -173,6 +201,42 @@ impl Message {
         Self::new(EventType::ClaimDeadlineApproaching, &source, at, data)
     }
 
+    /// `poll.closed` with the final results, once per closing time.
+    pub fn poll_closed(
+        results: crate::api::PollResults,
+        closes_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let closes = closes_at.to_rfc3339();
+        let source = [results.poll.as_str(), closes.as_str()];
+        Self::new(EventType::PollClosed, &source, at, &results)
+    }
+
+    /// The id [`Self::poll_closed`] gives: what the workers look up before computing results.
+    pub fn poll_closed_id(poll: &str, closes_at: DateTime<Utc>) -> String {
+        Self::id_of(
+            EventType::PollClosed,
+            &[poll, closes_at.to_rfc3339().as_str()],
+        )
+    }
+
+    /// `tournament.final` with the final standings, once.
+    pub fn tournament_final(data: TournamentFinalData, at: DateTime<Utc>) -> Self {
+        let source = [data.tournament.to_string()];
+        Self::new(EventType::TournamentFinal, &[source[0].as_str()], at, &data)
+    }
+
+    pub fn tournament_final_id(tournament: &str) -> String {
+        Self::id_of(EventType::TournamentFinal, &[tournament])
+    }
+
+    /// `msg_` and 32 hex digits derived from the type and `source`.
+    fn id_of(event_type: EventType, source: &[&str]) -> String {
+        let mut parts = vec!["webhook", event_type.as_str()];
+        parts.extend_from_slice(source);
+        format!("msg_{}", crate::ids::server_event_id(&parts).simple())
+    }
+
     /// A message of `event_type` about `data`, named by `source` (what it reports, unique
     /// for that type), timestamped `at` (when it happened).
     pub fn new(
@@ -181,9 +245,7 @@ impl Message {
         at: DateTime<Utc>,
         data: impl Serialize,
     ) -> Self {
-        let mut parts = vec!["webhook", event_type.as_str()];
-        parts.extend_from_slice(source);
-        let id = format!("msg_{}", crate::ids::server_event_id(&parts).simple());
+        let id = Self::id_of(event_type, source);
         let body = serde_json::json!({
             "type": event_type.as_str(),
             "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -197,7 +259,8 @@ impl Message {
     }
 
     /// The messages one stored status change makes: one for its registrant, and for a
-    /// release that promoted someone, one for them too. `event_id` is the change's.
+    /// release that promoted someone, one for them too; a hand-on tells only whom it
+    /// promoted. `event_id` is the change's.
     pub fn from_status(
         change: &RegistrationStatus,
         event_id: uuid::Uuid,
@@ -212,31 +275,47 @@ impl Message {
             promoted: None,
         };
         let own = match change.status {
-            StatusChange::Won => (
+            StatusChange::Won => Some((
                 EventType::RegistrationWon,
                 RegistrationData {
                     deadline: change.deadline,
                     ..data(&change.user)
                 },
-            ),
-            StatusChange::Waitlisted => (
+            )),
+            StatusChange::Waitlisted => Some((
                 EventType::RegistrationWaitlisted,
                 RegistrationData {
                     position: change.position,
                     ..data(&change.user)
                 },
-            ),
-            StatusChange::Claimed => (EventType::RegistrationClaimed, data(&change.user)),
-            StatusChange::Released => (
+            )),
+            StatusChange::Claimed => Some((EventType::RegistrationClaimed, data(&change.user))),
+            StatusChange::Released => Some((
                 EventType::RegistrationReleased,
                 RegistrationData {
                     promoted: change.promoted.clone(),
                     ..data(&change.user)
                 },
-            ),
+            )),
+            StatusChange::Withdrawn => Some((EventType::RegistrationWithdrawn, data(&change.user))),
+            StatusChange::HandedOn => None,
+            StatusChange::Promoted => Some((
+                EventType::RegistrationPromoted,
+                RegistrationData {
+                    position: change.position,
+                    ..data(&change.user)
+                },
+            )),
         };
-        let mut messages = vec![Self::new(own.0, &[&source], at, own.1)];
-        if let (StatusChange::Released, Some(promoted)) = (change.status, &change.promoted) {
+        let mut messages: Vec<Self> = own
+            .into_iter()
+            .map(|(kind, data)| Self::new(kind, &[&source], at, data))
+            .collect();
+        let hands_on = matches!(
+            change.status,
+            StatusChange::Released | StatusChange::HandedOn
+        );
+        if let (true, Some(promoted)) = (hands_on, &change.promoted) {
             let promoted = RegistrationData {
                 deadline: change.deadline,
                 ..data(promoted)
@@ -634,6 +713,29 @@ mod tests {
         assert_eq!(messages, again);
         assert_ne!(messages[0].id, messages[1].id);
         assert!(messages[0].id.starts_with("msg_") && messages[0].id.len() == 36);
+        // A withdrawal tells the registrant's; its hand-on tells only whom it promoted.
+        let withdrawn = RegistrationStatus {
+            status: StatusChange::Withdrawn,
+            deadline: None,
+            promoted: None,
+            ..change.clone()
+        };
+        let told = Message::from_status(&withdrawn, withdrawn.event_id("withdrawn"), deadline);
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].event_type, EventType::RegistrationWithdrawn);
+        let handed = RegistrationStatus {
+            status: StatusChange::HandedOn,
+            ..change.clone()
+        };
+        let told = Message::from_status(&handed, handed.event_id("handed_on:7"), deadline);
+        let types: Vec<_> = told.iter().map(|m| m.event_type).collect();
+        assert_eq!(types, [EventType::RegistrationPromoted]);
+        assert_eq!(told[0].body["data"]["user"], "bob");
+        let nobody = RegistrationStatus {
+            promoted: None,
+            ..handed
+        };
+        assert!(Message::from_status(&nobody, id, deadline).is_empty());
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! Standard Webhooks' reference library ([`Receiver`]), and a real SMTP server
 //! ([`SmtpServer`], PyPI's aiosmtpd writing a maildir).
 
-use crate::{setting, wait_until};
+use crate::{AdminClient, setting, wait_until};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -109,6 +109,17 @@ async fn receive(
     i.arrived.entry(id.clone()).or_insert_with(chrono::Utc::now);
     i.order.push(id);
     StatusCode::OK
+}
+
+/// Registers `url` for `types` (none: all); answers the endpoint id and its secret.
+pub async fn register(admin: &AdminClient, url: &str, types: &[&str]) -> (String, String) {
+    let body = json!({"url": url, "event_types": types, "description": "test receiver"});
+    let (status, answer) = admin
+        .send(reqwest::Method::POST, "/admin/v1/webhooks", Some(&body))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["endpoint"]["id"].as_str().unwrap().to_owned();
+    (id, answer["secret"].as_str().unwrap().to_owned())
 }
 
 /// aiosmtpd on loopback, storing what it receives in a maildir; stopped when dropped.

@@ -155,15 +155,7 @@ async fn a_crashed_aggregator_resumes_after_its_watermark_without_counting_twice
 #[tokio::test]
 async fn the_same_batch_applied_twice_changes_nothing_the_second_time() {
     let env = TestEnv::new().await;
-    let config = env.aggregator_config();
-    let sink = tally_aggregator::leaderboard::RedisSink::connect(
-        &config.redis.url,
-        Keys::new(env.name.clone()),
-        tally_schema::consumers::REDIS_SINK,
-        config.elo(),
-    )
-    .await
-    .unwrap();
+    let sink = redis_sink(&env).await;
     let events: Vec<tally_schema::StoredEvent> = (1..=5)
         .map(|seq| tally_schema::StoredEvent {
             stream_seq: seq,
@@ -744,4 +736,89 @@ async fn assert_counted_once(env: &TestEnv, poll: &str, votes: usize) {
         }
     })
     .await;
+}
+
+/// The batch script and the fold the Postgres fallback uses (`tally_schema::replay`) are two
+/// statements of the same registration rules: draws, claims, releases, withdrawals and
+/// hand-ons in every order, including the races (a withdrawal before the result it
+/// overtakes, a hand-on to a user who just left), leave the same states in both.
+#[tokio::test]
+async fn registration_changes_in_any_order_leave_redis_and_the_fallback_fold_agreeing() {
+    use rand::SeedableRng;
+    use tally_schema::event::{RegistrationStatus, StatusChange};
+    use tally_schema::status::RegistrationState;
+    let env = TestEnv::new().await;
+    let sink = redis_sink(&env).await;
+    let mut redis = env.redis().await;
+    let deadline: chrono::DateTime<chrono::Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+    let mut seq = 0;
+    for round in 0..300u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(round);
+        let tournament = format!("t{round}");
+        // Few users and many changes, so the races happen: a withdrawal overtaking a result,
+        // a hand-on naming someone who just left, a place freed twice.
+        let users: Vec<String> = (0..4).map(|u| format!("u{u}")).collect();
+        let changes: Vec<RegistrationStatus> = (0..40)
+            .map(|_| {
+                let status = StatusChange::ALL[rng.random_range(0..StatusChange::ALL.len())];
+                let promoted = matches!(status, StatusChange::Released | StatusChange::HandedOn)
+                    && rng.random_bool(0.8);
+                RegistrationStatus {
+                    tournament: tournament.as_str().try_into().unwrap(),
+                    user: users[rng.random_range(0..users.len())]
+                        .as_str()
+                        .try_into()
+                        .unwrap(),
+                    status,
+                    position: Some(rng.random_range(1..5)),
+                    deadline: Some(deadline),
+                    promoted: promoted.then(|| {
+                        users[rng.random_range(0..users.len())]
+                            .as_str()
+                            .try_into()
+                            .unwrap()
+                    }),
+                }
+            })
+            .collect();
+        let events: Vec<tally_schema::StoredEvent> = changes
+            .iter()
+            .map(|c| {
+                seq += 1;
+                tally_schema::StoredEvent {
+                    stream_seq: seq,
+                    envelope: tally_schema::Envelope::new(tally_schema::Event::RegistrationStatus(
+                        c.clone(),
+                    )),
+                }
+            })
+            .collect();
+        // Batches of every size, as the live sink cuts them.
+        for batch in events.chunks(rng.random_range(1..8)) {
+            sink.apply(batch).await.unwrap();
+        }
+        let folded = tally_schema::replay::registration_states(changes.clone());
+        let stored: HashMap<String, String> = redis
+            .hgetall(sink.keys().draw_results(&tournament))
+            .await
+            .unwrap();
+        let stored: HashMap<String, RegistrationState> = stored
+            .into_iter()
+            .map(|(u, s)| (u, RegistrationState::from_json(&s).unwrap()))
+            .collect();
+        assert_eq!(stored, folded, "round {round}: {changes:#?}");
+    }
+}
+
+/// The Redis sink of `env`, to apply batches by hand.
+async fn redis_sink(env: &TestEnv) -> tally_aggregator::leaderboard::RedisSink {
+    let config = env.aggregator_config();
+    tally_aggregator::leaderboard::RedisSink::connect(
+        &config.redis.url,
+        Keys::new(env.name.clone()),
+        tally_schema::consumers::REDIS_SINK,
+        config.elo(),
+    )
+    .await
+    .unwrap()
 }

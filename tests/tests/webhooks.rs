@@ -10,19 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tally_ingest::auth::Role;
 use tally_schema::webhooks::{EventType, Message};
-use tally_tests::notices::Receiver;
+use tally_tests::notices::{Receiver, register};
 use tally_tests::{AdminClient, Pipeline, TestEnv, Writer, get, post, wait_until};
-
-/// Registers `url` for `types` (none: all); answers the endpoint id and its secret.
-async fn register(admin: &AdminClient, url: &str, types: &[&str]) -> (String, String) {
-    let body = json!({"url": url, "event_types": types, "description": "test receiver"});
-    let (status, answer) = admin
-        .send(reqwest::Method::POST, "/admin/v1/webhooks", Some(&body))
-        .await;
-    assert_eq!(status, 201, "{answer}");
-    let id = answer["endpoint"]["id"].as_str().unwrap().to_owned();
-    (id, answer["secret"].as_str().unwrap().to_owned())
-}
 
 /// A retry schedule for tests: the same steps as in production, in tenths of seconds.
 fn quick(config: &mut tally_workers::config::WorkersConfig) {
@@ -127,10 +116,11 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         .await
         .unwrap();
     assert_eq!(status.status(), 200);
-    // won 3 + waitlisted 5 + claimed + media + match, 2 reminders to the winners who did not
-    // claim, then, past their deadline, 2 released + 2 promoted.
+    // won 3 + waitlisted 5 + claimed + media + match (its only match: the tournament is
+    // final too), 2 reminders to the winners who did not claim, then, past their deadline,
+    // 2 released + 2 promoted.
     receiver
-        .wait_for("every message", 17, Duration::from_secs(120))
+        .wait_for("every message", 18, Duration::from_secs(120))
         .await;
     assert_eq!(
         receiver.with(|i| i.refused),
@@ -193,6 +183,8 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
     assert_eq!(get(&http, &ingest.url(thumb)).await.0, 200);
     let finals = of_type(&bodies, "match.final");
     assert_eq!(finals, [json!({"tournament": "lotto", "match": "final"})]);
+    let ended = of_type(&bodies, "tournament.final");
+    assert_eq!(ended, [json!({"tournament": "lotto", "standings": []})]);
     // The promoted claim theirs before their own deadline; each claim is told once.
     for d in &promoted {
         let user = d["user"].as_str().unwrap();
@@ -201,7 +193,7 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         assert_eq!(s, 202, "{body}");
     }
     receiver
-        .wait_for("the promoted's claims", 19, Duration::from_secs(60))
+        .wait_for("the promoted's claims", 20, Duration::from_secs(60))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     receiver.with(|i| {
@@ -211,7 +203,7 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
             "a message delivered twice: {:?}",
             i.delivered
         );
-        assert_eq!(i.delivered.len(), 19);
+        assert_eq!(i.delivered.len(), 20);
     });
 
     // The attempt log shows the failures and the endpoint is healthy again.
@@ -225,7 +217,7 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
     assert_eq!(s, 200);
     let log = log.as_array().unwrap().clone();
     assert_eq!(log.iter().filter(|a| a["status_code"] == 500).count(), 5);
-    assert_eq!(log.iter().filter(|a| a["status_code"] == 200).count(), 19);
+    assert_eq!(log.iter().filter(|a| a["status_code"] == 200).count(), 20);
     assert!(log.iter().all(|a| a["latency_ms"].is_number()));
     let (_, state) = admin
         .send(
@@ -239,6 +231,101 @@ async fn a_lottery_its_claims_an_upload_and_a_final_match_reach_a_receiver_that_
         (&json!("enabled"), &json!(0), &json!(0)),
         "{state}"
     );
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_poll_and_a_finished_tournament_tell_their_final_results_once() {
+    let env = TestEnv::new().await;
+    let pipeline = Pipeline::build(&env).writer(quick).start().await;
+    let ingest = &pipeline.ingest;
+    let admin = AdminClient::new(ingest, Some(env.api_key(Role::Admin).await));
+    let receiver = Receiver::start().await;
+    let (_, secret) = register(&admin, &receiver.url, &["poll.closed", "tournament.final"]).await;
+    receiver.with(|i| i.secrets = vec![secret.clone()]);
+    let closes_at = chrono::Utc::now() + chrono::Duration::seconds(4);
+    admin
+        .create(
+            "polls",
+            json!({"id": "mvp", "options": ["ann", "bob", "cy"], "closes_at": closes_at}),
+        )
+        .await;
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "league", "teams": ["owls", "bats"],
+                   "matches": [{"id": "m1", "teams": []}, {"id": "m2", "teams": []}]}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    // bob's voter changes their mind: single choice, the later vote replaces the earlier.
+    for (voter, option) in [("v1", "ann"), ("v2", "bob"), ("v3", "ann"), ("v2", "ann")] {
+        let url = ingest.url("/v1/polls/mvp/votes");
+        let (s, body) = post(&http, &url, &json!({"voter": voter, "options": [option]})).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    let key = env.api_key(Role::Scorekeeper).await;
+    for (m, team, points) in [
+        ("m1", "owls", 3),
+        ("m1", "bats", 1),
+        ("m2", "owls", 1),
+        ("m2", "bats", 2),
+    ] {
+        let url = ingest.url("/v1/tournaments/league/scores");
+        let body = json!({"match": m, "team": team, "points": points});
+        let (s, answer) = post(&http, &url, &body).await;
+        assert_eq!(s, 202, "{answer}");
+    }
+    // One match final is not the end; both are.
+    for m in ["m1", "m2"] {
+        let answer = http
+            .post(ingest.url(&format!("/v1/tournaments/league/matches/{m}/status")))
+            .bearer_auth(&key)
+            .json(&json!({"status": "final"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let url = ingest.url("/v1/tournaments/league/scores");
+    let (s, refused) = post(
+        &http,
+        &url,
+        &json!({"match": "m2", "team": "owls", "points": 9}),
+    )
+    .await;
+    assert_eq!(
+        (s, refused["error"]["code"].as_str()),
+        (409, Some("match_final"))
+    );
+
+    receiver
+        .wait_for(
+            "the poll's and the tournament's ends",
+            2,
+            Duration::from_secs(60),
+        )
+        .await;
+    let bodies = receiver.bodies();
+    let poll = of_type(&bodies, "poll.closed");
+    assert_eq!(
+        poll,
+        [json!({"poll": "mvp", "total_votes": 3, "options": [
+            {"option": "ann", "votes": 3}, {"option": "bob", "votes": 0},
+            {"option": "cy", "votes": 0}]})]
+    );
+    let fin = of_type(&bodies, "tournament.final");
+    assert_eq!(
+        fin,
+        [json!({"tournament": "league", "standings": [
+            {"rank": 1, "id": "owls", "score": 4.0}, {"rank": 2, "id": "bats", "score": 3.0}]})]
+    );
+    // Each is told once: later ticks find them recorded.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    receiver.with(|i| {
+        assert_eq!(i.unverified, 0);
+        assert_eq!(i.delivered.len(), 2);
+    });
     pipeline.stop().await;
 }
 

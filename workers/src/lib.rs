@@ -16,6 +16,7 @@
 //! turns the consumer's batches into tasks; see docs/architecture.md.
 
 pub mod batch_insert;
+pub mod closings;
 pub mod config;
 pub mod email;
 pub mod lottery;
@@ -210,8 +211,16 @@ pub async fn run(
             config.claim_reminder_secs.min(i64::MAX as u64 / 1000) as i64,
         ),
     }));
+    let closer = Arc::new(closings::Closer::new(
+        writer.store.clone(),
+        drawer.jetstream().clone(),
+        spec.clone(),
+        writer_config.consumer.clone(),
+    ));
     let draw_jobs = apalis_postgres::PostgresStorage::<lottery::DrawJob>::new(writer.store.pool());
     let lottery_schedule = cron_schedule(&config.lottery_schedule)?;
+    // Polls closed and tournaments finished are looked for as often as draws are due.
+    let closings_schedule = lottery_schedule.clone();
     let thumbnailer = Arc::new(thumbnails::Thumbnailer {
         store: writer.store.clone(),
         objects: tally_kit::nats::media_store(drawer.jetstream(), &spec).await?,
@@ -271,6 +280,14 @@ pub async fn run(
                 .data(drawer.clone())
                 .data(draw_jobs.clone())
                 .build(lottery::schedule_draws)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("closings")
+                .backend(apalis_cron::CronScheduler::new(closings_schedule.clone()))
+                .enable_tracing()
+                .catch_panic()
+                .data(closer.clone())
+                .build(closings::closings_tick)
         })
         .register(move |_restarts| {
             WorkerBuilder::new("thumbnail-scheduler")

@@ -285,16 +285,27 @@ impl Drawer {
         Ok(())
     }
 
-    /// Publishes status events, many acknowledgements in flight at once.
+    /// Publishes status events of one step, many acknowledgements in flight at once.
     async fn publish_changes(
         &self,
         changes: Vec<RegistrationStatus>,
         step: &str,
     ) -> Result<(), DrawError> {
+        let steps = changes.into_iter().map(|c| (c, step.to_owned()));
+        self.publish_steps(steps.collect()).await
+    }
+
+    /// Publishes status events, each named by its own step (see
+    /// [`RegistrationStatus::event_id`]), many acknowledgements in flight at once.
+    async fn publish_steps(
+        &self,
+        changes: Vec<(RegistrationStatus, String)>,
+    ) -> Result<(), DrawError> {
         use futures::StreamExt;
         let results: Vec<Result<(), DrawError>> = futures::stream::iter(changes)
-            .map(|change| {
-                let id = change.event_id(step);
+            .map(|(change, step)| {
+                let id = change.event_id(&step);
+                let step = step.split(':').next().unwrap_or_default().to_owned();
                 async move {
                     let envelope = Envelope::keyed(id, Event::RegistrationStatus(change));
                     let stored = self
@@ -306,9 +317,9 @@ impl Drawer {
                         // Only this job makes these ids, so a duplicate is its own earlier
                         // publish (a resumed draw or release): never a client's, but worth
                         // seeing, since a silent one would hide a lost status change.
-                        metrics::counter!("tally_workers_status_duplicates_total", "step" => step.to_owned())
-                            .increment(1);
                         tracing::warn!(id = %envelope.id, step, "JetStream answered a status change as a duplicate.");
+                        metrics::counter!("tally_workers_status_duplicates_total", "step" => step)
+                            .increment(1);
                     }
                     Ok(())
                 }
@@ -319,7 +330,8 @@ impl Drawer {
         results.into_iter().collect()
     }
 
-    /// Releases every won place whose claim deadline has passed, each to the next user on the
+    /// Hands on every freed place (a winner withdrew, or a promotion found its user gone) and
+    /// releases every won place whose claim deadline has passed, each to the next user on the
     /// waitlist (with a new deadline). Decides from the status view only once the Redis sink
     /// has applied the whole stream, so it never acts on a claim it has not seen.
     #[tracing::instrument(name = "lottery_release", skip(self))]
@@ -334,8 +346,16 @@ impl Drawer {
         let cutoff = now - RELEASE_GRACE;
         let mut released = 0;
         for t in drawn {
-            // Only what is due: the earliest expired deadlines and as many of the first
-            // waitlisted users, from the indexes the Redis sink keeps beside the status hash.
+            // Only what is due: the freed places, the earliest expired deadlines and as many
+            // of the first waitlisted users, from the indexes the Redis sink keeps beside the
+            // status hash.
+            let vacated: Vec<(String, u64)> = conn
+                .zrange_withscores(
+                    self.keys.draw_vacated(t.id.as_str()),
+                    0,
+                    RELEASES_PER_TICK - 1,
+                )
+                .await?;
             let expired: Vec<(String, i64)> = conn
                 .zrangebyscore_limit_withscores(
                     self.keys.draw_deadlines(t.id.as_str()),
@@ -345,14 +365,14 @@ impl Drawer {
                     RELEASES_PER_TICK,
                 )
                 .await?;
-            if expired.is_empty() {
+            if expired.is_empty() && vacated.is_empty() {
                 continue;
             }
             let waiting: Vec<(String, u64)> = conn
                 .zrange_withscores(
                     self.keys.draw_waitlist(t.id.as_str()),
                     0,
-                    expired.len() as isize - 1,
+                    (expired.len() + vacated.len()) as isize - 1,
                 )
                 .await?;
             let won = expired.into_iter().map(|(user, ms)| {
@@ -366,23 +386,35 @@ impl Drawer {
             let waitlisted = waiting
                 .into_iter()
                 .map(|(user, position)| (user, RegistrationState::Waitlisted { position }));
-            let plan = release_plan(won.chain(waitlisted), cutoff);
+            // A freed place is handed on once per freeing (its stream sequence names the
+            // step): freed again after a promotion found its user gone, it is a new event.
+            let freed: HashMap<String, u64> = vacated.iter().cloned().collect();
+            let plan = release_plan(
+                vacated.into_iter().map(|(u, _)| u),
+                won.chain(waitlisted),
+                cutoff,
+            );
             let deadline = now + t.claim_window();
-            let changes: Vec<RegistrationStatus> = plan
+            let changes: Vec<(RegistrationStatus, String)> = plan
                 .into_iter()
-                .filter_map(|(user, promoted)| {
-                    Some(RegistrationStatus {
+                .filter_map(|hand| {
+                    let step = match hand.change {
+                        StatusChange::HandedOn => format!("handed_on:{}", freed.get(&hand.user)?),
+                        _ => "released".to_owned(),
+                    };
+                    let change = RegistrationStatus {
                         tournament: t.id.clone(),
-                        user: user.as_str().try_into().ok()?,
-                        status: StatusChange::Released,
+                        user: hand.user.as_str().try_into().ok()?,
+                        status: hand.change,
                         position: None,
-                        deadline: promoted.is_some().then_some(deadline),
-                        promoted: promoted.and_then(|p| p.as_str().try_into().ok()),
-                    })
+                        deadline: hand.promoted.is_some().then_some(deadline),
+                        promoted: hand.promoted.and_then(|p| p.as_str().try_into().ok()),
+                    };
+                    Some((change, step))
                 })
                 .collect();
             released += changes.len();
-            self.publish_changes(changes, "released").await?;
+            self.publish_steps(changes).await?;
         }
         Ok(released)
     }
@@ -442,6 +474,48 @@ impl Drawer {
         Ok(reminded)
     }
 
+    /// First-come: announces each registrant who moved up into a place because someone ahead
+    /// withdrew, as a `promoted` status event (so the webhooks, Postgres and ClickHouse hear
+    /// of it; the place itself follows from positions). Reads only tournaments with a
+    /// withdrawal past the mark it keeps per tournament in Redis; Postgres holds a prefix of
+    /// the stream, and places computed from a prefix are final.
+    #[tracing::instrument(name = "first_come_promote", skip(self))]
+    pub async fn promote_first_come(&self) -> Result<usize, DrawError> {
+        let mut conn = self.redis.get_multiplexed_async_connection().await?;
+        let mut promoted = 0;
+        for (t, latest) in self.store.tournaments_with_withdrawals().await? {
+            let (RegistrationMode::FirstCome, Some(capacity)) = (t.mode, t.capacity) else {
+                continue;
+            };
+            let mark_key = self.keys.promotions_mark(t.id.as_str());
+            let mark: Option<i64> = conn.get(&mark_key).await?;
+            if mark.is_some_and(|m| m >= latest) {
+                continue;
+            }
+            let moved = self
+                .store
+                .first_come_promotions(t.id.as_str(), capacity)
+                .await?;
+            let changes: Vec<RegistrationStatus> = moved
+                .into_iter()
+                .filter_map(|(user, place)| {
+                    Some(RegistrationStatus {
+                        tournament: t.id.clone(),
+                        user: user.as_str().try_into().ok()?,
+                        status: StatusChange::Promoted,
+                        position: u32::try_from(place).ok(),
+                        deadline: None,
+                        promoted: None,
+                    })
+                })
+                .collect();
+            promoted += changes.len();
+            self.publish_changes(changes, "promoted").await?;
+            let _: () = conn.set(&mark_key, latest).await?;
+        }
+        Ok(promoted)
+    }
+
     /// Waits until the Redis sink has applied (and acknowledged) the whole stream.
     async fn wait_for_views(&self) -> Result<(), DrawError> {
         self.wait_for(&self.views_consumer).await
@@ -487,6 +561,10 @@ pub async fn schedule_draws(
         // The views are behind: try again at the next tick.
         Err(DrawError::NotCaughtUp { .. }) => {}
         Err(e) => return Err(e.into()),
+    }
+    match drawer.promote_first_come().await? {
+        0 => {}
+        n => tracing::info!(promoted = n, "First-come places freed; the next moved up."),
     }
     match drawer.remind_approaching(Utc::now()).await? {
         0 => {}

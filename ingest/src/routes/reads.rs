@@ -12,7 +12,7 @@ use crate::extract::{Path, malformed_query, scope};
 use crate::fallback::Source;
 use crate::server::AppState;
 use crate::store;
-use crate::views::{around_in, poll_view, standings_view, top_of};
+use crate::views::{around_in, standings_view, top_of};
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
@@ -172,10 +172,10 @@ async fn poll_results(
     check_results_visible(&state, &poll, voter, caller).await?;
     let p = poll.as_str();
     let postgres = store::poll_votes(state.fallback.pool(), p);
-    let (options, source) = state
+    let (results, source) = state
         .read_view(state.views.poll_results(p), "poll", &[p], postgres)
         .await?;
-    Ok(Json(source.mark(poll_view(p, options))))
+    Ok(Json(source.mark(json!(results))))
 }
 
 /// Live Elo ranking, and the latest Bradley–Terry fit beside it.
@@ -325,8 +325,10 @@ async fn registrations(
     )))
 }
 
-/// One user's registration: first-come places follow stream order (position up to the
-/// capacity: `placed`, beyond it: `waitlisted`); in a lottery, `received` until the draw.
+/// One user's registration: first-come places follow stream order, counting only those still
+/// registered (position up to the capacity: `placed`, beyond it: `waitlisted`); in a lottery,
+/// `received` until the draw, and a waitlisted user also sees how many wait ahead and how
+/// many won places are still unclaimed; `withdrawn` once given up.
 #[utoipa::path(get, path = "/v1/tournaments/{tournament}/registrations/{user}", tag = "reads",
     params(("tournament" = TournamentId, Path), ("user" = UserId, Path)),
     responses(crate::api_doc::ReadResponses))]
@@ -354,24 +356,38 @@ async fn registration_status(
         field: "user".into(),
         message: format!("'{user}' has not registered (or it is not processed yet)"),
     })?;
-    let (drawn, drawn_source) = match definition.mode {
-        RegistrationMode::Lottery => {
-            state
-                .read_view(
-                    state.views.draw_result(t, u),
-                    "registration_status",
-                    &[t, u],
-                    store::draw_result(pool, t, u),
-                )
-                .await?
-        }
-        RegistrationMode::FirstCome => (None, Source::Redis),
-    };
+    let (drawn, drawn_source) = state
+        .read_view(
+            state.views.draw_result(t, u),
+            "registration_status",
+            &[t, u],
+            store::draw_result(pool, t, u),
+        )
+        .await?;
     let source = match (position_source, drawn_source) {
         (Source::Redis, Source::Redis) => Source::Redis,
         _ => Source::Postgres,
     };
-    let state = drawn.unwrap_or_else(|| RegistrationState::before_draw(definition, position));
+    let reg = drawn.unwrap_or_else(|| RegistrationState::before_draw(definition, position));
+    // A lottery's waitlist: how it may move.
+    let (outlook, source) = match (&reg, definition.mode) {
+        (RegistrationState::Waitlisted { .. }, RegistrationMode::Lottery) => {
+            let (outlook, outlook_source) = state
+                .read_view(
+                    state.views.waitlist_outlook(t, u),
+                    "waitlist_outlook",
+                    &[t, u],
+                    store::waitlist_outlook(pool, t, u),
+                )
+                .await?;
+            let source = match (source, outlook_source) {
+                (Source::Redis, Source::Redis) => Source::Redis,
+                _ => Source::Postgres,
+            };
+            (Some(outlook), source)
+        }
+        _ => (None, source),
+    };
     // Only a reader proven to be the registrant (or a key) gets the receipt again: in an
     // anonymous tournament anyone could read it and unmask the public record.
     let receipt = match definition.identity {
@@ -383,7 +399,7 @@ async fn registration_status(
     Ok(Json(source.mark(json!({
         "tournament": tournament,
         "user": user,
-        "registration": RegistrationAnswer { state, receipt },
+        "registration": RegistrationAnswer { state: reg, outlook, receipt },
     }))))
 }
 
@@ -392,6 +408,8 @@ async fn registration_status(
 struct RegistrationAnswer {
     #[serde(flatten)]
     state: RegistrationState,
+    #[serde(flatten)]
+    outlook: Option<tally_schema::status::WaitlistOutlook>,
     #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<String>,
 }

@@ -18,6 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(score))
         .routes(routes!(register))
         .routes(routes!(claim))
+        .routes(routes!(withdraw))
         .routes(routes!(match_status))
 }
 
@@ -131,20 +132,94 @@ async fn claim(
             ));
         }
     }
-    let claimed = RegistrationStatus {
+    own_change(
+        &state,
         tournament,
         user,
-        status: StatusChange::Claimed,
+        StatusChange::Claimed,
+        client,
+        &principal,
+    )
+    .await
+}
+
+/// Publishes a registrant's own change (a claim, a withdrawal) under the server's id for it:
+/// asking again is the same event.
+async fn own_change(
+    state: &AppState,
+    tournament: TournamentId,
+    user: UserId,
+    status: StatusChange,
+    client: ClientIp,
+    principal: &Principal,
+) -> Result<Accepted, ApiError> {
+    let change = RegistrationStatus {
+        tournament,
+        user,
+        status,
         position: None,
         deadline: None,
         promoted: None,
     };
-    // The server's id: claiming again is the same event.
-    let id = claimed.event_id("claimed");
+    let id = change.event_id(status.as_str());
     let event = state
-        .check(Event::RegistrationStatus(claimed), client, &principal)
+        .check(Event::RegistrationStatus(change), client, principal)
         .await?;
     Ok(Accepted(state.publish(event, Some(id)).await?))
+}
+
+/// A registrant gives the registration up: before a lottery's draw (not drawn), on a
+/// waitlist (leaves it), or holding a place, won, claimed or first-come (the place goes to the
+/// next on the waitlist, who is told). Final; withdrawing again answers the same event. Needs
+/// the registrant's token or a site key, whatever the tournament's identity mode.
+#[utoipa::path(post, path = "/v1/tournaments/{tournament}/registrations/{user}/withdraw",
+    tag = "events", params(("tournament" = TournamentId, Path), ("user" = UserId, Path)),
+    responses(crate::api_doc::WriteResponses))]
+#[tracing::instrument(name = "withdraw", skip_all)]
+async fn withdraw(
+    State(state): State<AppState>,
+    Path((tournament, user)): Path<(String, String)>,
+    client: ClientIp,
+    principal: Principal,
+) -> Result<Accepted, ApiError> {
+    let tournament: TournamentId = scope("tournament", tournament)?;
+    let user: UserId = scope("user", user)?;
+    state.catalog.snapshot().tournament(tournament.as_str())?;
+    // Giving a place up cannot be undone: even where registrations take the body's word, only
+    // the registrant's token or a site key may, or a stranger could empty a waitlist.
+    let strict = tally_schema::resources::Identity::Token;
+    crate::access::act_as(&principal, strict, "user", user.as_str())?;
+    let (t, u) = (tournament.as_str(), user.as_str());
+    let unavailable = |e| state.views_unavailable(e);
+    if state
+        .views
+        .registrant_position(t, u)
+        .await
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Err(ApiError::NotFound {
+            field: "user".into(),
+            message: format!("'{user}' has not registered (or it is not processed yet)"),
+        });
+    }
+    if let Some(RegistrationState::Released) =
+        state.views.draw_result(t, u).await.map_err(unavailable)?
+    {
+        return Err(ApiError::Conflict {
+            code: "not_withdrawable",
+            message: "the place was released: there is nothing to withdraw".into(),
+        });
+    }
+    own_change(
+        &state,
+        tournament,
+        user,
+        StatusChange::Withdrawn,
+        client,
+        &principal,
+    )
+    .await
 }
 
 /// Points for a team in a match; combined by the tournament's score operator.

@@ -71,6 +71,40 @@ impl PgStore {
         tournaments(rows)
     }
 
+    /// Tournaments with withdrawals, each with the stream sequence of its latest.
+    pub async fn tournaments_with_withdrawals(&self) -> Result<Vec<(Tournament, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as(include_str!("../../queries/first_come_withdrawals.sql"))
+                .fetch_all(self.pool())
+                .await?;
+        let latest: std::collections::HashMap<String, i64> =
+            rows.iter().map(|(id, _, seq)| (id.clone(), *seq)).collect();
+        let found = tournaments(rows.into_iter().map(|(id, d, _)| (id, d)).collect())?;
+        Ok(found
+            .into_iter()
+            .map(|t| {
+                let seq = latest.get(t.id.as_str()).copied().unwrap_or_default();
+                (t, seq)
+            })
+            .collect())
+    }
+
+    /// A first-come tournament's registrants who moved up into one of its `capacity` places
+    /// and were not announced yet, with the place each holds.
+    pub async fn first_come_promotions(
+        &self,
+        tournament: &str,
+        capacity: u32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as(include_str!("../../queries/first_come_promotions.sql"))
+                .bind(tournament)
+                .bind(i64::from(capacity))
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
     /// Claims a draw job for `tournament`: false when drawn, or claimed within five minutes.
     pub async fn claim_draw(&self, tournament: &str) -> Result<bool, StoreError> {
         let row: Option<(String,)> =

@@ -6,6 +6,7 @@
 //!   statement per event); `ON CONFLICT (event_id) DO NOTHING` makes a redelivered event a
 //!   no-op in the same transaction that would have inserted it.
 //! - [`channels`]: broadcast channels with an upstream to poll.
+//! - [`closings`]: closed polls and finished tournaments, with their final results.
 //! - [`email`]: the winners' email outbox: due emails and their attempts.
 //! - [`draws`]: the lottery's row: claims, the lock, the frozen list, the audit record.
 //! - [`media`]: thumbnail jobs' state per upload.
@@ -13,6 +14,7 @@
 //! - [`webhooks`]: endpoints, due deliveries and their attempts.
 
 pub mod channels;
+pub mod closings;
 pub mod draws;
 pub mod email;
 pub mod media;
