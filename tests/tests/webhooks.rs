@@ -356,6 +356,93 @@ async fn record_burst(env: &TestEnv, prefix: &str, count: usize) -> HashSet<Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_told_is_deleted_past_the_retention_and_what_still_waits_is_kept() {
+    let env = TestEnv::new().await;
+    let pipeline = Pipeline::build(&env)
+        .writer(|c| {
+            quick(c);
+            c.webhooks.webhook_retention_secs = 2;
+            c.webhooks.webhook_prune_every_secs = 1;
+        })
+        .start()
+        .await;
+    let admin = AdminClient::new(&pipeline.ingest, Some(env.api_key(Role::Admin).await));
+    let receiver = Receiver::start().await;
+    let (_, secret) = register(&admin, &receiver.url, &[]).await;
+    receiver.with(|i| i.secrets = vec![secret]);
+    // A second endpoint, disabled: its deliveries wait, and keep their messages.
+    let (held, _) = register(&admin, "http://127.0.0.1:9/hook", &[]).await;
+    let path = format!("/admin/v1/webhooks/{held}/disable");
+    let (s, _) = admin.send(reqwest::Method::POST, &path, None).await;
+    assert_eq!(s, 200);
+    let ids = record_burst(&env, "kept", 20).await;
+    receiver
+        .wait_for("the burst", 20, Duration::from_secs(60))
+        .await;
+    // An email sent long ago.
+    sqlx::query(
+        "INSERT INTO email_outbox (id, tournament, user_id, event_type, status, created_at)
+         VALUES ('msg_old', 'cup', 'ann', 'registration.won', 'sent', now() - interval '1 hour')",
+    )
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let count = |sql: &'static str| {
+        let pool = env.pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            n
+        }
+    };
+    wait_until(
+        "the attempts and the old email deleted",
+        Duration::from_secs(30),
+        async || {
+            let left = (
+                count("SELECT count(*) FROM webhook_attempts").await,
+                count("SELECT count(*) FROM email_outbox").await,
+            );
+            if left == (0, 0) {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    )
+    .await;
+    // Every message still waits for the disabled endpoint: all kept.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count("SELECT count(*) FROM webhook_messages").await, 20);
+    // Deleting that endpoint leaves them finished: they go, with their deliveries.
+    let (s, _) = admin
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/admin/v1/webhooks/{held}"),
+            None,
+        )
+        .await;
+    assert!(s == 200 || s == 204, "{s}");
+    wait_until(
+        "the messages deleted",
+        Duration::from_secs(30),
+        async || {
+            let left = (
+                count("SELECT count(*) FROM webhook_messages").await,
+                count("SELECT count(*) FROM webhook_deliveries").await,
+            );
+            if left == (0, 0) {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(ids.len(), 20);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_during_a_delivery_burst_lose_no_webhook() {
     let env = TestEnv::new().await;
     let ingest = tally_tests::Ingest::start(env.ingest_config()).await;

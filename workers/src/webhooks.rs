@@ -71,6 +71,16 @@ pub struct WebhookConfig {
     /// Bytes of an answer kept in the attempt log.
     #[arg(long, env = "TALLY_WEBHOOK_EXCERPT_BYTES", default_value_t = 1024)]
     pub webhook_excerpt_bytes: usize,
+    /// How long what was told is kept, in seconds: finished messages with their deliveries
+    /// (a replay reaches back this far), the attempt log, sent or failed emails. A message
+    /// still pending for some endpoint (a disabled one) is kept until it is delivered, fails
+    /// or the endpoint is deleted.
+    #[arg(long, env = "TALLY_WEBHOOK_RETENTION_SECS", default_value_t = 30 * 86_400)]
+    pub webhook_retention_secs: u64,
+    /// How often the workers delete what is past the retention, in seconds (each time at most
+    /// 10,000 rows of each kind, oldest first).
+    #[arg(long, env = "TALLY_WEBHOOK_PRUNE_EVERY_SECS", default_value_t = 60)]
+    pub webhook_prune_every_secs: u64,
 }
 
 impl Default for WebhookConfig {
@@ -86,6 +96,8 @@ impl Default for WebhookConfig {
             webhook_concurrency: 64,
             webhook_lease_secs: 120,
             webhook_excerpt_bytes: 1024,
+            webhook_retention_secs: 30 * 86_400,
+            webhook_prune_every_secs: 60,
         }
     }
 }
@@ -120,7 +132,12 @@ pub struct Deliverer {
     http: reqwest::Client,
     config: WebhookConfig,
     schedule: Vec<Duration>,
+    /// When the last pruning ran (none yet: at the first tick).
+    pruned_at: std::sync::Mutex<Option<Instant>>,
 }
+
+/// Rows of each kind one pruning deletes at most.
+const PRUNE_LIMIT: i64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -143,7 +160,34 @@ impl Deliverer {
             http,
             config,
             schedule,
+            pruned_at: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Deletes what is past the retention, when a pruning is due.
+    #[tracing::instrument(name = "webhook_prune", skip_all)]
+    pub async fn prune(&self) -> Result<(), DeliveryError> {
+        let every = Duration::from_secs(self.config.webhook_prune_every_secs);
+        {
+            let mut last = self.pruned_at.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < every) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let retention = Duration::from_secs(self.config.webhook_retention_secs);
+        let pruned = self.store.prune_notices(retention, PRUNE_LIMIT).await?;
+        for (kind, n) in [
+            ("message", pruned.messages),
+            ("attempt", pruned.attempts),
+            ("email", pruned.emails),
+        ] {
+            metrics::counter!("tally_workers_notices_pruned_total", "kind" => kind).increment(n);
+        }
+        if pruned != crate::store::webhooks::Pruned::default() {
+            tracing::info!(?pruned, "Told notices past the retention deleted.");
+        }
+        Ok(())
     }
 
     /// Claims the due deliveries and groups them into jobs, one endpoint per job.
@@ -347,6 +391,7 @@ pub async fn schedule_deliveries(
     for job in deliverer.claim().await? {
         jobs.push(job).await?;
     }
+    deliverer.prune().await?;
     Ok(())
 }
 

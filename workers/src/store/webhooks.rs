@@ -46,7 +46,61 @@ pub struct Outcome {
     pub retry_after: Option<Duration>,
 }
 
+/// What one pruning call deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub messages: u64,
+    pub attempts: u64,
+    pub emails: u64,
+}
+
 impl PgStore {
+    /// Deletes what was told longer than `retention` ago, at most `limit` of each kind: finished
+    /// messages with their deliveries (a message still pending for some endpoint stays), logged
+    /// attempts, finished emails.
+    pub async fn prune_notices(
+        &self,
+        retention: Duration,
+        limit: i64,
+    ) -> Result<Pruned, StoreError> {
+        let secs = retention.as_secs_f64();
+        let mut tx = self.pool().begin().await?;
+        let ids: Vec<(String,)> =
+            sqlx::query_as(include_str!("../../queries/prune_webhook_messages.sql"))
+                .bind(secs)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+        let ids: Vec<String> = ids.into_iter().map(|(id,)| id).collect();
+        sqlx::query(include_str!("../../queries/prune_webhook_deliveries.sql"))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let messages = sqlx::query(include_str!("../../queries/prune_webhook_message_rows.sql"))
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let attempts = sqlx::query(include_str!("../../queries/prune_webhook_attempts.sql"))
+            .bind(secs)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let emails = sqlx::query(include_str!("../../queries/prune_emails.sql"))
+            .bind(secs)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(Pruned {
+            messages,
+            attempts,
+            emails,
+        })
+    }
+
     /// Records messages on their own (what they report is not in Postgres: a reminder).
     pub async fn record_messages(
         &self,

@@ -1,0 +1,1 @@
+DELETE FROM webhook_messages WHERE id = ANY($1)
