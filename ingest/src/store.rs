@@ -608,6 +608,27 @@ pub async fn standings(
     Ok(tally_schema::replay::standings(scores, order))
 }
 
+/// One match's ranking: its teams' scores in it, combined and ranked as the standings are.
+pub async fn match_standings(
+    pool: &PgPool,
+    tournament: &str,
+    match_id: &str,
+    order: SortOrder,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as(include_str!("../queries/fallback_match_scores.sql"))
+            .bind(tournament)
+            .bind(match_id)
+            .fetch_all(pool)
+            .await?;
+    let mut scores = Vec::with_capacity(rows.len());
+    for (team, effect, points) in rows {
+        let effect = score_effect(&team, &effect)?;
+        scores.push((team, effect, points));
+    }
+    Ok(tally_schema::replay::standings(scores, order))
+}
+
 fn score_effect(team: &str, effect: &str) -> Result<ScoreEffect, StoreError> {
     ScoreEffect::parse(effect).ok_or_else(|| StoreError::Corrupt {
         kind: "score".into(),

@@ -18,7 +18,7 @@ fn tournament(definition: Value) -> tally_schema::resources::Resource {
 }
 
 /// The reads compared before and after Redis goes away.
-const READS: [&str; 16] = [
+const READS: [&str; 17] = [
     "/v1/polls/fp/results",
     "/v1/tournaments/cup/standings",
     "/v1/tournaments/cup/standings?limit=2",
@@ -35,6 +35,7 @@ const READS: [&str; 16] = [
     "/v1/tournaments/lotto/registrations/eve",
     "/v1/tournaments/lotto/registrations/gus",
     "/v1/tournaments/race/registrations/nobody",
+    "/v1/tournaments/golf/matches/r1",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +50,10 @@ async fn reads_come_from_postgres_while_redis_is_away_and_equal_what_redis_said(
     env.define([
         fixtures::poll("fp"),
         fixtures::tournament("cup"),
-        tournament(json!({"id": "golf", "score_operator": "best", "sort": "asc"})),
+        tournament(
+            json!({"id": "golf", "score_operator": "best", "sort": "asc",
+                          "matches": [{"id": "r1", "teams": []}]}),
+        ),
         tournament(json!({"id": "race", "capacity": 2, "groups": [{"id": "vip", "weight": 1.0}]})),
         tournament(json!({"id": "lotto", "mode": "lottery"})),
         fixtures::tournament("mixed"),

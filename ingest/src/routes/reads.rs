@@ -62,7 +62,7 @@ pub fn listed_match<'a>(
 async fn match_read(
     State(state): State<AppState>,
     Path((tournament, match_id)): Path<(String, String)>,
-) -> Result<Json<tally_schema::api::MatchView>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
     let match_id: tally_schema::ids::MatchId = scope("match", match_id)?;
     let (status, order) = {
@@ -70,12 +70,25 @@ async fn match_read(
         let definition = snapshot.tournament(tournament.as_str())?;
         (listed_match(definition, &match_id)?.status, definition.sort)
     };
-    let view = state
+    let (t, m) = (tournament.as_str(), match_id.as_str());
+    let postgres = async {
+        let ranking = store::match_standings(state.fallback.pool(), t, m, order).await?;
+        let teams = ranking
+            .into_iter()
+            .take(crate::views::MATCH_TEAMS)
+            .collect();
+        Ok(tally_schema::api::MatchView {
+            tournament: tournament.clone(),
+            match_id: match_id.clone(),
+            status,
+            teams: tally_schema::api::Ranked::list(teams, 0),
+        })
+    };
+    let redis = state
         .views
-        .match_view(&tournament, &match_id, status, order)
-        .await
-        .map_err(|e| state.views_unavailable(e))?;
-    Ok(Json(view))
+        .match_view(&tournament, &match_id, status, order);
+    let (view, source) = state.read_view(redis, "match", &[t, m], postgres).await?;
+    Ok(Json(source.mark(json!(view))))
 }
 
 /// Query parameters, taken as text so a bad value gets our field-level error.
