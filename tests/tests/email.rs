@@ -382,3 +382,99 @@ async fn everyone_in_a_10000_registrant_draw_is_told_once() {
     pipeline.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Workers killed twice while 1,500 winners' emails go out lose none: each registrant gets
+/// at least one, every outbox row ends `sent`, and an email sent again (a killed worker's,
+/// once its lease ran out) is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_during_an_email_burst_lose_no_email() {
+    use tally_schema::event::{RegistrationStatus, StatusChange};
+    use tally_schema::webhooks::Message;
+    const COUNT: usize = 1500;
+    let env = TestEnv::new().await;
+    let ingest = tally_tests::Ingest::start(env.ingest_config()).await;
+    let admin = AdminClient::new(&ingest, Some(env.api_key(Role::Admin).await));
+    admin
+        .create(
+            "tournaments",
+            json!({"id": "burst", "mode": "lottery", "capacity": COUNT,
+                   "email": {"from": "noreply@example.org",
+                             "claim_url": "https://example.org/claim/{tournament}/{user}"}}),
+        )
+        .await;
+    // The addresses ingest would have stored, and the draw's `registration.won` messages as
+    // the writer records them (each with its email).
+    let users: Vec<String> = (0..COUNT).map(|i| format!("w{i}")).collect();
+    sqlx::query(
+        "INSERT INTO registrant_contacts (tournament, user_id, email)
+         SELECT 'burst', u, u || '@example.org' FROM UNNEST($1::text[]) AS u",
+    )
+    .bind(&users)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let deadline = chrono::Utc::now() + chrono::Duration::days(2);
+    let messages: Vec<Message> = users
+        .iter()
+        .flat_map(|u| {
+            let won = RegistrationStatus {
+                tournament: "burst".try_into().unwrap(),
+                user: u.as_str().try_into().unwrap(),
+                status: StatusChange::Won,
+                position: None,
+                deadline: Some(deadline),
+                promoted: None,
+            };
+            Message::from_status(&won, won.event_id("drawn"), chrono::Utc::now())
+        })
+        .collect();
+    for chunk in messages.chunks(500) {
+        let mut conn = env.pool.acquire().await.unwrap();
+        tally_schema::webhooks::record(chunk, &mut conn)
+            .await
+            .unwrap();
+    }
+    let port = free_port();
+    let dir = tempfile_dir();
+    let server = SmtpServer::start(port, &dir.join("maildir"));
+    let mut config = env.workers_config();
+    config.email.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    config.email.email_retry_schedule = vec![0.5; 8];
+    config.email.email_lease_secs = 3;
+    // Two kills, each while emails are going out.
+    for (round, at) in [(1, 150), (2, 600)] {
+        let workers = tally_tests::Writer::start(config.clone()).await;
+        server.wait_for(&format!("{at} emails"), at).await;
+        workers.crash().await;
+        assert!(
+            server.messages().len() < COUNT,
+            "round {round}: the burst was over"
+        );
+    }
+    let workers = tally_tests::Writer::start(config.clone()).await;
+    let unsent = "SELECT count(*) FROM email_outbox WHERE status <> 'sent'";
+    wait_until("every email sent", Duration::from_secs(180), async || {
+        let (n,): (i64,) = sqlx::query_as(unsent).fetch_one(&env.pool).await.unwrap();
+        if n == 0 { Ok(()) } else { Err(n) }
+    })
+    .await;
+    let mails = server.messages();
+    let mut per_user: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for user in &users {
+        per_user.insert(
+            user.as_str(),
+            to(&mails, &format!("{user}@example.org")).len(),
+        );
+    }
+    let lost: Vec<&&str> = per_user
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(u, _)| u)
+        .collect();
+    assert!(lost.is_empty(), "no email for {lost:?}");
+    let repeats: usize = per_user.values().map(|n| n - 1).sum();
+    assert_eq!(mails.len(), COUNT + repeats, "an email to no registrant");
+    eprintln!("{repeats} emails sent again after the kills");
+    workers.stop().await;
+    ingest.stop().await;
+}

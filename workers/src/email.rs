@@ -147,13 +147,15 @@ impl Mailer {
             return Ok(());
         };
         let taken = self.store.take_emails(&job.emails).await?;
-        let outcomes: Vec<EmailOutcome> = futures::stream::iter(taken)
+        let connections = self.config.email_job_connections.max(1);
+        // Recorded as they finish (a few at a time when they finish together), so a worker
+        // killed mid-job leaves few sent but unrecorded, which go again once the lease ends.
+        let mut outcomes = futures::stream::iter(taken)
             .map(|email| async move { self.send(transport, &email).await })
-            .buffer_unordered(self.config.email_job_connections.max(1))
-            .collect()
-            .await;
-        if !outcomes.is_empty() {
-            self.store.record_emails(&outcomes).await?;
+            .buffer_unordered(connections)
+            .ready_chunks(connections);
+        while let Some(chunk) = outcomes.next().await {
+            self.store.record_emails(&chunk).await?;
         }
         Ok(())
     }
