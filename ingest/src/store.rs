@@ -595,17 +595,11 @@ pub async fn standings(
         }
         return Ok(tally_schema::replay::standings(scores, order));
     }
-    let rows: Vec<(String, String, i64)> =
-        sqlx::query_as(include_str!("../queries/fallback_scores.sql"))
-            .bind(tournament)
-            .fetch_all(pool)
-            .await?;
-    let mut scores = Vec::with_capacity(rows.len());
-    for (team, effect, points) in rows {
-        let effect = score_effect(&team, &effect)?;
-        scores.push((team, effect, points));
-    }
-    Ok(tally_schema::replay::standings(scores, order))
+    let rows = sqlx::query_as(include_str!("../queries/fallback_scores.sql"))
+        .bind(tournament)
+        .fetch_all(pool)
+        .await?;
+    fold_scores(rows, order)
 }
 
 /// One match's ranking: its teams' scores in it, combined and ranked as the standings are.
@@ -615,12 +609,19 @@ pub async fn match_standings(
     match_id: &str,
     order: SortOrder,
 ) -> Result<Vec<(String, f64)>, StoreError> {
-    let rows: Vec<(String, String, i64)> =
-        sqlx::query_as(include_str!("../queries/fallback_match_scores.sql"))
-            .bind(tournament)
-            .bind(match_id)
-            .fetch_all(pool)
-            .await?;
+    let rows = sqlx::query_as(include_str!("../queries/fallback_match_scores.sql"))
+        .bind(tournament)
+        .bind(match_id)
+        .fetch_all(pool)
+        .await?;
+    fold_scores(rows, order)
+}
+
+/// `(team, effect, points)` rows in stream order, folded into a ranking.
+fn fold_scores(
+    rows: Vec<(String, String, i64)>,
+    order: SortOrder,
+) -> Result<Vec<(String, f64)>, StoreError> {
     let mut scores = Vec::with_capacity(rows.len());
     for (team, effect, points) in rows {
         let effect = score_effect(&team, &effect)?;
