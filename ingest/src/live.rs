@@ -167,7 +167,7 @@ pub async fn render(
             let teams = views
                 .top(&views.keys().standings(scope), LIVE_STANDINGS, order)
                 .await?;
-            standings_view(scope, teams)
+            standings_view(scope, teams, tournament.is_some_and(|d| d.is_final()))
         }
         LiveView::Match => {
             let (t, m) = scope.split_once(USER_SEPARATOR).unwrap_or((scope, ""));

@@ -199,9 +199,10 @@ impl Views {
     }
 }
 
-/// Standings (a top N or the window around a team), in the same two places.
-pub fn standings_view(tournament: &str, teams: Vec<Ranked>) -> serde_json::Value {
-    serde_json::json!({ "tournament": tournament, "teams": teams })
+/// Standings (a top N or the window around a team), in the same two places; `final` once
+/// every listed match is final (the standings take no more scores).
+pub fn standings_view(tournament: &str, teams: Vec<Ranked>, is_final: bool) -> serde_json::Value {
+    serde_json::json!({ "tournament": tournament, "teams": teams, "final": is_final })
 }
 
 /// The first `limit` of a ranking (each entry `(id, score)`, best first).

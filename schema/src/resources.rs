@@ -620,6 +620,16 @@ impl Tournament {
         }
     }
 
+    /// Whether its standings are final: it lists matches and every one is final, so every
+    /// score is refused (`match_final`) from now on.
+    pub fn is_final(&self) -> bool {
+        !self.matches.is_empty()
+            && self
+                .matches
+                .iter()
+                .all(|m| m.status == crate::status::MatchStatus::Final)
+    }
+
     pub fn check_score(&self, match_id: &MatchId, team: &TeamId) -> Result<(), Refusal> {
         if !self.teams.is_empty() && !self.teams.contains(team) {
             return Err(not_listed(

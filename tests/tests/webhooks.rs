@@ -276,8 +276,9 @@ async fn a_closed_poll_and_a_finished_tournament_tell_their_final_results_once()
         let (s, answer) = post(&http, &url, &body).await;
         assert_eq!(s, 202, "{answer}");
     }
-    // One match final is not the end; both are.
-    for m in ["m1", "m2"] {
+    // One match final is not the end; both are: the standings say so, and refuse scores.
+    let standings = ingest.url("/v1/tournaments/league/standings");
+    for (m, ended) in [("m1", false), ("m2", true)] {
         let answer = http
             .post(ingest.url(&format!("/v1/tournaments/league/matches/{m}/status")))
             .bearer_auth(&key)
@@ -286,6 +287,7 @@ async fn a_closed_poll_and_a_finished_tournament_tell_their_final_results_once()
             .await
             .unwrap();
         assert_eq!(answer.status(), 200);
+        assert_eq!(get(&http, &standings).await.1["final"], ended);
     }
     let url = ingest.url("/v1/tournaments/league/scores");
     let (s, refused) = post(

@@ -257,11 +257,11 @@ async fn standings(
     query: Result<Query<ReadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tournament: TournamentId = scope("tournament", tournament)?;
-    let order = state
+    let (order, is_final) = state
         .catalog
         .snapshot()
-        .tournament(tournament.as_str())?
-        .sort;
+        .tournament(tournament.as_str())
+        .map(|d| (d.sort, d.is_final()))?;
     let params = params(query)?;
     // Both are checked even when only one applies: a bad value is refused, never ignored.
     let limit = number("limit", params.limit.as_deref(), 10)?;
@@ -309,7 +309,7 @@ async fn standings(
             around.as_ref().map_or("", |t| t.as_str())
         ),
     })?;
-    Ok(Json(source.mark(standings_view(t, teams))))
+    Ok(Json(source.mark(standings_view(t, teams, is_final))))
 }
 
 /// Registrations per priority group and in total.

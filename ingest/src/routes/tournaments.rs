@@ -72,11 +72,14 @@ async fn match_status(
         message: format!("no such tournament: '{tournament}'"),
     })??;
     state.resource_changed(&changed.definition).await;
-    // This instance's followers of the match see its new status at once.
-    state
-        .live
-        .refresh_within(tally_schema::LiveView::Match, tournament.as_str())
-        .await;
+    // This instance's followers of the match see its new status at once, and the
+    // standings' followers whether they are final now.
+    for view in [
+        tally_schema::LiveView::Match,
+        tally_schema::LiveView::Standings,
+    ] {
+        state.live.refresh_within(view, tournament.as_str()).await;
+    }
     Ok(axum::Json(tally_schema::api::MatchStatusView {
         tournament,
         match_id,
