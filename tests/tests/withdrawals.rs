@@ -398,3 +398,77 @@ async fn a_first_come_waitlist_moves_up_when_someone_ahead_withdraws() {
     );
     pipeline.stop().await;
 }
+
+/// A release naming someone who withdrew just before it (in stream order) promotes nobody (the
+/// script frees the place again): the writer tells no promotion for it, while a promotion of
+/// someone still waiting is told.
+#[tokio::test]
+async fn nobody_is_told_of_a_promotion_the_script_refused() {
+    use tally_schema::event::{RegistrationStatus, StatusChange};
+    let env = TestEnv::new().await;
+    let store = tally_workers::store::PgStore::from_pool(env.pool.clone());
+    let change = |user: &str, status, promoted: Option<&str>| RegistrationStatus {
+        tournament: "race".try_into().unwrap(),
+        user: user.try_into().unwrap(),
+        status,
+        position: None,
+        deadline: promoted.map(|_| chrono::Utc::now()),
+        promoted: promoted.map(|p| p.try_into().unwrap()),
+    };
+    let stored = |seq: u64, change: RegistrationStatus, step: &str| tally_schema::StoredEvent {
+        stream_seq: seq,
+        envelope: tally_schema::Envelope::keyed(
+            change.event_id(step),
+            tally_schema::Event::RegistrationStatus(change),
+        ),
+    };
+    // bob withdraws, then ann's lapse names him (the release step read the waitlist before
+    // his withdrawal was applied); a later hand-on names cy, still waiting. In two batches.
+    store
+        .write(&[stored(
+            1,
+            change("bob", StatusChange::Withdrawn, None),
+            "withdrawn",
+        )])
+        .await
+        .unwrap();
+    store
+        .write(&[
+            stored(
+                2,
+                change("ann", StatusChange::Released, Some("bob")),
+                "released",
+            ),
+            stored(
+                3,
+                change("ann", StatusChange::HandedOn, Some("cy")),
+                "handed_on:2",
+            ),
+        ])
+        .await
+        .unwrap();
+    let told: Vec<(String, String)> = sqlx::query_as(
+        "SELECT event_type, body::jsonb->'data'->>'user' FROM webhook_messages ORDER BY 1, 2",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let want = [
+        ("registration.promoted", "cy"),
+        ("registration.released", "ann"),
+        ("registration.withdrawn", "bob"),
+    ]
+    .map(|(t, u)| (t.to_owned(), u.to_owned()));
+    assert_eq!(told, want);
+    let (released,): (Option<String>,) = sqlx::query_as(
+        "SELECT body::jsonb->'data'->>'promoted' FROM webhook_messages
+         WHERE event_type = 'registration.released'",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        released, None,
+        "the release names nobody it did not promote"
+    );
+}

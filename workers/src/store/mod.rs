@@ -107,14 +107,23 @@ impl PgStore {
                 .increment(rows as u64);
         }
         // The webhooks a status change makes commit with it (or, redelivered, exist already).
+        // A promotion of someone who withdrew just before (in stream order) promotes nobody:
+        // its change tells no promotion.
+        let gone = promotions_of_the_withdrawn(&mut tx, events).await?;
         let messages: Vec<Message> = events
             .iter()
             .filter_map(|stored| match &stored.envelope.event {
-                Event::RegistrationStatus(change) => Some(Message::from_status(
-                    change,
-                    stored.envelope.id,
-                    stored.envelope.received_at,
-                )),
+                Event::RegistrationStatus(change) => {
+                    let mut change = change.clone();
+                    if gone.contains(&stored.stream_seq) {
+                        change.promoted = None;
+                    }
+                    Some(Message::from_status(
+                        &change,
+                        stored.envelope.id,
+                        stored.envelope.received_at,
+                    ))
+                }
                 _ => None,
             })
             .flatten()
@@ -127,4 +136,36 @@ impl PgStore {
             duplicates: events.len() as u64 - inserted,
         })
     }
+}
+
+/// The stream sequences of the batch's releases and hand-ons whose promoted user had
+/// withdrawn earlier in the stream (this batch's rows are in `tx` already).
+async fn promotions_of_the_withdrawn(
+    tx: &mut sqlx::PgConnection,
+    events: &[StoredEvent],
+) -> Result<std::collections::HashSet<u64>, StoreError> {
+    let mut tournaments = Vec::new();
+    let mut users = Vec::new();
+    let mut seqs = Vec::new();
+    for stored in events {
+        if let Event::RegistrationStatus(change) = &stored.envelope.event
+            && let Some(promoted) = &change.promoted
+        {
+            tournaments.push(change.tournament.as_str());
+            users.push(promoted.as_str());
+            seqs.push(stored.stream_seq as i64);
+        }
+    }
+    if seqs.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(include_str!(
+        "../../queries/promotions_of_the_withdrawn.sql"
+    ))
+    .bind(&tournaments)
+    .bind(&users)
+    .bind(&seqs)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows.into_iter().map(|(_, _, seq)| seq as u64).collect())
 }
