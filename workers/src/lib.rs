@@ -142,10 +142,61 @@ fn every_second<Args>(
     jobs: apalis_postgres::PostgresStorage<Args>,
 ) -> apalis_core::backend::ext::poll_strategy::PollWith<
     apalis_postgres::PostgresStorage<Args>,
-    apalis_core::backend::ext::poll_strategy::IntervalStrategy,
+    EveryInterval,
 > {
-    use apalis_core::backend::ext::poll_strategy::{IntervalStrategy, PollWith};
-    PollWith::new(jobs, IntervalStrategy::new(Duration::from_secs(1)))
+    apalis_core::backend::ext::poll_strategy::PollWith::new(
+        jobs,
+        EveryInterval::new(Duration::from_secs(1)),
+    )
+}
+
+/// Wakes a job worker every `interval`. Unlike apalis' `IntervalStrategy`, which re-arms its
+/// timer without polling it, the new timer is polled in the same call, so a wake-up is always
+/// registered: with the other, a worker was seen to sleep until its next heartbeat (up to
+/// 30 s) with jobs waiting (a draw's webhooks or emails 23 s late in one run of two).
+pub struct EveryInterval {
+    interval: Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl EveryInterval {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            timer: None,
+        }
+    }
+}
+
+impl Clone for EveryInterval {
+    fn clone(&self) -> Self {
+        Self::new(self.interval)
+    }
+}
+
+impl apalis_core::backend::ext::poll_strategy::PollStrategy for EveryInterval {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _snapshot: &apalis_core::backend::ext::poll_strategy::PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        use std::future::Future;
+        let mut fired = false;
+        loop {
+            let interval = self.interval;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+            match timer.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => {
+                    self.timer = None;
+                    fired = true;
+                }
+                std::task::Poll::Pending if fired => return std::task::Poll::Ready(Some(())),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
 }
 
 fn cron_schedule(text: &str) -> Result<cron::Schedule, WorkersError> {
@@ -449,4 +500,31 @@ pub async fn main_with(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EveryInterval;
+    use apalis_core::backend::ext::poll_strategy::{PollSnapshot, PollStrategy};
+    use std::time::Duration;
+
+    /// A worker polls its strategy only when woken: each time the strategy fires, it must
+    /// have registered the next wake-up, or a worker with nothing else to wake it sleeps.
+    #[tokio::test]
+    async fn every_firing_leaves_the_next_wake_up_registered() {
+        let mut strategy = EveryInterval::new(Duration::from_millis(10));
+        let mut fired = 0;
+        let woken_five_times = std::future::poll_fn(|cx| {
+            if strategy.poll_drive(cx, &PollSnapshot::default()).is_ready() {
+                fired += 1;
+            }
+            match fired {
+                5 => std::task::Poll::Ready(()),
+                _ => std::task::Poll::Pending,
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(2), woken_five_times)
+            .await
+            .expect("the strategy stopped waking its worker");
+    }
 }
