@@ -215,6 +215,56 @@ pub async fn progress(
     Ok(Progress { ack_floor, last })
 }
 
+/// "Has this sink applied everything the stream held when I first asked?", per question (a
+/// tournament's draw, the release step, a closing): the stream's last sequence is taken at the
+/// first ask and kept until the sink's ack floor passes it. [`Progress::caught_up`] on a fresh
+/// [`progress`] asks for the stream's end *now*, which traffic that keeps coming may never let
+/// a sink reach; a horizon fixed at the first ask is reached however busy the stream stays.
+#[derive(Debug, Default)]
+pub struct Horizons {
+    targets: std::sync::Mutex<std::collections::HashMap<String, Horizon>>,
+}
+
+/// The stream's end as it was when a question was first asked, and when that was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Horizon {
+    pub progress: Progress,
+    /// When the horizon was fixed: what happened before then is on the stream at or below it
+    /// (give publishes in flight a grace before asking).
+    pub fixed_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Horizons {
+    /// `consumer`'s progress towards the stream's end as it was at the first ask about `key`
+    /// (`caught_up` once it has passed it); once it has, the next ask about `key` fixes a new
+    /// horizon.
+    pub async fn ask(
+        &self,
+        js: &jetstream::Context,
+        events: &StreamSpec,
+        consumer: &str,
+        key: &str,
+    ) -> Result<Horizon, async_nats::Error> {
+        let now = progress(js, events, consumer).await?;
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        let fixed = *targets.entry(key.to_owned()).or_insert(Horizon {
+            progress: now,
+            fixed_at: chrono::Utc::now(),
+        });
+        let horizon = Horizon {
+            progress: Progress {
+                ack_floor: now.ack_floor,
+                last: fixed.progress.last,
+            },
+            fixed_at: fixed.fixed_at,
+        };
+        if horizon.progress.caught_up() {
+            targets.remove(key);
+        }
+        Ok(horizon)
+    }
+}
+
 /// What a puller does when deliveries break off (a NATS restart, a missed heartbeat, a gap).
 #[derive(Clone, Debug)]
 pub enum Recovery {

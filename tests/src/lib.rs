@@ -1002,3 +1002,16 @@ pub async fn wait_for_event(
         }
     }
 }
+
+/// Votes posted one after another (a new voter each, a few ms apart) to `url` until the
+/// handle is aborted: a stream that never goes idle, for steps that must not wait for one.
+pub fn steady_votes(url: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        for i in 0u64.. {
+            let body = serde_json::json!({"voter": format!("n{i}"), "options": ["a"]});
+            let _ = post(&http, &url, &body).await;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    })
+}

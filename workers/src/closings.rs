@@ -1,16 +1,16 @@
 //! Endings worth telling: `poll.closed` with a poll's final results, and `tournament.final`
 //! with a tournament's final standings once every listed match is final (from then on every
 //! score is refused, `409 match_final`: the standings are frozen). Each is recorded once, from
-//! Postgres, the system of record, only once the writer has stored the whole stream and a
-//! grace has passed (a vote or score admitted just before the close may still be on its way),
-//! so the results are the ones every store agrees on.
+//! Postgres, the system of record, only once a grace has passed (a vote or score admitted just
+//! before the close may still be on its way) and the writer has passed the stream's end as it
+//! was then, so the results are the ones every store agrees on, however busy the stream stays.
 
 use crate::store::{PgStore, StoreError};
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_schema::api::{PollResults, Ranked};
 use tally_schema::webhooks::{Message, TournamentFinalData};
 
@@ -34,7 +34,9 @@ pub struct Closer {
     /// Message ids known to be recorded: not looked up again.
     told: Mutex<HashSet<String>>,
     /// When each tournament was first seen with every match final (its grace starts then).
-    finished: Mutex<HashMap<String, Instant>>,
+    finished: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// What the writer must have passed before results are taken.
+    horizons: tally_kit::consumer::Horizons,
 }
 
 /// One ending due to be told.
@@ -57,6 +59,7 @@ impl Closer {
             writer_consumer,
             told: Mutex::new(HashSet::new()),
             finished: Mutex::new(HashMap::new()),
+            horizons: Default::default(),
         }
     }
 
@@ -64,11 +67,12 @@ impl Closer {
     #[tracing::instrument(name = "closings", skip(self))]
     pub async fn tell(&self, now: DateTime<Utc>) -> Result<usize, ClosingError> {
         let grace = chrono::Duration::from_std(CLOSING_GRACE).unwrap_or_default();
-        let mut due: Vec<(String, Ending)> = Vec::new();
+        // Each ending with the time from which everything before it is on the stream.
+        let mut due: Vec<(String, Ending, DateTime<Utc>)> = Vec::new();
         for poll in self.store.closed_polls(now - grace).await? {
             if let Some(closes_at) = poll.closes_at {
                 let id = Message::poll_closed_id(poll.id.as_str(), closes_at);
-                due.push((id, Ending::Poll(poll)));
+                due.push((id, Ending::Poll(poll), closes_at + grace));
             }
         }
         let finals = self.store.final_tournaments().await?;
@@ -77,44 +81,45 @@ impl Closer {
             let listed: HashSet<&str> = finals.iter().map(|t| t.id.as_str()).collect();
             finished.retain(|id, _| listed.contains(id.as_str()));
             for t in finals {
-                let since = *finished
-                    .entry(t.id.to_string())
-                    .or_insert_with(Instant::now);
-                if since.elapsed() >= CLOSING_GRACE {
-                    due.push((
-                        Message::tournament_final_id(t.id.as_str()),
-                        Ending::Tournament(t),
-                    ));
+                let since = *finished.entry(t.id.to_string()).or_insert(now);
+                if since + grace <= now {
+                    let id = Message::tournament_final_id(t.id.as_str());
+                    due.push((id, Ending::Tournament(t), since + grace));
                 }
             }
         }
         {
             let told = self.told.lock().unwrap_or_else(|e| e.into_inner());
-            due.retain(|(id, _)| !told.contains(id));
+            due.retain(|(id, _, _)| !told.contains(id));
         }
         if due.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = due.iter().map(|(id, _, _)| id.clone()).collect();
         let known = self.store.known_messages(&ids).await?;
         self.told
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(known.iter().cloned());
         let known: HashSet<String> = known.into_iter().collect();
-        due.retain(|(id, _)| !known.contains(id));
+        due.retain(|(id, _, _)| !known.contains(id));
         if due.is_empty() {
             return Ok(0);
         }
-        // Every vote or score accepted so far must be in Postgres before results are taken.
-        let progress = tally_kit::consumer::progress(&self.js, &self.spec, &self.writer_consumer)
+        // Every vote or score accepted before an ending must be in Postgres before its
+        // results are taken: the writer must pass the stream's end as it was when this step
+        // first asked, and only endings settled by then are told now.
+        let horizon = self
+            .horizons
+            .ask(&self.js, &self.spec, &self.writer_consumer, "closings")
             .await
             .map_err(|e| ClosingError::JetStream(e.to_string()))?;
-        if !progress.caught_up() {
+        if !horizon.progress.caught_up() {
             return Ok(0);
         }
+        due.retain(|(_, _, settled)| *settled <= horizon.fixed_at);
         let mut messages = Vec::with_capacity(due.len());
-        for (id, ending) in &due {
+        for (id, ending, _) in &due {
             messages.push(self.message(ending, now).await?);
             debug_assert_eq!(
                 &messages.last().map(|m| m.id.clone()).unwrap_or_default(),

@@ -61,7 +61,7 @@ pub struct WorkersConfig {
     #[arg(long, env = "TALLY_CLAIM_REMINDER_SECS", default_value_t = 6 * 3600)]
     pub claim_reminder_secs: u64,
     /// The aggregator's Redis-sink consumer: releasing unclaimed places waits until it has
-    /// applied the whole stream.
+    /// applied what the stream held when the release step first asked.
     #[arg(long, env = "TALLY_REDIS_CONSUMER", default_value = tally_schema::consumers::REDIS_SINK)]
     pub views_consumer: String,
     /// Where the ranking job publishes its results for the read API.

@@ -13,6 +13,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
+use tally_kit::consumer::{Horizon, Horizons};
 use tally_kit::publisher::Publisher;
 use tally_schema::event::{RegistrationStatus, StatusChange};
 use tally_schema::ids::{TournamentId, UserId};
@@ -39,6 +40,8 @@ pub enum DrawError {
     JetStream(String),
     #[error("tournament {0} is not a lottery with a closed registration window")]
     NotDue(String),
+    #[error("tournament {0} closed less than the grace ago; retrying")]
+    Settling(String),
     #[error("tournament {0} has no committed seed")]
     NoCommitment(String),
     #[error("consumer {consumer} has applied up to {acked}, the stream holds {last}; retrying")]
@@ -77,6 +80,8 @@ pub struct Drawer {
     /// How long before a claim deadline the winner is reminded (`claim.deadline_approaching`);
     /// zero: never.
     claim_reminder: chrono::Duration,
+    /// What the draws and the release step wait for the sinks to pass.
+    horizons: Horizons,
 }
 
 /// Where a [`Drawer`] reads and writes, and whom it waits for.
@@ -114,6 +119,7 @@ impl Drawer {
             writer_consumer: parts.writer_consumer,
             views_consumer: parts.views_consumer,
             claim_reminder: parts.claim_reminder,
+            horizons: Horizons::default(),
         }
     }
 
@@ -139,22 +145,34 @@ impl Drawer {
             .collect())
     }
 
-    /// Every event accepted before now must be in Postgres before the list is frozen.
-    async fn wait_for_writer(&self) -> Result<(), DrawError> {
-        self.wait_for(&self.writer_consumer).await
+    /// Every event accepted before the close must be in Postgres before the list is frozen:
+    /// once a grace past the close has gone (a registration admitted just before it may still
+    /// be on its way), the writer must pass the stream's end as it was then.
+    async fn wait_for_writer(&self, t: &Tournament) -> Result<(), DrawError> {
+        let now = Utc::now();
+        if let Some(closed) = t.registration_closes_at
+            && now < closed + RELEASE_GRACE
+        {
+            return Err(DrawError::Settling(t.id.to_string()));
+        }
+        let key = format!("draw:{}", t.id);
+        self.wait_for(&self.writer_consumer, &key).await.map(|_| ())
     }
 
-    /// `Ok` once `consumer` has applied every event the stream holds now.
-    async fn wait_for(&self, consumer: &str) -> Result<(), DrawError> {
-        let progress = tally_kit::consumer::progress(&self.js, &self.spec, consumer)
+    /// The horizon of `key` once `consumer` has passed it (see [`Horizons`]): what the
+    /// stream held when `key` was first asked about is applied, however busy it stays.
+    async fn wait_for(&self, consumer: &str, key: &str) -> Result<Horizon, DrawError> {
+        let horizon = self
+            .horizons
+            .ask(&self.js, &self.spec, consumer, key)
             .await
             .map_err(|e| DrawError::JetStream(e.to_string()))?;
-        match progress.caught_up() {
-            true => Ok(()),
+        match horizon.progress.caught_up() {
+            true => Ok(horizon),
             false => Err(DrawError::NotCaughtUp {
                 consumer: consumer.to_owned(),
-                acked: progress.ack_floor,
-                last: progress.last,
+                acked: horizon.progress.ack_floor,
+                last: horizon.progress.last,
             }),
         }
     }
@@ -195,7 +213,7 @@ impl Drawer {
         let definition = definition
             .filter(|t| is_due(t, Utc::now()))
             .ok_or_else(|| DrawError::NotDue(tournament.to_owned()))?;
-        self.wait_for_writer().await?;
+        self.wait_for_writer(&definition).await?;
         // Freeze.
         let registrants = lock.registrants().await?;
         // Draw.
@@ -333,17 +351,20 @@ impl Drawer {
     /// Hands on every freed place (a winner withdrew, or a promotion found its user gone) and
     /// releases every won place whose claim deadline has passed, each to the next user on the
     /// waitlist (with a new deadline). Decides from the status view only once the Redis sink
-    /// has applied the whole stream, so it never acts on a claim it has not seen.
+    /// has passed the stream's end as it was when the step first asked, and only on deadlines
+    /// a grace before then, so it never acts on a claim it has not seen, however busy the
+    /// stream stays.
     #[tracing::instrument(name = "lottery_release", skip(self))]
     pub async fn release_expired(&self, now: DateTime<Utc>) -> Result<usize, DrawError> {
         let drawn = self.store.published_lotteries().await?;
         if drawn.is_empty() {
             return Ok(0);
         }
-        self.wait_for_views().await?;
+        // The views have applied what the stream held when this step first asked; a claim
+        // accepted just before a deadline may still have been on its way then.
+        let horizon = self.wait_for_views().await?;
         let mut conn = self.redis.get_multiplexed_async_connection().await?;
-        // A claim accepted just before the deadline may still be on its way to the views.
-        let cutoff = now - RELEASE_GRACE;
+        let cutoff = horizon.fixed_at.min(now) - RELEASE_GRACE;
         let mut released = 0;
         for t in drawn {
             // Only what is due: the freed places, the earliest expired deadlines and as many
@@ -516,9 +537,10 @@ impl Drawer {
         Ok(promoted)
     }
 
-    /// Waits until the Redis sink has applied (and acknowledged) the whole stream.
-    async fn wait_for_views(&self) -> Result<(), DrawError> {
-        self.wait_for(&self.views_consumer).await
+    /// Waits until the Redis sink has applied (and acknowledged) what the stream held when
+    /// the release step first asked.
+    async fn wait_for_views(&self) -> Result<Horizon, DrawError> {
+        self.wait_for(&self.views_consumer, "release").await
     }
 }
 
