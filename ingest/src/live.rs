@@ -5,7 +5,7 @@
 //! growing a queue.
 
 use crate::catalog::Catalog;
-use crate::views::{ViewError, Views, standings_view};
+use crate::views::{ViewError, Views};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -167,7 +167,11 @@ pub async fn render(
             let teams = views
                 .top(&views.keys().standings(scope), LIVE_STANDINGS, order)
                 .await?;
-            standings_view(scope, teams, tournament.is_some_and(|d| d.is_final()))
+            serde_json::json!(tally_schema::api::StandingsView {
+                tournament: scope.to_owned(),
+                teams,
+                is_final: tournament.is_some_and(|d| d.is_final()),
+            })
         }
         LiveView::Match => {
             let (t, m) = scope.split_once(USER_SEPARATOR).unwrap_or((scope, ""));

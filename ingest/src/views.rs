@@ -199,12 +199,6 @@ impl Views {
     }
 }
 
-/// Standings (a top N or the window around a team), in the same two places; `final` once
-/// every listed match is final (the standings take no more scores).
-pub fn standings_view(tournament: &str, teams: Vec<Ranked>, is_final: bool) -> serde_json::Value {
-    serde_json::json!({ "tournament": tournament, "teams": teams, "final": is_final })
-}
-
 /// The first `limit` of a ranking (each entry `(id, score)`, best first).
 pub fn top_of(ranking: &[(String, f64)], limit: usize) -> Vec<Ranked> {
     Ranked::list(ranking.iter().take(limit).cloned().collect(), 0)

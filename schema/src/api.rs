@@ -801,6 +801,18 @@ impl Ranked {
     }
 }
 
+/// A tournament's standings (a top N or the window around a team), as the read API answers
+/// them and live updates carry them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StandingsView {
+    pub tournament: String,
+    pub teams: Vec<Ranked>,
+    /// Every listed match is final: the standings take no more scores.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
 /// `GET /v1/tournaments/{t}/matches/{m}` (and its live stream): the match's status and its
 /// teams' scores in it, ranked in the tournament's order.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

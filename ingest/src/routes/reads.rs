@@ -12,7 +12,7 @@ use crate::extract::{Path, malformed_query, scope};
 use crate::fallback::Source;
 use crate::server::AppState;
 use crate::store;
-use crate::views::{around_in, standings_view, top_of};
+use crate::views::{around_in, top_of};
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
@@ -309,7 +309,12 @@ async fn standings(
             around.as_ref().map_or("", |t| t.as_str())
         ),
     })?;
-    Ok(Json(source.mark(standings_view(t, teams, is_final))))
+    let view = tally_schema::api::StandingsView {
+        tournament: t.to_owned(),
+        teams,
+        is_final,
+    };
+    Ok(Json(source.mark(json!(view))))
 }
 
 /// Registrations per priority group and in total.
