@@ -222,8 +222,13 @@ impl Message {
 
     /// `tournament.final` with the final standings, once.
     pub fn tournament_final(data: TournamentFinalData, at: DateTime<Utc>) -> Self {
-        let source = [data.tournament.to_string()];
-        Self::new(EventType::TournamentFinal, &[source[0].as_str()], at, &data)
+        let tournament = data.tournament.to_string();
+        Self::new(
+            EventType::TournamentFinal,
+            &[tournament.as_str()],
+            at,
+            &data,
+        )
     }
 
     pub fn tournament_final_id(tournament: &str) -> String {

@@ -1003,9 +1003,17 @@ pub async fn wait_for_event(
     }
 }
 
-/// Votes posted one after another (a new voter each, a few ms apart) to `url` until the
-/// handle is aborted: a stream that never goes idle, for steps that must not wait for one.
-pub fn steady_votes(url: String) -> tokio::task::JoinHandle<()> {
+/// A poll `noise` and votes for it posted one after another (a new voter each, a few ms apart)
+/// until the handle is aborted: a stream that never goes idle, for steps that must not wait
+/// for one.
+pub async fn steady_votes(admin: &AdminClient, ingest: &Ingest) -> tokio::task::JoinHandle<()> {
+    admin
+        .create(
+            "polls",
+            serde_json::json!({"id": "noise", "options": ["a", "b"]}),
+        )
+        .await;
+    let url = ingest.url("/v1/polls/noise/votes");
     tokio::spawn(async move {
         let http = reqwest::Client::new();
         for i in 0u64.. {

@@ -260,10 +260,7 @@ async fn a_closed_poll_and_a_finished_tournament_tell_their_final_results_once()
     let http = reqwest::Client::new();
     // Votes on another poll keep coming all along: the endings must not wait for an idle
     // stream.
-    admin
-        .create("polls", json!({"id": "noise", "options": ["a", "b"]}))
-        .await;
-    let traffic = tally_tests::steady_votes(ingest.url("/v1/polls/noise/votes"));
+    let traffic = tally_tests::steady_votes(&admin, ingest).await;
     // bob's voter changes their mind: single choice, the later vote replaces the earlier.
     for (voter, option) in [("v1", "ann"), ("v2", "bob"), ("v3", "ann"), ("v2", "ann")] {
         let url = ingest.url("/v1/polls/mvp/votes");

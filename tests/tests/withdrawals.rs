@@ -107,12 +107,9 @@ async fn a_withdrawn_winners_place_goes_to_the_next_on_the_waitlist_who_is_told(
         )
         .await;
     let http = reqwest::Client::new();
-    // Votes keep coming all along: the draw, the hand-ons and the endings must not wait for
-    // an idle stream.
-    admin
-        .create("polls", json!({"id": "noise", "options": ["a", "b"]}))
-        .await;
-    let traffic = tally_tests::steady_votes(ingest.url("/v1/polls/noise/votes"));
+    // Votes on another poll keep coming all along: the draw and the hand-ons must not wait
+    // for an idle stream.
+    let traffic = tally_tests::steady_votes(&admin, ingest).await;
     for u in 1..=7 {
         let body = json!({"user": format!("u{u}"), "email": format!("u{u}@example.org"),
                           "time_zone": "Europe/Paris"});

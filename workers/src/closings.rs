@@ -120,11 +120,12 @@ impl Closer {
         due.retain(|(_, _, settled)| *settled <= horizon.fixed_at);
         let mut messages = Vec::with_capacity(due.len());
         for (id, ending, _) in &due {
-            messages.push(self.message(ending, now).await?);
+            let message = self.message(ending, now).await?;
             debug_assert_eq!(
-                &messages.last().map(|m| m.id.clone()).unwrap_or_default(),
-                id
+                &message.id, id,
+                "looked up under the id it is recorded with"
             );
+            messages.push(message);
         }
         self.store.record_messages(&messages).await?;
         let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());

@@ -77,16 +77,10 @@ impl PgStore {
             sqlx::query_as(include_str!("../../queries/first_come_withdrawals.sql"))
                 .fetch_all(self.pool())
                 .await?;
-        let latest: std::collections::HashMap<String, i64> =
-            rows.iter().map(|(id, _, seq)| (id.clone(), *seq)).collect();
+        let latest: Vec<i64> = rows.iter().map(|(_, _, seq)| *seq).collect();
         let found = tournaments(rows.into_iter().map(|(id, d, _)| (id, d)).collect())?;
-        Ok(found
-            .into_iter()
-            .map(|t| {
-                let seq = latest.get(t.id.as_str()).copied().unwrap_or_default();
-                (t, seq)
-            })
-            .collect())
+        // Decoded in the rows' order.
+        Ok(found.into_iter().zip(latest).collect())
     }
 
     /// A first-come tournament's registrants who moved up into one of its `capacity` places
